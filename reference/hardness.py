@@ -1,0 +1,55 @@
+"""Hardness weighting of query_to_doc negatives (clauses HARD-2 .. HARD-6).
+
+With strength ``alpha`` the selected query_to_doc logits become ``scale * s + alpha * stopgrad(s)``:
+the penalty is *not* multiplied by ``scale`` (HARD-2) and carries no gradient (HARD-5). Selection
+(HARD-3), for candidate ``(k, j)`` of query ``g``:
+
+* ``in_batch_negatives``: ``j != g`` (other queries' documents, every column);
+* ``hard_negatives``: ``j == g`` and ``k >= 1`` (the query's own hard negatives);
+* ``all_negatives``: every ``(k, j)`` except the positive ``(0, g)``.
+
+The positive never carries a penalty (HARD-4).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+
+from .config import Config
+
+__all__ = ["hardness_multiplier", "hardness_selection"]
+
+
+def hardness_selection(xp: Any, rows: Any, doc_query_index: Any, k: int, mode: str) -> Any:
+    """Boolean ``(rows, K*N)`` mask of the query_to_doc entries that carry a penalty (HARD-3).
+
+    ``rows`` is the ``(c, 1)`` column of query indices, ``doc_query_index`` the ``(1, K*N)`` row of
+    each flattened candidate's query index ``j``.
+    """
+    own = rows == doc_query_index
+    if mode == "in_batch_negatives":
+        return ~own
+    n = int(doc_query_index.shape[1]) // k
+    column = xp.reshape(xp.arange(k * n, device=array_api_compat.device(rows)), (1, k * n))
+    if mode == "hard_negatives":
+        return own & (column >= n)
+    # all_negatives: everything but the positive (0, g), whose flattened index is g itself.
+    return ~(own & (column < n))
+
+
+def hardness_multiplier(xp: Any, rows: Any, doc_query_index: Any, k: int, config: Config) -> Any:
+    """``scale + alpha`` on selected entries and ``scale`` elsewhere, so ``logits = s * multiplier``.
+
+    Only the *value* uses ``scale + alpha``; the gradient with respect to ``s`` uses ``scale`` alone
+    (HARD-5), which :mod:`.loss` applies.
+    """
+    assert config.hardness_mode is not None
+    selected = hardness_selection(xp, rows, doc_query_index, k, config.hardness_mode)
+    device = array_api_compat.device(rows)
+    return xp.where(
+        selected,
+        xp.asarray(config.scale + config.hardness_strength, dtype=xp.float64, device=device),
+        xp.asarray(config.scale, dtype=xp.float64, device=device),
+    )

@@ -1,0 +1,116 @@
+"""The loss and its closed-form gradients (clauses LOSS-1, LOSS-2, GRAD-1, GRAD-2, SCALE-2).
+
+For every chunk of query rows: build the logit blocks (:mod:`.rows`), take their softmax
+(:mod:`.partition`), subtract the one-hot of the positive, and chain ``dL/dlogits`` through the
+similarity by matrix products: a block ``Z = scale * A B^T`` sends ``scale * G B`` to its row
+vectors ``A`` and ``scale * G^T A`` to its column vectors ``B``. Gradients with respect to the
+unit rows ``u`` are finally pulled back through the normalisation (:mod:`.similarity`). No
+autodiff is involved; peak memory is ``O(chunk x candidates)`` (plus the ``O(K N D)`` gradients).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .config import Config
+from .layout import as_batch
+from .partition import partition
+from .rows import row_blocks
+from .similarity import pullback, unit_rows
+
+__all__ = ["CHUNK_ELEMENTS", "Result", "loss", "loss_and_grad"]
+
+#: Target number of logits per block of a chunk; the chunk holds ``CHUNK_ELEMENTS // candidates`` rows.
+CHUNK_ELEMENTS = 1 << 21
+
+
+@dataclass(frozen=True)
+class Result:
+    """The loss and its gradients, arrays in the input's namespace, float64.
+
+    ``loss`` is L (LOSS-1); ``per_query_loss`` the ``l_g`` (N,) (LOSS-2); ``grad_queries`` (N, D),
+    ``grad_docs`` (K, N, D) and ``grad_scale`` are dL/d(queries), dL/d(docs), dL/d(scale) (GRAD-1, SCALE-2).
+    """
+
+    loss: float
+    per_query_loss: Any
+    grad_queries: Any
+    grad_docs: Any
+    grad_scale: float
+
+
+def _candidates(config: Config, n: int, k: int) -> int:
+    widths = {"query_to_doc": k * n, "query_to_query": n, "doc_to_query": n, "doc_to_doc": k * n}
+    return sum(widths[d] for d in config.directions)
+
+
+def _chunk_rows(config: Config, n: int, k: int, chunk_size: int | None) -> int:
+    if chunk_size is None:
+        chunk_size = max(1, CHUNK_ELEMENTS // _candidates(config, n, k))
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    return min(chunk_size, n)
+
+
+def loss_and_grad(queries: Any, docs: Any, config: Config, *, chunk_size: int | None = None) -> Result:
+    """L, the per-query losses and every gradient, exactly, for ``queries`` (N, D) and ``docs`` (K, N, D).
+
+    ``chunk_size`` (rows per chunk) only changes memory use, never the result beyond rounding.
+    """
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be an infonce_spec.reference.Config, got {type(config).__name__}")
+    batch = as_batch(queries, docs)
+    xp, n, k, d = batch.xp, batch.n, batch.k, batch.d
+    sim = config.similarity
+    q = batch.queries
+    doc_rows = xp.reshape(batch.docs, (k * n, d))
+    u_q = unit_rows(xp, q, sim)
+    u_d = unit_rows(xp, doc_rows, sim)
+    grad_u_q = xp.zeros_like(u_q)
+    grad_u_d = xp.zeros_like(u_d)
+    scale = config.scale
+
+    # The positive logit p_g = scale * s(q_g, d[0, g]) (QD-2) and its one-hot term of dL/dlogits.
+    s_pos = xp.sum(u_q * u_d[:n, :], axis=1)
+    grad_u_q -= (scale / n) * u_d[:n, :]
+    grad_u_d[:n, :] -= (scale / n) * u_q
+    grad_scale = -float(xp.sum(s_pos)) / n
+
+    log_z_parts = []
+    step = _chunk_rows(config, n, k, chunk_size)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        blocks = row_blocks(xp, u_q, u_d, start, stop, config)
+        log_z, grads = partition(xp, blocks, config.partition_mode, n)
+        log_z_parts.append(log_z)
+        sides = {"q": u_q, "d0": u_d[:n, :], "d": u_d}
+        for block, grad in zip(blocks, grads):
+            # HARD-5: the hardness penalty is stop-gradient, so dL/ds = scale * dL/dlogits everywhere.
+            grad_scale += float(xp.sum(grad * block.similarity))
+            g_rows = grad @ sides[block.col_side]
+            g_cols = grad.T @ (u_q[start:stop, :] if block.row_side == "q" else u_d[start:stop, :])
+            if block.row_side == "q":
+                grad_u_q[start:stop, :] += scale * g_rows
+            else:
+                grad_u_d[start:stop, :] += scale * g_rows
+            if block.col_side == "q":
+                grad_u_q += scale * g_cols
+            else:
+                grad_u_d += scale * g_cols
+
+    per_query = xp.concat(log_z_parts) - scale * s_pos
+    grad_q = pullback(xp, q, u_q, grad_u_q, sim)
+    grad_d = pullback(xp, doc_rows, u_d, grad_u_d, sim)
+    return Result(
+        loss=float(xp.mean(per_query)),
+        per_query_loss=per_query,
+        grad_queries=grad_q,
+        grad_docs=xp.reshape(grad_d, (k, n, d)),
+        grad_scale=grad_scale,
+    )
+
+
+def loss(queries: Any, docs: Any, config: Config) -> float:
+    """L (LOSS-1) for ``queries`` (N, D) and ``docs`` (K, N, D)."""
+    return loss_and_grad(queries, docs, config).loss

@@ -1,0 +1,87 @@
+"""The logit rows of a chunk of queries, with their masks (clauses QD-1, QQ-1, DQ-1, DD-1, MASK-*).
+
+For query ``g`` every selected direction contributes one row of logits ``scale * s(a, b) (+ h)``:
+
+=============== ======================= ============================== =====================
+direction       row vector              candidates                     masked (excluded)
+=============== ======================= ============================== =====================
+query_to_doc    ``q_g``                 ``d[k, j]`` for all ``k, j``    none (QD-1)
+query_to_query  ``q_g``                 ``q_j``                         ``j == g`` (MASK-QQ-1)
+doc_to_query    ``d[0, g]``             ``q_j``                         none, ``j == g`` kept (DQ-1)
+doc_to_doc      ``d[0, g]``             ``d[k, j]`` for all ``k, j``    ``j == g``, every ``k`` (MASK-DD-1/2)
+=============== ======================= ============================== =====================
+
+Hard negatives (``k >= 1``) are candidates only, never rows (ROW-1). A chunk holds the rows of
+queries ``start .. stop-1``; its blocks are ``(stop - start) x candidates``, never ``N x K*N``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import array_api_compat
+
+from .config import Config
+from .hardness import hardness_multiplier
+
+__all__ = ["RowBlock", "row_blocks"]
+
+
+@dataclass
+class RowBlock:
+    """One direction's logits for a chunk of queries.
+
+    ``row_side`` / ``col_side`` name the vectors the rows and columns are made of
+    (``"q"`` queries, ``"d0"`` positives, ``"d"`` all documents flattened as ``k * N + j``).
+    ``similarity`` is ``s`` (unscaled, no hardness); ``logits`` is ``scale * s + h`` with
+    ``-inf`` at masked entries.
+    """
+
+    direction: str
+    row_side: str
+    col_side: str
+    similarity: Any
+    logits: Any
+
+
+def _column_query_index(xp: Any, n: int, k: int, device: Any) -> Any:
+    """For each flattened document column ``k * N + j`` its query index ``j`` (LAYOUT-3)."""
+    return xp.reshape(xp.arange(k * n, device=device) % n, (1, k * n))
+
+
+def row_blocks(xp: Any, u_q: Any, u_d: Any, start: int, stop: int, config: Config) -> list[RowBlock]:
+    """The selected directions' logit blocks for queries ``start .. stop-1`` (canonical order)."""
+    n = int(u_q.shape[0])
+    k = int(u_d.shape[0]) // n
+    device = array_api_compat.device(u_q)
+    rows = xp.reshape(xp.arange(start, stop, device=device), (stop - start, 1))
+    u_rows_q = u_q[start:stop, :]
+    u_rows_d0 = u_d[start:stop, :]
+    scale = config.scale
+    neg_inf = xp.asarray(-float("inf"), dtype=u_q.dtype, device=device)
+    blocks: list[RowBlock] = []
+    doc_query_index = None
+    if "query_to_doc" in config.directions:  # always (DIR-1)
+        s = u_rows_q @ u_d.T
+        if config.hardness_active:
+            doc_query_index = _column_query_index(xp, n, k, device)
+            factor = hardness_multiplier(xp, rows, doc_query_index, k, config)
+            logits = s * factor
+        else:
+            logits = s * scale
+        blocks.append(RowBlock("query_to_doc", "q", "d", s, logits))
+    if "query_to_query" in config.directions:
+        s = u_rows_q @ u_q.T
+        own = rows == xp.reshape(xp.arange(n, device=device), (1, n))
+        blocks.append(RowBlock("query_to_query", "q", "q", s, xp.where(own, neg_inf, s * scale)))
+    if "doc_to_query" in config.directions:
+        s = u_rows_d0 @ u_q.T
+        blocks.append(RowBlock("doc_to_query", "d0", "q", s, s * scale))
+    if "doc_to_doc" in config.directions:
+        s = u_rows_d0 @ u_d.T
+        if doc_query_index is None:
+            doc_query_index = _column_query_index(xp, n, k, device)
+        own = rows == doc_query_index
+        blocks.append(RowBlock("doc_to_doc", "d0", "d", s, xp.where(own, neg_inf, s * scale)))
+    return blocks
