@@ -85,7 +85,7 @@ def loss_and_grad(queries: Any, docs: Any, config: Config, *, chunk_size: int | 
         log_z, grads = partition(xp, blocks, config.partition_mode, n)
         log_z_parts.append(log_z)
         sides = {"q": u_q, "d0": u_d[:n, :], "d": u_d}
-        for block, grad in zip(blocks, grads):
+        for block, grad in zip(blocks, grads, strict=True):
             # HARD-5: the hardness penalty is stop-gradient, so dL/ds = scale * dL/dlogits everywhere.
             grad_scale += float(xp.sum(grad * block.similarity))
             g_rows = grad @ sides[block.col_side]
