@@ -71,8 +71,8 @@ def as_batch(queries: object, docs: object) -> Batch:
             "LAYOUT-2",
             f"docs must have shape (K, N, D) = (K, {q_shape[0]}, {q_shape[1]}) to match queries, got {d_shape}",
         )
-    q64 = xp.astype(queries, xp.float64)
-    d64 = xp.astype(docs, xp.float64)
+    q64 = xp.astype(queries, xp.float64, copy=False)
+    d64 = xp.astype(docs, xp.float64, copy=False)
     for name, value in (("queries", q64), ("docs", d64)):
         if not bool(xp.all(xp.isfinite(value))):
             raise SpecViolation("LAYOUT-4", f"{name} must hold finite values only (found inf or nan)")

@@ -77,6 +77,7 @@ def loss_and_grad(queries: Any, docs: Any, config: Config, *, chunk_size: int | 
     grad_u_d[:n, :] -= (scale / n) * u_q
     grad_scale = -float(xp.sum(s_pos)) / n
 
+    sides = {"q": u_q, "d0": u_d[:n, :], "d": u_d}
     log_z_parts = []
     step = _chunk_rows(config, n, k, chunk_size)
     for start in range(0, n, step):
@@ -84,12 +85,13 @@ def loss_and_grad(queries: Any, docs: Any, config: Config, *, chunk_size: int | 
         blocks = row_blocks(xp, u_q, u_d, start, stop, config)
         log_z, grads = partition(xp, blocks, config.partition_mode, n)
         log_z_parts.append(log_z)
-        sides = {"q": u_q, "d0": u_d[:n, :], "d": u_d}
         for block, grad in zip(blocks, grads, strict=True):
-            # HARD-5: the hardness penalty is stop-gradient, so dL/ds = scale * dL/dlogits everywhere.
-            grad_scale += float(xp.sum(grad * block.similarity))
+            row_vectors = u_q[start:stop, :] if block.row_side == "q" else u_d[start:stop, :]
             g_rows = grad @ sides[block.col_side]
-            g_cols = grad.T @ (u_q[start:stop, :] if block.row_side == "q" else u_d[start:stop, :])
+            g_cols = grad.T @ row_vectors
+            # SCALE-2: dL/dscale = sum G * s = sum_rows a_r . (G b)_r; HARD-5: h adds nothing here
+            # and dL/ds = scale * G everywhere, since the penalty is stop-gradient.
+            grad_scale += float(xp.sum(g_rows * row_vectors))
             if block.row_side == "q":
                 grad_u_q[start:stop, :] += scale * g_rows
             else:

@@ -31,17 +31,25 @@ def _softmax_group(xp: Any, logits: list[Any], weight: float) -> tuple[Any, list
     """``logsumexp`` over the concatenation of ``logits`` (shifted by the row max, NUM-1) and
     ``weight * softmax`` split back into the blocks."""
     m = _row_max(xp, logits)
-    exps = [xp.exp(z - m) for z in logits]
+    exps = []
+    for z in logits:
+        z -= m  # in place: the logits are not needed afterwards
+        exps.append(xp.exp(z))
     z_sum = xp.sum(exps[0], axis=1, keepdims=True)
     for e in exps[1:]:
         z_sum = z_sum + xp.sum(e, axis=1, keepdims=True)
     lse = m + xp.log(z_sum)
     factor = weight / z_sum
-    return xp.reshape(lse, (-1,)), [e * factor for e in exps]
+    for e in exps:
+        e *= factor
+    return xp.reshape(lse, (-1,)), exps
 
 
 def partition(xp: Any, blocks: list[RowBlock], partition_mode: str, n: int) -> tuple[Any, list[Any]]:
-    """The log-partition term of each query in the chunk and ``dL/dlogits`` per block (no positive term)."""
+    """The log-partition term of each query in the chunk and ``dL/dlogits`` per block (no positive term).
+
+    The blocks' logits are consumed (overwritten in place).
+    """
     if partition_mode == "joint":
         return _softmax_group(xp, [b.logits for b in blocks], 1.0 / n)
     weight = 1.0 / (n * len(blocks))

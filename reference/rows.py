@@ -34,14 +34,12 @@ class RowBlock:
 
     ``row_side`` / ``col_side`` name the vectors the rows and columns are made of
     (``"q"`` queries, ``"d0"`` positives, ``"d"`` all documents flattened as ``k * N + j``).
-    ``similarity`` is ``s`` (unscaled, no hardness); ``logits`` is ``scale * s + h`` with
-    ``-inf`` at masked entries.
+    ``logits`` is ``scale * s + h`` with ``-inf`` at masked entries.
     """
 
     direction: str
     row_side: str
     col_side: str
-    similarity: Any
     logits: Any
 
 
@@ -50,38 +48,48 @@ def _column_query_index(xp: Any, n: int, k: int, device: Any) -> Any:
     return xp.reshape(xp.arange(k * n, device=device) % n, (1, k * n))
 
 
+def _mask_own(xp: Any, logits: Any, start: int, n: int, k: int) -> Any:
+    """Set the entries ``(g, k' * N + g)`` of a chunk of rows ``start ..`` to ``-inf``, for every ``k' < k``.
+
+    In the row-major flattened block the entry of row ``r`` (query ``start + r``) and column
+    ``k' N + start + r`` sits at ``start + k' N + r (k N + 1)``: one strided slice per column
+    block, so no ``(rows x candidates)`` boolean mask is built (MASK-QQ-1, MASK-DD-1, MASK-DD-2).
+    """
+    rows, width = (int(s) for s in logits.shape)
+    flat = xp.reshape(logits, (rows * width,))
+    for block in range(k):
+        first = start + block * n
+        flat[first : first + rows * (width + 1) : width + 1] = -float("inf")
+    return xp.reshape(flat, (rows, width))
+
+
 def row_blocks(xp: Any, u_q: Any, u_d: Any, start: int, stop: int, config: Config) -> list[RowBlock]:
     """The selected directions' logit blocks for queries ``start .. stop-1`` (canonical order)."""
     n = int(u_q.shape[0])
     k = int(u_d.shape[0]) // n
     device = array_api_compat.device(u_q)
-    rows = xp.reshape(xp.arange(start, stop, device=device), (stop - start, 1))
     u_rows_q = u_q[start:stop, :]
     u_rows_d0 = u_d[start:stop, :]
     scale = config.scale
-    neg_inf = xp.asarray(-float("inf"), dtype=u_q.dtype, device=device)
     blocks: list[RowBlock] = []
-    doc_query_index = None
-    if "query_to_doc" in config.directions:  # always (DIR-1)
-        s = u_rows_q @ u_d.T
-        if config.hardness_active:
-            doc_query_index = _column_query_index(xp, n, k, device)
-            factor = hardness_multiplier(xp, rows, doc_query_index, k, config)
-            logits = s * factor
-        else:
-            logits = s * scale
-        blocks.append(RowBlock("query_to_doc", "q", "d", s, logits))
+    # query_to_doc is always selected (DIR-1).
+    logits = u_rows_q @ u_d.T
+    if config.hardness_active:
+        rows = xp.reshape(xp.arange(start, stop, device=device), (stop - start, 1))
+        logits *= hardness_multiplier(xp, rows, _column_query_index(xp, n, k, device), k, config)
+    else:
+        logits *= scale
+    blocks.append(RowBlock("query_to_doc", "q", "d", logits))
     if "query_to_query" in config.directions:
-        s = u_rows_q @ u_q.T
-        own = rows == xp.reshape(xp.arange(n, device=device), (1, n))
-        blocks.append(RowBlock("query_to_query", "q", "q", s, xp.where(own, neg_inf, s * scale)))
+        logits = u_rows_q @ u_q.T
+        logits *= scale
+        blocks.append(RowBlock("query_to_query", "q", "q", _mask_own(xp, logits, start, n, 1)))
     if "doc_to_query" in config.directions:
-        s = u_rows_d0 @ u_q.T
-        blocks.append(RowBlock("doc_to_query", "d0", "q", s, s * scale))
+        logits = u_rows_d0 @ u_q.T
+        logits *= scale
+        blocks.append(RowBlock("doc_to_query", "d0", "q", logits))
     if "doc_to_doc" in config.directions:
-        s = u_rows_d0 @ u_d.T
-        if doc_query_index is None:
-            doc_query_index = _column_query_index(xp, n, k, device)
-        own = rows == doc_query_index
-        blocks.append(RowBlock("doc_to_doc", "d0", "d", s, xp.where(own, neg_inf, s * scale)))
+        logits = u_rows_d0 @ u_d.T
+        logits *= scale
+        blocks.append(RowBlock("doc_to_doc", "d0", "d", _mask_own(xp, logits, start, n, k)))
     return blocks

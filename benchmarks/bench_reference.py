@@ -1,0 +1,120 @@
+"""Benchmark of the reference's loss_and_grad (issue: spec v1 and the exact reference, section 5).
+
+One run measures, on the same inputs and in fresh subprocesses (so each peak RSS is its own):
+
+* ``reference``: :func:`infonce_spec.reference.loss_and_grad` (float64, chunked rows);
+* ``floor``: the matmul floor — the same similarity products and their backward products
+  (``S = A B^T``, ``G B``, ``G^T A`` per direction block) in numpy float64, nothing else;
+* ``st-autograd``: torch float64 autograd of sentence-transformers' MultipleNegativesRankingLoss
+  (``compute_loss_from_embeddings`` + ``backward``) — skipped when it is not installed.
+
+and prints the times, the ratios against the floor and the peak RSS of each. Targets (B=1024,
+K=8, D=256, all four directions, joint): reference <= 1.5x floor, >= 2.5x faster than st-autograd.
+``--large`` adds N=16384, K=8, D=256 for the reference alone (target: peak RSS <= 4 GB; the
+direct approach would hold N x K*N float64 logits, 17 GB per matrix).
+
+    python benchmarks/bench_reference.py [--repeats 5] [--large]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
+
+_CHILD = r"""
+import json, resource, sys, time, warnings
+import numpy as np
+warnings.filterwarnings("ignore")
+kind, n, k, d, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+rng = np.random.default_rng(0)
+q = rng.normal(size=(n, d)); docs = rng.normal(size=(k, n, d))
+DIRS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
+if kind == "reference":
+    from infonce_spec.reference import Config, loss_and_grad
+    cfg = Config(directions=DIRS, partition_mode="joint", scale=20.0, similarity="cos")
+    run = lambda: loss_and_grad(q, docs, cfg)
+elif kind == "floor":
+    def run():
+        uq = q / np.linalg.norm(q, axis=1, keepdims=True)
+        ud = docs.reshape(k * n, d)
+        ud = ud / np.linalg.norm(ud, axis=1, keepdims=True)
+        gq = np.zeros_like(uq); gd = np.zeros_like(ud)
+        step = max(1, (1 << 21) // (2 * k * n + 2 * n))
+        for s in range(0, n, step):
+            e = min(s + step, n)
+            for a, b, ga, gb in ((uq, ud, gq, gd), (uq, uq, gq, gq), (ud, uq, gd, gq), (ud, ud, gd, gd)):
+                sim = a[s:e] @ b.T
+                ga[s:e] += sim @ b
+                gb += sim.T @ a[s:e]
+        return gq, gd
+else:
+    import torch
+    from sentence_transformers.sentence_transformer.losses.multiple_negatives_ranking import MultipleNegativesRankingLoss
+    loss_fn = MultipleNegativesRankingLoss(torch.nn.Identity(), scale=20.0, directions=DIRS, partition_mode="joint")
+    tq = torch.tensor(q); td = torch.tensor(docs)
+    def run():
+        a = tq.clone().requires_grad_(True); b = td.clone().requires_grad_(True)
+        loss = loss_fn.compute_loss_from_embeddings([a, *b.unbind(0)], None)
+        loss.backward()
+        return a.grad, b.grad
+run()
+times = []
+for _ in range(repeats):
+    t = time.perf_counter(); run(); times.append(time.perf_counter() - t)
+print(json.dumps({"kind": kind, "best_s": min(times), "median_s": sorted(times)[len(times) // 2],
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def measure(kind: str, n: int, k: int, d: int, repeats: int) -> dict | None:
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, kind, str(n), str(k), str(d), str(repeats)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
+        print(f"  {kind}: failed ({tail[0]})", file=sys.stderr)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=1024)
+    parser.add_argument("--large", action="store_true", help="also run N=16384 (minutes; peak RSS check)")
+    args = parser.parse_args()
+    n, k, d = args.batch, 8, 256
+    print(f"loss_and_grad, N={n} K={k} D={d}, directions=all four, joint, cos; best of {args.repeats}")
+    rows = {kind: measure(kind, n, k, d, args.repeats) for kind in ("floor", "reference", "st-autograd")}
+    floor = rows["floor"]
+    print(f"{'variant':<12} {'best s':>9} {'median s':>9} {'vs floor':>9} {'peak RSS MB':>12}")
+    for kind, row in rows.items():
+        if row is None:
+            continue
+        ratio = row["best_s"] / floor["best_s"] if floor else float("nan")
+        print(f"{kind:<12} {row['best_s']:9.3f} {row['median_s']:9.3f} {ratio:9.2f} {row['peak_rss_mb']:12.0f}")
+    ref, st = rows["reference"], rows["st-autograd"]
+    if ref and floor:
+        print(f"reference / floor = {ref['best_s'] / floor['best_s']:.2f} (target <= 1.5)")
+    if ref and st:
+        print(f"st-autograd / reference = {st['best_s'] / ref['best_s']:.2f} (target >= 2.5)")
+    if args.large:
+        big = measure("reference", 16384, k, d, 1)
+        if big:
+            print(
+                f"N=16384 K={k} D={d}: reference {big['best_s']:.1f} s, peak RSS {big['peak_rss_mb']:.0f} MB "
+                f"(target <= 4096 MB; one dense N x K*N float64 matrix would be {16384 * 16384 * k * 8 / 2**30:.0f} GiB)"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
