@@ -72,9 +72,10 @@ def loss_and_grad(queries: Any, docs: Any, config: Config, *, chunk_size: int | 
     scale = config.scale
 
     # The positive logit p_g = scale * s(q_g, d[0, g]) (QD-2) and its one-hot term of dL/dlogits.
+    # The accumulators hold dL/du / scale; the factor is applied once at the end.
     s_pos = xp.sum(u_q * u_d[:n, :], axis=1)
-    grad_u_q -= (scale / n) * u_d[:n, :]
-    grad_u_d[:n, :] -= (scale / n) * u_q
+    grad_u_q -= u_d[:n, :] / n
+    grad_u_d[:n, :] -= u_q / n
     grad_scale = -float(xp.sum(s_pos)) / n
 
     sides = {"q": u_q, "d0": u_d[:n, :], "d": u_d}
@@ -86,20 +87,21 @@ def loss_and_grad(queries: Any, docs: Any, config: Config, *, chunk_size: int | 
         log_z, grads = partition(xp, blocks, config.partition_mode, n)
         log_z_parts.append(log_z)
         for block, grad in zip(blocks, grads, strict=True):
-            row_vectors = u_q[start:stop, :] if block.row_side == "q" else u_d[start:stop, :]
+            row_vectors = sides[block.row_side][start:stop, :]
             g_rows = grad @ sides[block.col_side]
-            g_cols = grad.T @ row_vectors
             # SCALE-2: dL/dscale = sum G * s = sum_rows a_r . (G b)_r; HARD-5: h adds nothing here
             # and dL/ds = scale * G everywhere, since the penalty is stop-gradient.
             grad_scale += float(xp.sum(g_rows * row_vectors))
             if block.row_side == "q":
-                grad_u_q[start:stop, :] += scale * g_rows
+                grad_u_q[start:stop, :] += g_rows
             else:
-                grad_u_d[start:stop, :] += scale * g_rows
+                grad_u_d[start:stop, :] += g_rows
             if block.col_side == "q":
-                grad_u_q += scale * g_cols
+                grad_u_q += grad.T @ row_vectors
             else:
-                grad_u_d += scale * g_cols
+                grad_u_d += grad.T @ row_vectors
+    grad_u_q *= scale
+    grad_u_d *= scale
 
     per_query = xp.concat(log_z_parts) - scale * s_pos
     grad_q = pullback(xp, q, u_q, grad_u_q, sim)
