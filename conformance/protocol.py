@@ -1,0 +1,358 @@
+"""The adapter protocol: how any implementation plugs into the conformance suite.
+
+An *adapter* is a small object, named ``package.module:attribute`` (so that spawned data-parallel
+workers can import it), that runs **its own** implementation in its own framework and dtype. The
+suite hands it float64 NumPy inputs (already rounded to the adapter's dtype, so the reference sees
+exactly what the implementation sees) and a reference :class:`~infonce_spec.reference.Config`; the
+adapter hands back NumPy results (any floating dtype; the suite converts to float64).
+
+Three levels, each optional beyond the first, each declared in :class:`Capabilities`:
+
+1. **embeddings** -- :meth:`ConformanceAdapter.embeddings`: loss and gradients with respect to the
+   query and document embeddings (and, if claimed, ``scale``).
+2. **encoder** -- :meth:`ConformanceAdapter.encoder`: a bias-free linear encoder
+   ``embeddings = x @ weight.T`` (weight ``(D, F)``, the ``torch.nn.Linear(F, D, bias=False)``
+   convention) whose weight gradient the reference knows in closed form. This is how cached
+   (GradCache) implementations are checked end to end (CACHE-1 .. CACHE-4): the case carries the
+   mini-batch size, an upstream gradient multiplier per step and possibly several steps whose
+   forwards all run before their backwards (re-entrancy). :meth:`ConformanceAdapter.dropout_encoder`
+   adds dropout in front of the linear layer for the metamorphic RNG-replay check (CACHE-3).
+3. **data parallel** -- :meth:`ConformanceAdapter.rank_embeddings` / :meth:`ConformanceAdapter.rank_encoder`:
+   called inside a worker process where the suite has already initialised the default
+   ``torch.distributed`` process group (gloo on CPU, or whatever ``torchrun`` set up); the adapter
+   only computes with its all-gather enabled, for its own rank's local slice.
+
+A minimal adapter (the whole thing)::
+
+    import numpy as np, torch
+    from infonce_spec.conformance import Capabilities, LossGrads
+
+    class MyAdapter:
+        capabilities = Capabilities(name="mylib", dtype="float32", grad_scale=True)
+
+        def embeddings(self, case):
+            q = torch.tensor(case.queries, dtype=torch.float32, requires_grad=True)
+            d = torch.tensor(case.docs, dtype=torch.float32, requires_grad=True)
+            s = torch.tensor(case.config.scale, dtype=torch.float32, requires_grad=True)
+            loss = mylib.infonce(q, d, **{**case.loss_kwargs(), "scale": s})
+            loss.backward()
+            return LossGrads(loss.item(), q.grad.numpy(), d.grad.numpy(), s.grad.item())
+
+    adapter = MyAdapter()      # run it: infonce-conformance run --adapter mymodule:adapter
+
+Whatever an adapter does not claim is skipped and reported as ``not claimed`` -- never as a pass.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from infonce_spec.reference import DIRECTIONS, HARDNESS_MODES, PARTITION_MODES, SIMILARITIES, Config
+
+__all__ = [
+    "DTYPES",
+    "Capabilities",
+    "ConformanceAdapter",
+    "DropoutCase",
+    "EmbeddingCase",
+    "EncoderCase",
+    "EncoderGrads",
+    "EncoderStep",
+    "LoadedAdapter",
+    "LossGrads",
+    "RankCase",
+    "RankEncoderCase",
+    "load_adapter",
+]
+
+#: The dtypes the tolerance model knows (:mod:`infonce_spec.conformance.tolerances`).
+DTYPES: tuple[str, ...] = ("float64", "float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an adapter claims. Every property the suite has checks a claim; unclaimed ones are skipped
+    and reported as ``not claimed`` (with the missing capability named).
+
+    * ``directions`` -- the directions the implementation supports; a config is claimed when all of
+      its directions are in this set (``query_to_doc`` is always required, DIR-1).
+    * ``partition_modes``, ``similarities`` -- subsets of the spec's names.
+    * ``hardness_modes`` -- supported hardness modes besides ``None`` (which is always supported).
+    * ``max_k`` -- the largest number of document columns ``K`` (``None``: no limit; ``1``: no hard negatives).
+    * ``dtype`` -- the precision the implementation computes in (``float64``, ``float32``,
+      ``bfloat16``, ``float16``); picks the tolerance model and the rounding of the inputs.
+    * ``grad_scale`` -- :meth:`ConformanceAdapter.embeddings` returns dL/d(scale) (SCALE-2).
+    * ``encoder`` -- :meth:`ConformanceAdapter.encoder` is implemented (level 2).
+    * ``cached`` -- the encoder path is a cached (GradCache) implementation honouring
+      ``mini_batch_size`` (CACHE-1 .. CACHE-4). A cached adapter must also run its uncached path
+      when ``mini_batch_size`` is ``None``.
+    * ``dropout`` -- :meth:`ConformanceAdapter.dropout_encoder` is implemented (CACHE-3).
+    * ``data_parallel`` -- :meth:`ConformanceAdapter.rank_embeddings` (and, with ``encoder``,
+      :meth:`ConformanceAdapter.rank_encoder`) are implemented (level 3); ``max_world_size`` caps W.
+    * ``validates_inputs`` -- invalid inputs raise ``ValueError``/``TypeError`` (VAL-1, DP-5).
+    """
+
+    name: str
+    directions: frozenset[str] = frozenset(DIRECTIONS)
+    partition_modes: frozenset[str] = frozenset(PARTITION_MODES)
+    similarities: frozenset[str] = frozenset(SIMILARITIES)
+    hardness_modes: frozenset[str] = frozenset(HARDNESS_MODES)
+    max_k: int | None = None
+    dtype: str = "float64"
+    grad_scale: bool = False
+    encoder: bool = False
+    cached: bool = False
+    dropout: bool = False
+    data_parallel: bool = False
+    max_world_size: int = 4
+    validates_inputs: bool = False
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("directions", DIRECTIONS),
+            ("partition_modes", PARTITION_MODES),
+            ("similarities", SIMILARITIES),
+            ("hardness_modes", HARDNESS_MODES),
+        ):
+            value = frozenset(getattr(self, name))
+            unknown = sorted(value - set(allowed))
+            if unknown:
+                raise ValueError(f"Capabilities.{name}: unknown names {unknown}; valid: {list(allowed)}")
+            object.__setattr__(self, name, value)
+        if "query_to_doc" not in self.directions:
+            raise ValueError("Capabilities.directions must contain 'query_to_doc' (DIR-1)")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"Capabilities.dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
+        if self.max_k is not None and self.max_k < 1:
+            raise ValueError("Capabilities.max_k must be None or >= 1")
+        if self.cached and not self.encoder:
+            raise ValueError(
+                "Capabilities.cached needs encoder=True (caching is checked through the encoder)"
+            )
+        if self.dropout and not self.encoder:
+            raise ValueError("Capabilities.dropout needs encoder=True")
+
+    def claims_config(self, config: Config) -> str | None:
+        """``None`` if ``config`` is claimed, else the reason it is not."""
+        missing = sorted(set(config.directions) - self.directions)
+        if missing:
+            return f"directions {missing}"
+        if config.partition_mode not in self.partition_modes:
+            return f"partition_mode {config.partition_mode!r}"
+        if config.similarity not in self.similarities:
+            return f"similarity {config.similarity!r}"
+        if config.hardness_active and config.hardness_mode not in self.hardness_modes:
+            return f"hardness_mode {config.hardness_mode!r}"
+        return None
+
+    def with_(self, **changes: Any) -> Capabilities:
+        """A copy with ``changes`` applied (e.g. ``caps.with_(dtype="float32")``)."""
+        return replace(self, **changes)
+
+
+def _loss_kwargs(config: Config) -> dict[str, Any]:
+    return {
+        "directions": tuple(config.directions),
+        "partition_mode": config.partition_mode,
+        "scale": config.scale,
+        "similarity": config.similarity,
+        "hardness_mode": config.hardness_mode,
+        "hardness_strength": config.hardness_strength,
+    }
+
+
+@dataclass(frozen=True)
+class EmbeddingCase:
+    """Level 1 input: ``queries`` (N, D) and ``docs`` (K, N, D) float64 (exactly representable in the
+    adapter's dtype) and the ``config``.
+
+    ``config.directions`` may arrive in any order and with repeats (the DIR-2 property does this on
+    purpose): pass it through as given. :meth:`loss_kwargs` spells the config as keyword arguments
+    with the spec's (= sentence-transformers') names.
+    """
+
+    queries: np.ndarray
+    docs: np.ndarray
+    config: Config
+
+    def loss_kwargs(self) -> dict[str, Any]:
+        return _loss_kwargs(self.config)
+
+
+@dataclass(frozen=True)
+class LossGrads:
+    """Level 1 / rank output: ``loss`` and dL/d(queries) (N, D), dL/d(docs) (K, N, D), and optionally
+    dL/d(scale). Arrays may be of any floating dtype (or anything ``numpy.asarray`` accepts)."""
+
+    loss: float
+    grad_queries: Any
+    grad_docs: Any
+    grad_scale: float | None = None
+
+
+@dataclass(frozen=True)
+class EncoderStep:
+    """One training step of an :class:`EncoderCase`: inputs ``x_queries`` (N, F), ``x_docs`` (K, N, F),
+    and the upstream multiplier ``upstream`` (``(loss * upstream).backward()``, CACHE-2)."""
+
+    x_queries: np.ndarray
+    x_docs: np.ndarray
+    upstream: float = 1.0
+
+
+@dataclass(frozen=True)
+class EncoderCase:
+    """Level 2 input: a bias-free linear encoder with ``weight`` (D, F) shared by queries and documents.
+
+    Run **every** step's forward first, in order, then ``(loss_i * upstream_i).backward()`` for each
+    step in order, accumulating into one weight gradient (two forwards then two backwards is the
+    re-entrancy of CACHE-4; with one step this is an ordinary training step). ``mini_batch_size`` is
+    ``None`` for the uncached path and an integer >= 1 (possibly not dividing N, possibly > N) for a
+    cached implementation (CACHE-1).
+    """
+
+    weight: np.ndarray
+    steps: tuple[EncoderStep, ...]
+    config: Config
+    mini_batch_size: int | None = None
+
+    def loss_kwargs(self) -> dict[str, Any]:
+        return _loss_kwargs(self.config)
+
+
+@dataclass(frozen=True)
+class EncoderGrads:
+    """Level 2 / rank output: one loss per step and the accumulated dL/d(weight) (D, F)."""
+
+    losses: Sequence[float]
+    grad_weight: Any
+
+
+@dataclass(frozen=True)
+class DropoutCase:
+    """CACHE-3 input: encoder ``x -> dropout(x, p) @ weight.T`` with the framework's dropout (inverted
+    scaling ``1/(1-p)``), applied to queries and then each document column, in that order.
+
+    Seed the framework's RNG with ``seed`` right before the loss call; run the uncached path when
+    ``mini_batch_size`` is ``None``. The suite checks cached == uncached under the same seed, which
+    holds when the second (gradient) forward of a cached implementation replays the RNG of the first.
+    """
+
+    weight: np.ndarray
+    x_queries: np.ndarray
+    x_docs: np.ndarray
+    config: Config
+    p: float
+    seed: int
+    mini_batch_size: int | None = None
+    upstream: float = 1.0
+
+    def loss_kwargs(self) -> dict[str, Any]:
+        return _loss_kwargs(self.config)
+
+
+@dataclass(frozen=True)
+class RankCase:
+    """Level 3 input for one rank: its **local** ``queries`` (B, D) and ``docs`` (K, B, D).
+
+    The default process group is up (``torch.distributed``); compute with the all-gather enabled
+    (``gather_across_devices=True`` in sentence-transformers' words) and return this rank's loss
+    ``L_r`` and the gradients with respect to the local inputs (DP-2, DP-3). ``device`` is a hint
+    (``"cpu"`` under the gloo harness, ``"cuda:<local_rank>"`` under torchrun with NCCL).
+    """
+
+    rank: int
+    world_size: int
+    queries: np.ndarray
+    docs: np.ndarray
+    config: Config
+    device: str = "cpu"
+
+    def loss_kwargs(self) -> dict[str, Any]:
+        return _loss_kwargs(self.config)
+
+
+@dataclass(frozen=True)
+class RankEncoderCase:
+    """Level 3 encoder input for one rank: local ``x_queries`` (B, F), ``x_docs`` (K, B, F), the shared
+    ``weight`` and ``mini_batch_size`` (``None`` uncached). Return the loss and *this rank's* weight
+    gradient; the suite averages them over ranks (DP-4)."""
+
+    rank: int
+    world_size: int
+    weight: np.ndarray
+    x_queries: np.ndarray
+    x_docs: np.ndarray
+    config: Config
+    mini_batch_size: int | None = None
+    device: str = "cpu"
+
+    def loss_kwargs(self) -> dict[str, Any]:
+        return _loss_kwargs(self.config)
+
+
+@runtime_checkable
+class ConformanceAdapter(Protocol):
+    """The plug-in interface. Only ``capabilities`` and :meth:`embeddings` are required; implement the
+    other methods for the capabilities you claim."""
+
+    capabilities: Capabilities
+
+    def embeddings(self, case: EmbeddingCase) -> LossGrads:
+        """Level 1 (always)."""
+        ...
+
+    # Optional methods (checked with hasattr against the claimed capabilities):
+    #   encoder(self, case: EncoderCase) -> EncoderGrads                 if capabilities.encoder
+    #   dropout_encoder(self, case: DropoutCase) -> EncoderGrads         if capabilities.dropout
+    #   rank_embeddings(self, case: RankCase) -> LossGrads               if capabilities.data_parallel
+    #   rank_encoder(self, case: RankEncoderCase) -> EncoderGrads        if data_parallel and encoder
+
+
+_REQUIRED_METHODS = {
+    "encoder": ("encoder",),
+    "dropout": ("dropout_encoder",),
+    "data_parallel": ("rank_embeddings",),
+}
+
+
+@dataclass
+class LoadedAdapter:
+    """An adapter with its import name (for reproducers and spawned workers)."""
+
+    spec: str
+    adapter: Any
+    capabilities: Capabilities = field(init=False)
+
+    def __post_init__(self) -> None:
+        caps = getattr(self.adapter, "capabilities", None)
+        if not isinstance(caps, Capabilities):
+            raise TypeError(f"adapter {self.spec!r} has no `capabilities` of type Capabilities")
+        if not callable(getattr(self.adapter, "embeddings", None)):
+            raise TypeError(f"adapter {self.spec!r} has no embeddings(case) method")
+        for flag, methods in _REQUIRED_METHODS.items():
+            for method in methods:
+                if getattr(caps, flag) and not callable(getattr(self.adapter, method, None)):
+                    raise TypeError(f"adapter {self.spec!r} claims {flag} but has no {method}() method")
+        if caps.data_parallel and caps.encoder and not callable(getattr(self.adapter, "rank_encoder", None)):
+            raise TypeError(
+                f"adapter {self.spec!r} claims data_parallel and encoder but has no rank_encoder()"
+            )
+        self.capabilities = caps
+
+
+def load_adapter(spec: str) -> LoadedAdapter:
+    """Import ``package.module:attribute``; a class is instantiated with no arguments."""
+    if ":" not in spec:
+        raise ValueError(f"adapter must be named 'package.module:attribute', got {spec!r}")
+    module_name, _, attr = spec.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if isinstance(obj, type):
+        obj = obj()
+    return LoadedAdapter(spec=spec, adapter=obj)
