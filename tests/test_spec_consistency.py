@@ -1,0 +1,92 @@
+"""The spec, the code and the tests agree on clause IDs, versions and the worked example."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import infonce_spec
+from infonce_spec.reference import Config, loss_and_grad
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "spec" / "infonce-spec.md"
+CLAUSE = re.compile(r"\b((?:[A-Z]{2,}-)+\d+)\b")
+ANCHOR = re.compile(r'<a id="((?:[A-Z]{2,}-)+\d+)"></a>')
+NOT_CLAUSES = {"UTF-8", "RFC-2119", "SHA-256"}
+
+
+def _spec_text() -> str:
+    if not SPEC.is_file():
+        pytest.fail(f"{SPEC.relative_to(ROOT)} is missing")
+    return SPEC.read_text()
+
+
+def spec_clauses() -> set[str]:
+    return set(ANCHOR.findall(_spec_text()))
+
+
+def _cited(folders: list[str], suffixes: tuple[str, ...] = (".py",)) -> dict[str, set[Path]]:
+    cited: dict[str, set[Path]] = {}
+    for folder in folders:
+        for path in (ROOT / folder).rglob("*"):
+            if path.suffix in suffixes and "__pycache__" not in path.parts and path.is_file():
+                for clause in CLAUSE.findall(path.read_text(errors="replace")):
+                    cited.setdefault(clause, set()).add(path.relative_to(ROOT))
+    return {c: p for c, p in cited.items() if c not in NOT_CLAUSES}
+
+
+def test_every_clause_has_an_anchor_and_an_index_entry():
+    text = _spec_text()
+    anchors = ANCHOR.findall(text)
+    duplicates = sorted({a for a in anchors if anchors.count(a) > 1})
+    assert not duplicates, f"clause anchors defined twice: {duplicates}"
+    index = text[text.lower().rfind("clause index") :]
+    missing = sorted(a for a in set(anchors) if a not in index)
+    assert not missing, f"clauses missing from the clause index at the end of the spec: {missing}"
+
+
+def test_code_cites_only_clauses_the_spec_defines():
+    defined = spec_clauses()
+    cited = _cited(["reference", "adapters", "conformance", "src", "tests", "benchmarks"])
+    unknown = {c: sorted(map(str, p))[:3] for c, p in cited.items() if c not in defined}
+    assert not unknown, f"clause IDs cited in code but not defined in the spec: {unknown}"
+
+
+def test_every_normative_clause_is_checked_by_a_test():
+    checked = _cited(["tests", "conformance"])
+    unchecked = sorted(spec_clauses() - set(checked))
+    assert not unchecked, f"spec clauses no test or conformance property names: {unchecked}"
+
+
+def test_versions_agree():
+    text = _spec_text()
+    assert infonce_spec.SPEC_VERSION in text.split("\n\n", 3)[0] + text[:2000], "spec header version"
+    cff = (ROOT / "CITATION.cff").read_text()
+    assert re.search(rf"^version:\s*\"?{re.escape(infonce_spec.SPEC_VERSION)}\"?\s*$", cff, re.M), "CITATION.cff version"
+    assert infonce_spec.SPEC_VERSION in (ROOT / "spec" / "CHANGELOG.md").read_text()
+
+
+def test_worked_example_numbers_match_the_reference():
+    example = json.loads((ROOT / "spec" / "worked_example.json").read_text())
+    cases = example["cases"] if "cases" in example else [example]
+    assert cases, "the worked example lists no case"
+    for case in cases:
+        q = np.asarray(case["inputs"]["queries"] if "inputs" in case else case["queries"], dtype=np.float64)
+        d = np.asarray(case["inputs"]["docs"] if "inputs" in case else case["docs"], dtype=np.float64)
+        config = Config(**{k: tuple(v) if k == "directions" else v for k, v in case["config"].items()})
+        result = loss_and_grad(q, d, config)
+        expected = case.get("expected", case)
+        np.testing.assert_allclose(result.loss, expected["loss"], rtol=1e-12, err_msg=f"LOSS-1 {case.get('name')}")
+        for field in ("per_query_loss", "grad_queries", "grad_docs", "grad_scale"):
+            if field in expected:
+                np.testing.assert_allclose(
+                    np.asarray(getattr(result, field)),
+                    np.asarray(expected[field]),
+                    rtol=1e-12,
+                    atol=1e-15,
+                    err_msg=f"GRAD-1 worked example {case.get('name')}: {field}",
+                )
