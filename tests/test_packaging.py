@@ -49,7 +49,9 @@ def test_every_package_folder_is_listed():
 
 def test_editable_install_maps_the_folders(tmp_path):
     code = "import infonce_spec.reference as r, infonce_spec.conformance as c; print(r.__file__); print(c.__file__)"
-    out = subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
     if out.returncode != 0:
         pytest.skip(f"infonce_spec is not installed in this interpreter: {out.stderr.strip()[-200:]}")
     ref_file, conf_file = (Path(line) for line in out.stdout.split())
@@ -61,7 +63,18 @@ def test_editable_install_maps_the_folders(tmp_path):
 
 def test_wheel_holds_every_package_and_imports_in_isolation(tmp_path):
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -85,7 +98,9 @@ def test_wheel_holds_every_package_and_imports_in_isolation(tmp_path):
         "assert 'torch' not in sys.modules\n"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
-    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert abs(float(run.stdout.strip()) - 0.6931471805599453) < 1e-12  # two equal candidates: log 2
 
@@ -110,9 +125,21 @@ def _imports(folder: Path) -> list[tuple[Path, str]]:
 @pytest.mark.parametrize(
     ("folder", "forbidden", "rule"),
     [
-        ("reference", ("torch", "jax", "infonce_spec.adapters", "infonce_spec.conformance"), "the reference is framework-free"),
-        ("adapters", ("infonce_spec.reference", "infonce_spec.conformance"), "an implementation under test never consults the oracle"),
-        ("conformance", ("infonce_spec.adapters",), "the suite reaches adapters only through the plug-in interface"),
+        (
+            "reference",
+            ("torch", "jax", "infonce_spec.adapters", "infonce_spec.conformance"),
+            "the reference is framework-free",
+        ),
+        (
+            "adapters",
+            ("infonce_spec.reference", "infonce_spec.conformance"),
+            "an implementation under test never consults the oracle",
+        ),
+        (
+            "conformance",
+            ("infonce_spec.adapters",),
+            "the suite reaches adapters only through the plug-in interface",
+        ),
     ],
 )
 def test_layering(folder, forbidden, rule):
@@ -125,6 +152,8 @@ def test_layering(folder, forbidden, rule):
 
 
 def test_reference_import_loads_no_framework():
-    code = "import sys, infonce_spec.reference; print(sorted(m for m in ('torch', 'jax') if m in sys.modules))"
+    code = (
+        "import sys, infonce_spec.reference; print(sorted(m for m in ('torch', 'jax') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -66,7 +66,9 @@ def test_versions_agree():
     text = _spec_text()
     assert infonce_spec.SPEC_VERSION in text.split("\n\n", 3)[0] + text[:2000], "spec header version"
     cff = (ROOT / "CITATION.cff").read_text()
-    assert re.search(rf"^version:\s*\"?{re.escape(infonce_spec.SPEC_VERSION)}\"?\s*$", cff, re.M), "CITATION.cff version"
+    assert re.search(rf"^version:\s*\"?{re.escape(infonce_spec.SPEC_VERSION)}\"?\s*$", cff, re.M), (
+        "CITATION.cff version"
+    )
     assert infonce_spec.SPEC_VERSION in (ROOT / "spec" / "CHANGELOG.md").read_text()
 
 
@@ -80,7 +82,9 @@ def test_worked_example_numbers_match_the_reference():
         config = Config(**{k: tuple(v) if k == "directions" else v for k, v in case["config"].items()})
         result = loss_and_grad(q, d, config)
         expected = case.get("expected", case)
-        np.testing.assert_allclose(result.loss, expected["loss"], rtol=1e-12, err_msg=f"LOSS-1 {case.get('name')}")
+        np.testing.assert_allclose(
+            result.loss, expected["loss"], rtol=1e-12, err_msg=f"LOSS-1 {case.get('name')}"
+        )
         for field in ("per_query_loss", "grad_queries", "grad_docs", "grad_scale"):
             if field in expected:
                 np.testing.assert_allclose(
