@@ -21,13 +21,13 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from infonce_spec.adapters.torch import CachedInfoNCELoss, InfoNCELoss, LossConfig, chunked_loss_and_grads
-from infonce_spec.adapters.torch import rng as rng_module
-from infonce_spec.reference import Config, linear_encoder_grad
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from infonce_spec.adapters.torch import CachedInfoNCELoss, InfoNCELoss, LossConfig, chunked_loss_and_grads
+from infonce_spec.adapters.torch import rng as rng_module
 from infonce_spec.errors import SpecViolation
+from infonce_spec.reference import Config, linear_encoder_grad
 from tests.torch_helpers import Case, cases, error_bounds, hyp_settings, weights
 
 REL = 1e-10

@@ -13,10 +13,10 @@ import math
 import pytest
 import torch
 from hypothesis import given
-from infonce_spec.adapters.torch import LossConfig, infonce_loss
-from infonce_spec.reference import Config, loss_and_grad
 
+from infonce_spec.adapters.torch import LossConfig, infonce_loss
 from infonce_spec.errors import SpecTypeError, SpecViolation
+from infonce_spec.reference import Config, loss_and_grad
 from tests.torch_helpers import (
     Case,
     assert_within,
@@ -33,7 +33,7 @@ def run_adapter(case: Case, q: torch.Tensor, d: torch.Tensor, **extra: object) -
     d = d.clone().requires_grad_(True)
     loss = infonce_loss(q, d, **case.config, **extra)
     loss.backward()
-    return loss, q.grad, d.grad
+    return loss.detach(), q.grad, d.grad
 
 
 def check_against_reference(case: Case) -> None:

@@ -50,14 +50,17 @@ def loss_from_config(
     q, columns = validate_embeddings(queries, docs, check_finite=check_finite)
     b = q.shape[0]
     rank, world = process_group_info(config.group) if config.gather_across_devices else (0, 1)
+    # Upcast before the gather: its backward (a reduce-scatter SUM over W ranks) then adds in the
+    # compute precision and the gradient is rounded to a half input dtype once, at the end.
+    dtype = common_compute_dtype([q, *columns])
+    q, columns = q.to(dtype), [c.to(dtype) for c in columns]
     if world > 1:
         check_equal_local_batch(b, q.device, config.group)
         q = all_gather_with_grad(q, config.group)
         columns = [all_gather_with_grad(c, config.group) for c in columns]
-    dtype = common_compute_dtype([q, *columns])
     cands = Candidates(
-        queries=unit_rows(q.to(dtype), config.similarity),
-        docs=unit_rows(torch.cat([c.to(dtype) for c in columns], dim=0), config.similarity),
+        queries=unit_rows(q, config.similarity),
+        docs=unit_rows(torch.cat(columns, dim=0), config.similarity),
     )
     block = query_rows(cands, rank * b, (rank + 1) * b, config, scale_in(config, dtype))
     losses = per_query_loss(block, config.partition_mode)
