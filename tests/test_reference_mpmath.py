@@ -1,0 +1,158 @@
+"""Family 1: the reference against a 50-digit mpmath oracle with forward-mode gradients.
+
+Every directions subset containing query_to_doc (DIR-1) x partition mode (PART-1; per_direction
+only where PART-4 allows it) x K in {1, 2, 4} x hardness mode (None and the three, strength > 0)
+x similarity (cos, dot), at N = 3, D = 3. Each case compares the loss, the per-query losses and
+every gradient (queries, docs, scale) within 1e-12 *relative to the largest element of the
+oracle's array* (``|ref - oracle| <= 1e-12 * max|oracle|`` element-wise; for scalars, the scalar).
+The oracle (tests/oracles/mpmath_oracle.py) evaluates the spec's rows one logit at a time and
+differentiates them by its own forward mode -- not the reference's softmax-minus-one-hot.
+
+Inputs are standard normal with scale 5 (cos) or 1.25 (dot): softmaxes that are far from
+one-hot, so the float64 reference is well conditioned and 1e-12 is a fair bound.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+from infonce_spec.errors import SpecViolation
+from infonce_spec.reference import Config, loss_and_grad
+from tests.oracles import PER_DIRECTION_ALLOWED, QD_SUBSETS, assert_close, mpmath_cases, short_label
+from tests.oracles.mpmath_oracle import DPS, directional_derivative, oracle
+
+RTOL = 1e-12
+N, D = 3, 3
+SCALES = {"cos": 5.0, "dot": 1.25}
+STRENGTH = 0.8
+
+
+def _case_id(case: tuple) -> str:
+    directions, partition_mode, k, mode, similarity = case
+    return f"{short_label(directions)}|{partition_mode}|K{k}|{mode or 'no-hardness'}|{similarity}"
+
+
+CASES = list(mpmath_cases())
+
+
+def _inputs(case_id: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(zlib.crc32(case_id.encode()))
+    return rng.standard_normal((N, D)), rng.standard_normal((k, N, D))
+
+
+def test_case_grid_is_complete() -> None:
+    """8 subsets x (joint, + per_direction for 2 of them) x 3 K x 4 hardness x 2 similarities."""
+    assert len(QD_SUBSETS) == 8
+    assert len(CASES) == (8 + 2) * 3 * 4 * 2
+    assert DPS >= 40
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
+def test_reference_matches_mpmath(case: tuple) -> None:
+    """LOSS-1, LOSS-2, GRAD-1, SCALE-2 (and every row/mask/hardness clause they are made of)."""
+    directions, partition_mode, k, mode, similarity = case
+    case_id = _case_id(case)
+    queries, docs = _inputs(case_id, k)
+    kwargs = {
+        "directions": directions,
+        "partition_mode": partition_mode,
+        "scale": SCALES[similarity],
+        "similarity": similarity,
+        "hardness_mode": mode,
+        "hardness_strength": STRENGTH if mode else 0.0,
+    }
+    expected = oracle(queries, docs, **kwargs)
+    got = loss_and_grad(queries, docs, Config(**kwargs))
+    replay = f"replay: tests/test_reference_mpmath.py::test_reference_matches_mpmath[{case_id}]"
+    assert_close(got.loss, expected.loss, rtol=RTOL, what="loss", clause="LOSS-1", replay=replay)
+    assert_close(
+        got.per_query_loss,
+        expected.per_query_loss,
+        rtol=RTOL,
+        what="per_query_loss",
+        clause="LOSS-2",
+        replay=replay,
+    )
+    assert_close(
+        got.grad_queries,
+        expected.grad_queries,
+        rtol=RTOL,
+        what="grad_queries",
+        clause="GRAD-1",
+        replay=replay,
+    )
+    assert_close(
+        got.grad_docs, expected.grad_docs, rtol=RTOL, what="grad_docs", clause="GRAD-1", replay=replay
+    )
+    assert_close(
+        got.grad_scale, expected.grad_scale, rtol=RTOL, what="grad_scale", clause="SCALE-2", replay=replay
+    )
+
+
+DISALLOWED = [s for s in QD_SUBSETS if not set(s) <= PER_DIRECTION_ALLOWED]
+
+
+@pytest.mark.parametrize("directions", DISALLOWED, ids=[short_label(s) for s in DISALLOWED])
+def test_per_direction_disallowed_combinations_raise(directions: tuple[str, ...]) -> None:
+    """PART-4: per_direction with query_to_query or doc_to_doc is rejected, naming the clause."""
+    assert len(DISALLOWED) == 6
+    with pytest.raises(SpecViolation) as info:
+        Config(directions=directions, partition_mode="per_direction")
+    assert info.value.clause == "PART-4"
+    assert "PART-4" in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------------
+# The oracle's own check: its forward mode against mpmath.diff of the plain loss function.
+# --------------------------------------------------------------------------------------------------
+
+ORACLE_CHECKS = [
+    (("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"), "joint", "cos"),
+    (("query_to_doc", "doc_to_query"), "per_direction", "dot"),
+    (("query_to_doc", "doc_to_doc"), "joint", "dot"),
+]
+
+
+@pytest.mark.parametrize(
+    "check", ORACLE_CHECKS, ids=[f"{short_label(c[0])}|{c[1]}|{c[2]}" for c in ORACLE_CHECKS]
+)
+def test_oracle_forward_mode_matches_mpmath_diff(check: tuple) -> None:
+    """The forward-mode tangents are the derivative of the oracle's loss (mpmath.diff, 50 digits).
+
+    Without hardness the loss function and the HARD-5 gradient coincide, so a random direction in
+    (queries, docs, scale) checks every tangent at once.
+    """
+    directions, partition_mode, similarity = check
+    rng = np.random.default_rng(7)
+    q, d = rng.standard_normal((N, D)), rng.standard_normal((2, N, D))
+    vq, vd, vs = rng.standard_normal(q.shape), rng.standard_normal(d.shape), 0.37
+    kwargs = {
+        "directions": directions,
+        "partition_mode": partition_mode,
+        "scale": 2.0,
+        "similarity": similarity,
+    }
+    fwd = oracle(q, d, **kwargs)
+    projected = float(np.sum(fwd.grad_queries * vq) + np.sum(fwd.grad_docs * vd) + vs * fwd.grad_scale)
+    numeric = directional_derivative(q, d, vq, vd, vs, hardness_mode=None, hardness_strength=0.0, **kwargs)
+    assert projected == pytest.approx(numeric, rel=1e-14), "[GRAD-1] oracle forward mode != mpmath.diff"
+
+
+def test_oracle_scale_tangent_with_hardness_matches_mpmath_diff() -> None:
+    """HARD-2: h is not multiplied by scale, so even with hardness dL/dscale is a plain derivative."""
+    rng = np.random.default_rng(11)
+    q, d = rng.standard_normal((N, D)), rng.standard_normal((2, N, D))
+    kwargs = {
+        "directions": ("query_to_doc", "doc_to_doc"),
+        "partition_mode": "joint",
+        "scale": 3.0,
+        "similarity": "cos",
+        "hardness_mode": "all_negatives",
+        "hardness_strength": 2.0,
+    }
+    fwd = oracle(q, d, **kwargs)
+    numeric = directional_derivative(q, d, np.zeros_like(q), np.zeros_like(d), 1.0, **kwargs)
+    assert fwd.grad_scale == pytest.approx(numeric, rel=1e-14), "[SCALE-2] oracle dL/dscale != mpmath.diff"

@@ -1,0 +1,57 @@
+"""Family 3: the reference against the spec written directly in torch float64, differentiated by autograd.
+
+The oracle (tests/oracles/torch_direct.py) loops over queries and builds each row's candidate list
+element by element (masked candidates left out), then ``logsumexp``; ``scale`` is a tensor with
+``requires_grad``. Configurations and shapes (N <= 6, K <= 4, D <= 5, every hardness mode and
+strength) come from hypothesis. Loss, per-query losses and every gradient (queries, docs, scale)
+must agree within ``1e-10 * max(max|oracle|, floor)`` element-wise, where ``floor`` is the size of
+the terms each output is a sum of (the error model of :mod:`tests.oracles`): two float64
+evaluations of a cancelling sum legitimately differ by ~``u * sum|terms|``.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given
+
+from infonce_spec.reference import Config, loss_and_grad
+from tests.oracles import Problem, assert_close, natural_magnitudes, problems, reference_settings
+from tests.oracles.torch_direct import direct_loss_and_grad
+
+RTOL = 1e-10
+
+
+def compare_with_direct(p: Problem) -> None:
+    got = loss_and_grad(p.queries, p.docs, Config(**p.case.kwargs()))
+    expected = direct_loss_and_grad(p.queries, p.docs, **p.case.kwargs())
+    m = natural_magnitudes(p.case, p.queries, p.docs)
+    common = {"rtol": RTOL, "replay": p.replay}
+    assert_close(got.loss, expected.loss, what="loss", clause="LOSS-1", floor=m.loss, **common)
+    assert_close(
+        got.per_query_loss,
+        expected.per_query_loss,
+        what="per_query_loss",
+        clause="LOSS-2",
+        floor=m.loss,
+        **common,
+    )
+    assert_close(
+        got.grad_queries,
+        expected.grad_queries,
+        what="grad_queries",
+        clause="GRAD-1",
+        floor=m.grad_queries,
+        **common,
+    )
+    assert_close(
+        got.grad_docs, expected.grad_docs, what="grad_docs", clause="GRAD-1", floor=m.grad_docs, **common
+    )
+    assert_close(
+        got.grad_scale, expected.grad_scale, what="grad_scale", clause="SCALE-2", floor=m.grad_scale, **common
+    )
+
+
+@reference_settings(max_examples=120)
+@given(p=problems(max_n=6, max_k=4, max_d=5))
+def test_reference_matches_direct_torch_autograd(p: Problem) -> None:
+    """LOSS-1, LOSS-2, GRAD-1, GRAD-2, SCALE-2, HARD-2..5 over generated configs and shapes."""
+    compare_with_direct(p)
