@@ -16,7 +16,7 @@ from typing import Any
 from .config import Config
 from .layout import as_batch
 from .partition import partition
-from .rows import row_blocks
+from .rows import positive_logits, row_blocks
 from .similarity import pullback, unit_rows
 
 __all__ = ["CHUNK_ELEMENTS", "Result", "loss", "loss_and_grad"]
@@ -80,10 +80,12 @@ def loss_and_grad(queries: Any, docs: Any, config: Config, *, chunk_size: int | 
 
     sides = {"q": u_q, "d0": u_d[:n, :], "d": u_d}
     log_z_parts = []
+    positive_parts = []
     step = _chunk_rows(config, n, k, chunk_size)
     for start in range(0, n, step):
         stop = min(start + step, n)
         blocks = row_blocks(xp, u_q, u_d, start, stop, config)
+        positive_parts.append(positive_logits(xp, blocks[0], start))
         log_z, grads = partition(xp, blocks, config.partition_mode, n)
         log_z_parts.append(log_z)
         for block, grad in zip(blocks, grads, strict=True):
@@ -103,7 +105,7 @@ def loss_and_grad(queries: Any, docs: Any, config: Config, *, chunk_size: int | 
     grad_u_q *= scale
     grad_u_d *= scale
 
-    per_query = xp.concat(log_z_parts) - scale * s_pos
+    per_query = xp.concat(log_z_parts) - xp.concat(positive_parts)
     grad_q = pullback(xp, q, u_q, grad_u_q, sim)
     grad_d = pullback(xp, doc_rows, u_d, grad_u_d, sim)
     return Result(

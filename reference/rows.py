@@ -25,7 +25,7 @@ import array_api_compat
 from .config import Config
 from .hardness import hardness_multiplier
 
-__all__ = ["RowBlock", "row_blocks"]
+__all__ = ["RowBlock", "positive_logits", "row_blocks"]
 
 
 @dataclass
@@ -58,9 +58,25 @@ def _mask_own(xp: Any, logits: Any, start: int, n: int, k: int) -> Any:
     rows, width = (int(s) for s in logits.shape)
     flat = xp.reshape(logits, (rows * width,))
     for block in range(k):
-        first = start + block * n
-        flat[first : first + rows * (width + 1) : width + 1] = -float("inf")
+        flat[_own_entries(start + block * n, rows, width)] = -float("inf")
     return xp.reshape(flat, (rows, width))
+
+
+def _own_entries(first: int, rows: int, width: int) -> slice:
+    """The strided slice of a flattened ``(rows, width)`` block holding entry ``(r, first - start + r)``."""
+    return slice(first, first + (rows - 1) * (width + 1) + 1, width + 1)
+
+
+def positive_logits(xp: Any, query_to_doc: RowBlock, start: int) -> Any:
+    """The positive logits ``p_g`` (QD-2) of the chunk, read off the query_to_doc block itself.
+
+    Reading them from the block (rather than recomputing ``s(q_g, d[0, g])``) makes ``p_g``
+    bitwise one of the entries of its own logsumexp, so ``l_g >= 0`` holds exactly (LOSS-2).
+    Call before the block is consumed by the partition.
+    """
+    rows, width = (int(s) for s in query_to_doc.logits.shape)
+    flat = xp.reshape(query_to_doc.logits, (rows * width,))
+    return xp.asarray(flat[_own_entries(start, rows, width)], copy=True)
 
 
 def row_blocks(xp: Any, u_q: Any, u_d: Any, start: int, stop: int, config: Config) -> list[RowBlock]:
