@@ -26,7 +26,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from infonce_spec.adapters.torch import CachedInfoNCELoss, InfoNCELoss, LossConfig, chunked_loss_and_grads
 from infonce_spec.adapters.torch import rng as rng_module
-from infonce_spec.errors import SpecViolation
+from infonce_spec.errors import SpecTypeError, SpecViolation
 from infonce_spec.reference import Config, linear_encoder_grad
 from tests.torch_helpers import Case, cases, error_bounds, hyp_settings, weights
 
@@ -377,6 +377,8 @@ def test_invalid_mini_batch_size_and_inputs() -> None:
     """CACHE-1 / LAYOUT-2: option and input errors name their clause."""
     with pytest.raises(SpecViolation, match=r"\[CACHE-1\]"):
         CachedInfoNCELoss(nn.Identity(), mini_batch_size=0)
+    with pytest.raises(SpecTypeError, match=r"\[CACHE-1\]"):
+        CachedInfoNCELoss(nn.Identity(), mini_batch_size=2.0)
     with pytest.raises(SpecViolation, match=r"\[PART-4\]"):
         CachedInfoNCELoss(
             nn.Identity(), directions=("query_to_doc", "query_to_query"), partition_mode="per_direction"

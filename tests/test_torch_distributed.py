@@ -10,8 +10,10 @@ contributions), and the rank-averaged weight gradient of a linear encoder agains
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,10 +178,47 @@ def test_gather_backward_is_a_reduce_scatter_sum(pool: GlooPool) -> None:
             )
 
 
-def test_unequal_local_batches_raise_dp5_on_every_rank(pool: GlooPool) -> None:
-    """DP-5: unequal B raises SpecViolation('DP-5') on every rank (no hang, no misalignment)."""
-    results = pool.run("unequal", {}, timeout=30)
+@pytest.mark.parametrize("which", ["B", "K", "D"])
+def test_unequal_local_shapes_raise_dp5_on_every_rank(pool: GlooPool, which: str) -> None:
+    """DP-5: unequal B (or K, or D) raises SpecViolation('DP-5') on every rank (no hang, no misalignment)."""
+    results = pool.run("unequal", {"which": which}, timeout=30)
     assert [r["clauses"] for r in results] == [["DP-5", "DP-5"]] * pool.world
+
+
+def test_worked_example_data_parallel(pool: GlooPool) -> None:
+    """The worked example's data_parallel section (W = 2): each rank's L_r and W-scaled local gradients."""
+    examples = json.loads((Path(__file__).parents[1] / "spec" / "worked_example.json").read_text())["cases"]
+    examples = [e for e in examples if e.get("data_parallel", {}).get("world_size") == pool.world]
+    if not examples:
+        pytest.skip(f"the worked example has no data_parallel section for W = {pool.world}")
+    results = pool.run("worked_example", {"cases": examples})
+    for rank, got in enumerate(results):
+        for example, res in zip(examples, got["cases"], strict=True):
+            exp = example["data_parallel"]["ranks"][rank]
+            config = {**example["config"], "directions": tuple(example["config"]["directions"])}
+            q = torch.tensor(example["inputs"]["queries"], dtype=torch.float64)
+            d = torch.tensor(example["inputs"]["docs"], dtype=torch.float64)
+            case = Case(config, q.shape[0] // pool.world, d.shape[0], q.shape[1], "float64", 0, 1.0)
+            bounds = error_bounds(case, q, d)
+            where = f"spec/worked_example.json case {example['name']} rank {rank}"
+            assert_within("L_r", "DP-2", abs(res["loss"] - exp["loss"]), bounds.loss, "", where)
+            b = case.b
+            for name, x in (
+                ("grad_queries", q[rank * b : (rank + 1) * b]),
+                ("grad_docs", d[:, rank * b : (rank + 1) * b]),
+            ):
+                check_embedding_grads(
+                    name,
+                    torch.from_numpy(res[name]),
+                    torch.tensor(exp[name], dtype=torch.float64),
+                    x,
+                    case,
+                    bounds,
+                    where,
+                    factor=pool.world,
+                    clause="DP-3",
+                    extra=reduce_scatter_rounding(case, q, d, pool.world),
+                )
 
 
 def test_ddp_encoder_is_all_reduced_once_per_step(pool: GlooPool) -> None:

@@ -8,7 +8,9 @@ of the same (possibly low-precision) embeddings.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -231,7 +233,10 @@ ERROR_INPUTS = [
     ({"hardness_strength": float("nan")}, SpecViolation, "HARD-1"),
     ({"queries": torch.randn(3)}, SpecViolation, "LAYOUT-1"),
     ({"queries": torch.randn(0, 4), "docs": torch.randn(1, 0, 4)}, SpecViolation, "LAYOUT-1"),
-    ({"queries": [[1.0]]}, SpecTypeError, "LAYOUT-1"),
+    ({"queries": [[1.0]]}, SpecTypeError, "LAYOUT-5"),
+    ({"docs": "docs"}, SpecTypeError, "LAYOUT-5"),
+    ({"docs": [torch.ones(3, 4, dtype=torch.bool)]}, SpecTypeError, "LAYOUT-5"),
+    ({"queries": torch.ones(3, 4, dtype=torch.complex64)}, SpecTypeError, "LAYOUT-5"),
     ({"docs": torch.randn(3, 4)}, SpecViolation, "LAYOUT-2"),
     ({"docs": torch.randn(2, 4, 4)}, SpecViolation, "LAYOUT-2"),
     ({"docs": []}, SpecViolation, "LAYOUT-2"),
@@ -261,3 +266,43 @@ def test_config_is_canonical() -> None:
     """DIR-2: LossConfig stores the directions deduplicated in canonical order."""
     cfg = LossConfig(directions=["doc_to_doc", "query_to_doc", "doc_to_doc"])
     assert cfg.directions == ("query_to_doc", "doc_to_doc")
+
+
+WORKED_EXAMPLE = json.loads((Path(__file__).parents[1] / "spec" / "worked_example.json").read_text())
+
+
+@pytest.mark.parametrize("example", WORKED_EXAMPLE["cases"], ids=[c["name"] for c in WORKED_EXAMPLE["cases"]])
+def test_worked_example(example: dict) -> None:
+    """The spec's worked example (section 12): loss, l_g and every gradient, float64, within the error model."""
+    config = {**example["config"], "directions": tuple(example["config"]["directions"])}
+    q = torch.tensor(example["inputs"]["queries"], dtype=torch.float64)
+    d = torch.tensor(example["inputs"]["docs"], dtype=torch.float64)
+    case = Case(config, q.shape[0], d.shape[0], q.shape[1], "float64", 0, 1.0)
+    scale = torch.tensor(float(config["scale"]), dtype=torch.float64, requires_grad=True)
+    qv, dv = q.clone().requires_grad_(), d.clone().requires_grad_()
+    loss = infonce_loss(qv, dv, **{**config, "scale": scale})
+    loss.backward()
+    per_query = infonce_loss(q, d, **config, reduction="none")
+    exp = example["expected"]
+    bounds = error_bounds(case, q, d)
+    replay = f"spec/worked_example.json case {example['name']}"
+    assert_within("loss", "LOSS-1", abs(float(loss.detach()) - exp["loss"]), bounds.loss, "", replay)
+    err = float((per_query - torch.tensor(exp["per_query_loss"], dtype=torch.float64)).abs().max())
+    assert_within("per_query_loss", "LOSS-2", err, bounds.loss, "", replay)
+    check_embedding_grads(
+        "grad_queries",
+        qv.grad,
+        torch.tensor(exp["grad_queries"], dtype=torch.float64),
+        q,
+        case,
+        bounds,
+        replay,
+    )
+    check_embedding_grads(
+        "grad_docs", dv.grad, torch.tensor(exp["grad_docs"], dtype=torch.float64), d, case, bounds, replay
+    )
+    s_max = (
+        1.0 if config["similarity"] == "cos" else float(max(q.norm(dim=-1).max(), d.norm(dim=-1).max())) ** 2
+    )
+    bound = bounds.grad * s_max / float(config["scale"]) + bounds.loss
+    assert_within("grad_scale", "SCALE-2", abs(float(scale.grad) - exp["grad_scale"]), bound, "", replay)

@@ -98,23 +98,39 @@ def case_gather_backward(rank: int, world: int, p: dict) -> dict:
 
 
 def case_unequal(rank: int, world: int, p: dict) -> dict:
-    """Unequal local batch sizes raise SpecViolation('DP-5') on every rank, for both losses."""
+    """Unequal local B, K or D raises SpecViolation('DP-5') on every rank, for both losses."""
     from infonce_spec.adapters.torch import CachedInfoNCELoss, infonce_loss
     from infonce_spec.errors import SpecViolation
 
-    b = 2 + rank
+    b, k, d = 2, 1, 3
+    which = p["which"]
+    b, k, d = (b + rank, k, d) if which == "B" else (b, k + rank, d) if which == "K" else (b, k, d + rank)
     clauses = []
     try:
-        infonce_loss(torch.randn(b, 3), torch.randn(1, b, 3), gather_across_devices=True)
+        infonce_loss(torch.randn(b, d), torch.randn(k, b, d), gather_across_devices=True)
     except SpecViolation as exc:
         clauses.append(exc.clause)
     try:
-        CachedInfoNCELoss(torch.nn.Linear(3, 3), mini_batch_size=1, gather_across_devices=True)(
-            [torch.randn(b, 3), torch.randn(b, 3)]
+        CachedInfoNCELoss(torch.nn.Linear(3, d), mini_batch_size=1, gather_across_devices=True)(
+            [torch.randn(b, 3) for _ in range(k + 1)]
         )
     except SpecViolation as exc:
         clauses.append(exc.clause)
     return {"clauses": clauses}
+
+
+def case_worked_example(rank: int, world: int, p: dict) -> dict:
+    """Every worked-example case at W = 2: L_r and W * dL/d(local) (DP-2, DP-3)."""
+    out = []
+    for example in p["cases"]:
+        config = {**example["config"], "directions": tuple(example["config"]["directions"])}
+        q_all = np.asarray(example["inputs"]["queries"], dtype=np.float64)
+        d_all = np.asarray(example["inputs"]["docs"], dtype=np.float64)
+        result = case_functional(
+            rank, world, {"queries": q_all, "docs": d_all, "dtype": "float64", "config": config}
+        )
+        out.append(result)
+    return {"cases": out}
 
 
 def case_ddp_cached(rank: int, world: int, p: dict) -> dict:
@@ -155,6 +171,7 @@ CASES: dict[str, Callable[[int, int, dict], dict]] = {
     "gather_backward": case_gather_backward,
     "unequal": case_unequal,
     "ddp_cached": case_ddp_cached,
+    "worked_example": case_worked_example,
     "pid": lambda rank, world, p: {"pid": os.getpid()},
 }
 

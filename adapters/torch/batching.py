@@ -14,7 +14,7 @@ import torch
 
 from infonce_spec.errors import SpecTypeError, SpecViolation
 
-__all__ = ["batch_size_of", "iter_tensors", "mini_batches", "slice_batch"]
+__all__ = ["batch_size_of", "check_mini_batch_size", "iter_tensors", "mini_batches", "slice_batch"]
 
 
 def iter_tensors(batch: Any) -> Iterator[torch.Tensor]:
@@ -51,9 +51,19 @@ def slice_batch(batch: Any, start: int, stop: int) -> Any:
     return batch
 
 
+def check_mini_batch_size(size: object) -> int:
+    """CACHE-1: an integer (TypeError otherwise) >= 1 (ValueError otherwise)."""
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise SpecTypeError(
+            "CACHE-1", f"mini_batch_size must be an integer, got {type(size).__name__} {size!r}"
+        )
+    if size < 1:
+        raise SpecViolation("CACHE-1", f"mini_batch_size must be >= 1, got {size!r}")
+    return size
+
+
 def mini_batches(batch: Any, size: int) -> list[tuple[int, int]]:
     """The row ranges ``[(start, stop), ...]`` of consecutive mini-batches of at most ``size`` rows."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise SpecViolation("CACHE-1", f"mini_batch_size must be a positive integer, got {size!r}")
+    check_mini_batch_size(size)
     n = batch_size_of(batch)
     return [(start, min(start + size, n)) for start in range(0, n, size)]

@@ -27,9 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from infonce_spec.errors import SpecViolation
-
-from .batching import mini_batches, slice_batch
+from .batching import check_mini_batch_size, mini_batches, slice_batch
 from .chunked import ChunkedResult, chunked_loss_and_grads
 from .config import LossConfig, ScaleLike
 from .gather import reduce_scatter_sum
@@ -125,12 +123,8 @@ class CachedInfoNCELoss(LossOptionsMixin, nn.Module):
         check_finite: bool = True,
     ) -> None:
         nn.Module.__init__(self)
-        if isinstance(mini_batch_size, bool) or not isinstance(mini_batch_size, int) or mini_batch_size < 1:
-            raise SpecViolation(
-                "CACHE-1", f"mini_batch_size must be a positive integer, got {mini_batch_size!r}"
-            )
         self.encoder = encoder
-        self.mini_batch_size = mini_batch_size
+        self.mini_batch_size = check_mini_batch_size(mini_batch_size)
         self.embedding_key = embedding_key
         self.check_finite = check_finite
         self._init_options(

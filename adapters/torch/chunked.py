@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .batching import check_mini_batch_size
 from .config import LossConfig
 from .functional import common_compute_dtype, scale_in
 from .gather import all_gather_no_grad, check_equal_local_batch, process_group_info
@@ -58,13 +59,12 @@ def chunked_loss_and_grads(
     column, DP-1); the caller turns the global gradients into local ones (reduce-scatter SUM,
     DP-3). Peak memory beyond the inputs: O(chunk_size x candidates + N x D) (CACHE-5).
     """
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    check_mini_batch_size(chunk_size)
     q, columns = validate_embeddings(queries, docs, check_finite=check_finite)
     b = q.shape[0]
     rank, world = process_group_info(config.group) if config.gather_across_devices else (0, 1)
     if world > 1:
-        check_equal_local_batch(b, q.device, config.group)
+        check_equal_local_batch(q, columns, config.group)
         q = all_gather_no_grad(q.detach(), config.group)
         columns = [all_gather_no_grad(c.detach(), config.group) for c in columns]
     dtype = common_compute_dtype([q, *columns])

@@ -55,7 +55,7 @@ def loss_from_config(
     dtype = common_compute_dtype([q, *columns])
     q, columns = q.to(dtype), [c.to(dtype) for c in columns]
     if world > 1:
-        check_equal_local_batch(b, q.device, config.group)
+        check_equal_local_batch(q, columns, config.group)
         q = all_gather_with_grad(q, config.group)
         columns = [all_gather_with_grad(c, config.group) for c in columns]
     cands = Candidates(

@@ -51,22 +51,25 @@ def process_group_info(group: Any = None) -> tuple[int, int]:
     return dist.get_rank(_group(group)), dist.get_world_size(_group(group))
 
 
-def check_equal_local_batch(batch_size: int, device: torch.device, group: Any = None) -> None:
-    """DP-5: every rank must have the same local batch size B; raise a SpecViolation if not.
+def check_equal_local_batch(queries: torch.Tensor, columns: list[torch.Tensor], group: Any = None) -> None:
+    """DP-5: every rank must hold the same local shapes (B, K, D); raise a SpecViolation if not.
 
-    One all_gather of a 1-element int64 tensor (on ``device``, so it works with NCCL) per step,
-    instead of a hang or a silently misaligned layout in the embedding gather.
+    One all_gather of a 3-element int64 tensor (on the embeddings' device, so it works with NCCL)
+    per step, before any embedding is gathered: every rank sees every shape and raises the same
+    error, instead of a hang or a silently misaligned layout.
     """
     _, world = process_group_info(group)
     if world == 1:
         return
-    mine = torch.tensor([batch_size], dtype=torch.int64, device=device)
-    sizes = [torch.empty_like(mine) for _ in range(world)]
-    dist.all_gather(sizes, mine, group=_group(group))
-    values = [int(s.item()) for s in sizes]
+    b, d = queries.shape
+    mine = torch.tensor([b, len(columns), d], dtype=torch.int64, device=queries.device)
+    shapes = [torch.empty_like(mine) for _ in range(world)]
+    dist.all_gather(shapes, mine, group=_group(group))
+    values = [tuple(int(v) for v in s.tolist()) for s in shapes]
     if len(set(values)) != 1:
+        described = ", ".join(f"rank {r}: B={s[0]} K={s[1]} D={s[2]}" for r, s in enumerate(values))
         raise SpecViolation(
-            "DP-5", f"local batch sizes differ across ranks: {values}; every rank must hold the same B"
+            "DP-5", f"local batch shapes differ across ranks ({described}); they must be equal"
         )
 
 

@@ -28,7 +28,7 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def _check_tensor(x: object, name: str, clause: str, ndim: int, shape_text: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
-        raise SpecTypeError(clause, f"{name} must be a torch.Tensor {shape_text}, got {type(x).__name__}")
+        raise SpecTypeError("LAYOUT-5", f"{name} must be a torch.Tensor {shape_text}, got {type(x).__name__}")
     if not x.is_floating_point():
         raise SpecTypeError("LAYOUT-5", f"{name} must have a floating dtype, got {x.dtype}")
     if x.ndim != ndim:
@@ -43,7 +43,7 @@ def doc_columns(docs: object) -> list[torch.Tensor]:
         return list(docs.unbind(0))
     if isinstance(docs, (str, bytes)) or not isinstance(docs, Sequence):
         raise SpecTypeError(
-            "LAYOUT-2",
+            "LAYOUT-5",
             f"docs must be a (K, B, D) tensor or a sequence of (B, D) tensors, got {type(docs).__name__}",
         )
     return [_check_tensor(c, f"docs[{k}]", "LAYOUT-2", 2, "(B, D)") for k, c in enumerate(docs)]
@@ -55,7 +55,7 @@ def validate_embeddings(
     """Check ``queries`` (B, D) and ``docs`` and return ``(queries, columns)``.
 
     LAYOUT-1: B >= 1, D >= 1. LAYOUT-2: K >= 1 columns of the same (B, D), same device.
-    LAYOUT-5: floating dtypes (TypeError). LAYOUT-4: finite values (``check_finite``; one reduction
+    LAYOUT-5: tensors of a floating dtype (TypeError). LAYOUT-4: finite values (``check_finite``; one reduction
     and a device sync per call).
     """
     q = _check_tensor(queries, "queries", "LAYOUT-1", 2, "(B, D)")
