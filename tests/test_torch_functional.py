@@ -306,3 +306,29 @@ def test_worked_example(example: dict) -> None:
     )
     bound = bounds.grad * s_max / float(config["scale"]) + bounds.loss
     assert_within("grad_scale", "SCALE-2", abs(float(scale.grad) - exp["grad_scale"]), bound, "", replay)
+
+
+@pytest.mark.peers
+@hyp_settings(15)
+@given(case=cases(dtypes=("float64",)))
+def test_same_as_sentence_transformers(case: Case) -> None:
+    """The behavioural anchor: sentence-transformers 6.2.0 MultipleNegativesRankingLoss on the same embeddings."""
+    mnrl = pytest.importorskip("sentence_transformers.sentence_transformer.losses.multiple_negatives_ranking")
+    util = pytest.importorskip("sentence_transformers.util")
+    cfg = case.config
+    peer = mnrl.MultipleNegativesRankingLoss(
+        None,
+        scale=cfg["scale"],
+        similarity_fct=util.cos_sim if cfg["similarity"] == "cos" else util.dot_score,
+        directions=cfg["directions"],
+        partition_mode=cfg["partition_mode"],
+        hardness_mode=cfg["hardness_mode"],
+        hardness_strength=cfg["hardness_strength"],
+    )
+    q, d = embeddings(case)
+    expected = peer.compute_loss_from_embeddings([q, *d.unbind(0)], None)
+    got = infonce_loss(q, d, **cfg)
+    bound = 2 * error_bounds(case, q, d).loss
+    assert_within(
+        "loss vs sentence-transformers", "LOSS-1", abs(float(got) - float(expected)), bound, "", case.replay()
+    )
