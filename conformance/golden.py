@@ -39,6 +39,7 @@ __all__ = [
     "FORMAT",
     "SCHEMA_VERSION",
     "TOLERANCES",
+    "VERIFY_HELP",
     "CaseSpec",
     "Report",
     "add_verify_arguments",
