@@ -135,9 +135,14 @@ def _imports(folder: Path) -> list[tuple[Path, str]]:
             "the reference is framework-free",
         ),
         (
-            "adapters",
+            "adapters/torch",
             ("infonce_spec.reference", "infonce_spec.conformance"),
-            "an implementation under test never consults the oracle",
+            "our torch implementation never consults the oracle",
+        ),
+        (
+            "adapters",
+            ("infonce_spec.reference",),
+            "adapters speak the plug-in protocol (infonce_spec.conformance.protocol), never the oracle",
         ),
         (
             "conformance",
