@@ -51,6 +51,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
 from infonce_spec.reference import DIRECTIONS, HARDNESS_MODES, PARTITION_MODES, SIMILARITIES, Config
 
 __all__ = [

@@ -1,0 +1,194 @@
+"""What a property is, the registry, and the context that calls the adapter.
+
+A :class:`Property` has a name (``chapter/what``), the clauses it checks (the first is the one a
+failure is filed under), a one-line summary, a level (``embeddings``, ``encoder``,
+``data_parallel``), :meth:`Property.requires` (the capability it needs, or ``None``),
+:meth:`Property.draw` (labelled hypothesis draws -> a case dict) and :meth:`Property.check` (case ->
+pass, or :class:`~infonce_spec.conformance.compare.ConformanceFailure`). ``check`` is
+deterministic given the case, which is what makes a stored case a reproducer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from infonce_spec.reference import Config
+
+from ..compare import check_close, check_shape
+from ..protocol import Capabilities, EmbeddingCase, LoadedAdapter
+from ..tolerances import Bounds
+
+__all__ = ["REGISTRY", "Context", "Outputs", "Property", "claims", "properties"]
+
+REGISTRY: dict[str, type[Property]] = {}
+
+
+class Property:
+    """Base class; subclasses register themselves by ``name``."""
+
+    name: ClassVar[str] = ""
+    clauses: ClassVar[tuple[str, ...]] = ()
+    summary: ClassVar[str] = ""
+    level: ClassVar[str] = "embeddings"
+    #: Multiplier of the profile's example budget (expensive properties use fewer).
+    weight: ClassVar[float] = 1.0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            if cls.name in REGISTRY:
+                raise ValueError(f"duplicate property {cls.name}")
+            REGISTRY[cls.name] = cls
+
+    @property
+    def clause(self) -> str:
+        return self.clauses[0]
+
+    def requires(self, caps: Capabilities) -> str | None:
+        """``None`` if ``caps`` claims what this property checks, else what is missing."""
+        return None
+
+    def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def check(self, case: dict[str, Any], ctx: Context) -> None:
+        raise NotImplementedError
+
+
+def properties() -> list[Property]:
+    """Every registered property, in registration (= chapter) order."""
+    from . import (  # noqa: F401 - registration by import, in chapter order
+        cached,
+        data_parallel,
+        invariances,
+        masks,
+        numerics,
+        reference,
+        validation,
+    )
+
+    return [cls() for cls in REGISTRY.values()]
+
+
+def claims(
+    caps: Capabilities,
+    *,
+    directions: tuple[str, ...] = (),
+    similarity: str | None = None,
+    partition_mode: str | None = None,
+    min_k: int = 1,
+) -> str | None:
+    """The common ``requires``: the named directions, similarity, partition mode and K are claimed."""
+    missing = [d for d in directions if d not in caps.directions]
+    if missing:
+        return f"directions {missing}"
+    if similarity is not None and similarity not in caps.similarities:
+        return f"similarity {similarity!r}"
+    if partition_mode is not None and partition_mode not in caps.partition_modes:
+        return f"partition_mode {partition_mode!r}"
+    if caps.max_k is not None and caps.max_k < min_k:
+        return f"K >= {min_k} (max_k = {caps.max_k})"
+    return None
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """An adapter's level-1 result as float64 arrays."""
+
+    loss: float
+    grad_queries: np.ndarray
+    grad_docs: np.ndarray
+    grad_scale: float | None
+
+
+@dataclass
+class Context:
+    """The adapter under test plus what the properties need: dtype, DP harness, margin statistics."""
+
+    loaded: LoadedAdapter
+    harness: Any = None
+    world_size: int = 1
+    worst_ratio: float = 0.0
+    comparisons: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def adapter(self) -> Any:
+        return self.loaded.adapter
+
+    @property
+    def caps(self) -> Capabilities:
+        return self.loaded.capabilities
+
+    @property
+    def dtype(self) -> str:
+        return self.caps.dtype
+
+    def close(
+        self, computed: Any, expected: Any, bound: Any, *, quantity: str, clause: str, what: str = "reference"
+    ) -> None:
+        """:func:`check_close` that keeps the worst passing ratio (the margin shown in reports)."""
+        ratio = check_close(computed, expected, bound, quantity=quantity, clause=clause, what=what)
+        self.comparisons += 1
+        self.worst_ratio = max(self.worst_ratio, ratio)
+
+    def embeddings(self, queries: np.ndarray, docs: np.ndarray, config: Config) -> Outputs:
+        """Run the adapter at level 1 and read its result back as float64."""
+        out = self.adapter.embeddings(EmbeddingCase(queries.copy(), docs.copy(), config))
+        return to_outputs(out, queries.shape, docs.shape, self.caps.grad_scale)
+
+    def compare(
+        self,
+        out: Outputs,
+        expected: Any,
+        bounds: Bounds,
+        clause: str,
+        *,
+        what: str = "reference",
+        scale_grad: bool = True,
+    ) -> None:
+        """Loss, dL/dqueries, dL/ddocs and (if claimed) dL/dscale against ``expected``."""
+        self.close(out.loss, expected.loss, bounds.loss, quantity="loss", clause=clause, what=what)
+        self.close(
+            out.grad_queries,
+            expected.grad_queries,
+            bounds.grad_queries,
+            quantity="grad_queries",
+            clause=clause,
+            what=what,
+        )
+        self.close(
+            out.grad_docs,
+            expected.grad_docs,
+            bounds.grad_docs,
+            quantity="grad_docs",
+            clause=clause,
+            what=what,
+        )
+        if scale_grad and self.caps.grad_scale and out.grad_scale is not None:
+            exp = getattr(expected, "grad_scale", None)
+            if exp is not None:
+                self.close(
+                    out.grad_scale, exp, bounds.grad_scale, quantity="grad_scale", clause=clause, what=what
+                )
+
+
+def to_outputs(out: Any, q_shape: tuple[int, ...], d_shape: tuple[int, ...], want_scale: bool) -> Outputs:
+    """Validate an adapter's :class:`LossGrads` against the input shapes."""
+    for attr in ("loss", "grad_queries", "grad_docs"):
+        if not hasattr(out, attr):
+            raise TypeError(
+                f"the adapter returned {type(out).__name__}, which has no {attr!r} (expected LossGrads)"
+            )
+    loss = check_shape(out.loss, (), "loss", "LOSS-1")
+    gq = check_shape(out.grad_queries, tuple(q_shape), "grad_queries", "LAYOUT-1")
+    gd = check_shape(out.grad_docs, tuple(d_shape), "grad_docs", "LAYOUT-2")
+    gs = getattr(out, "grad_scale", None)
+    if want_scale and gs is None:
+        raise TypeError("the adapter claims grad_scale but returned grad_scale=None")
+    return Outputs(
+        float(loss), gq, gd, None if gs is None else float(check_shape(gs, (), "grad_scale", "SCALE-2"))
+    )

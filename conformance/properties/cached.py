@@ -1,0 +1,250 @@
+"""Chapter "encoder and cache": a linear encoder checked end to end (GRAD-1, CACHE-1 .. CACHE-4).
+
+The encoder is ``embeddings = x @ weight.T``; the reference knows dL/dweight in closed form
+(:func:`~infonce_spec.reference.linear_encoder_grad`), so a cached (GradCache) implementation is
+checked for its *parameter* gradient, for every mini-batch size including ones that do not divide
+N and ones larger than N (CACHE-1), for upstream multipliers (CACHE-2), for two forwards followed by
+two backwards (CACHE-4), and -- with dropout in front of the layer -- cached == uncached under the
+same seed (CACHE-3: the second forward must replay the RNG of the first).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import assume
+from hypothesis import strategies as st
+
+from infonce_spec.reference import Config, linear_encoder_grad
+
+from ..compare import check_shape
+from ..protocol import Capabilities, DropoutCase, EncoderCase, EncoderStep
+from ..strategies import draw_config, draw_embeddings
+from ..tolerances import COS_EPS, encoder_bounds, encoder_condition, round_to_dtype
+from .base import Context, Property
+
+__all__ = [
+    "CachedEqualsUncached",
+    "EncoderReference",
+    "Reentrant",
+    "RngReplay",
+    "UpstreamLinearity",
+    "call_encoder",
+    "draw_encoder_inputs",
+]
+
+#: Stated conditioning limit of the encoder cases: max ||x|| ||W||_2 / ||x W^T|| over rows.
+MAX_ENCODER_CONDITION = 100.0
+
+
+def draw_encoder_inputs(
+    data: Any,
+    ctx: Context,
+    n: int,
+    k: int,
+    config: Config,
+    *,
+    min_f: int = 1,
+    max_f: int = 6,
+    corners: bool = True,
+) -> dict[str, np.ndarray]:
+    """``x_queries`` (n, F), ``x_docs`` (k, n, F) and ``weight`` (D, F), rounded to the adapter's dtype.
+
+    Rejected (stated conditions): rows whose embedding is ill-conditioned (see
+    :data:`MAX_ENCODER_CONDITION`) and, for cos, embeddings whose norm is within a factor 2 of 1e-12.
+    """
+    d = data.draw(st.integers(1, 5), label="D")
+    f = data.draw(st.integers(min_f, max_f), label="F")
+    x = round_to_dtype(draw_embeddings(data, n * (k + 1), f, corners=corners, label="inputs"), ctx.dtype)
+    w = round_to_dtype(draw_embeddings(data, d, f, corners=False, label="weight"), ctx.dtype)
+    assume(encoder_condition(x, w) <= MAX_ENCODER_CONDITION)
+    if config.similarity == "cos":
+        norms = np.linalg.norm(x @ w.T, axis=1)
+        assume(bool(np.all((norms == 0) | (norms < 0.5 * COS_EPS) | (norms > 2 * COS_EPS))))
+    return {"x_queries": x[:n], "x_docs": x[n:].reshape(k, n, f), "weight": w}
+
+
+def call_encoder(
+    ctx: Context,
+    weight: np.ndarray,
+    steps: list[tuple[np.ndarray, np.ndarray, float]],
+    config: Config,
+    mini_batch_size: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the adapter's encoder path; ``(losses, grad_weight)`` as float64."""
+    case = EncoderCase(
+        weight=weight.copy(),
+        steps=tuple(EncoderStep(xq.copy(), xd.copy(), float(c)) for xq, xd, c in steps),
+        config=config,
+        mini_batch_size=mini_batch_size,
+    )
+    out = ctx.adapter.encoder(case)
+    losses = check_shape(list(out.losses), (len(steps),), "losses", "LOSS-1")
+    return losses, check_shape(out.grad_weight, weight.shape, "grad_weight", "GRAD-1")
+
+
+def _draw_case(data: Any, ctx: Context, *, cached: bool) -> dict[str, Any]:
+    config = draw_config(data, ctx.caps)
+    n = data.draw(st.integers(1, 5), label="N")
+    k_max = min(3, ctx.caps.max_k or 3)
+    k = data.draw(st.integers(1, k_max), label="K")
+    case: dict[str, Any] = {"config": config}
+    case.update(draw_encoder_inputs(data, ctx, n, k, config))
+    case["mini_batch_size"] = data.draw(st.integers(1, n + 2), label="mini_batch_size") if cached else None
+    return case
+
+
+def _check_steps(ctx: Context, case: dict[str, Any], upstreams: list[float], clause: str) -> None:
+    config, w, m = case["config"], case["weight"], case["mini_batch_size"]
+    steps = [(case["x_queries"], case["x_docs"], upstreams[0])]
+    for i in range(1, len(upstreams)):
+        steps.append((case[f"x_queries_{i}"], case[f"x_docs_{i}"], upstreams[i]))
+    losses, grad = call_encoder(ctx, w, steps, config, m)
+    expected_grad = np.zeros_like(w)
+    grad_bound = 0.0
+    for i, (xq, xd, c) in enumerate(steps):
+        exp = linear_encoder_grad(xq, xd, w, config)
+        bounds, g_bound = encoder_bounds(xq, xd, w, config, ctx.dtype)
+        ctx.close(losses[i], exp.loss, bounds.loss, quantity=f"loss of step {i}", clause=clause)
+        expected_grad = expected_grad + c * exp.grad_weight
+        grad_bound += abs(c) * g_bound
+    ctx.close(grad, expected_grad, grad_bound, quantity="grad_weight", clause=clause)
+
+
+class EncoderReference(Property):
+    name = "encoder/linear"
+    clauses = ("GRAD-1", "LOSS-1")
+    summary = "uncached linear-encoder loss and weight gradient equal the closed form"
+    level = "encoder"
+    weight = 0.8
+
+    def requires(self, caps: Capabilities) -> str | None:
+        return None if caps.encoder else "encoder"
+
+    def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
+        return _draw_case(data, ctx, cached=False)
+
+    def check(self, case: dict[str, Any], ctx: Context) -> None:
+        _check_steps(ctx, case, [1.0], self.clause)
+
+
+class CachedEqualsUncached(Property):
+    name = "cached/equals_uncached"
+    clauses = ("CACHE-1",)
+    summary = "cached loss and weight gradient equal the uncached ones for every mini_batch_size (1 .. N+2)"
+    level = "encoder"
+
+    def requires(self, caps: Capabilities) -> str | None:
+        return None if caps.cached else "cached"
+
+    def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
+        return _draw_case(data, ctx, cached=True)
+
+    def check(self, case: dict[str, Any], ctx: Context) -> None:
+        _check_steps(ctx, case, [1.0], self.clause)
+
+
+class UpstreamLinearity(CachedEqualsUncached):
+    name = "cached/upstream_linearity"
+    clauses = ("CACHE-2",)
+    summary = "(c * loss).backward() gives c times the weight gradient (c negative, zero, fractional)"
+    weight = 0.6
+
+    def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
+        case = _draw_case(data, ctx, cached=True)
+        case["upstream"] = data.draw(
+            st.one_of(st.sampled_from([2.0, -1.0, 0.0, 0.5]), st.floats(-10.0, 10.0)), label="upstream"
+        )
+        return case
+
+    def check(self, case: dict[str, Any], ctx: Context) -> None:
+        _check_steps(ctx, case, [case["upstream"]], self.clause)
+
+
+class Reentrant(CachedEqualsUncached):
+    name = "cached/reentrant"
+    clauses = ("CACHE-4",)
+    summary = "two forwards then two backwards accumulate c1 g1 + c2 g2 into the weight gradient"
+    weight = 0.6
+
+    def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
+        case = _draw_case(data, ctx, cached=True)
+        f = case["weight"].shape[1]
+        n, k = case["x_queries"].shape[0], case["x_docs"].shape[0]
+        x = round_to_dtype(draw_embeddings(data, n * (k + 1), f, label="inputs_step_2"), ctx.dtype)
+        assume(encoder_condition(x, case["weight"]) <= MAX_ENCODER_CONDITION)
+        if case["config"].similarity == "cos":
+            norms = np.linalg.norm(x @ case["weight"].T, axis=1)
+            assume(bool(np.all((norms == 0) | (norms < 0.5 * COS_EPS) | (norms > 2 * COS_EPS))))
+        case["x_queries_1"], case["x_docs_1"] = x[:n], x[n:].reshape(k, n, f)
+        case["upstreams"] = np.asarray(
+            data.draw(st.lists(st.sampled_from([1.0, 2.0, -0.5]), min_size=2, max_size=2), label="upstreams")
+        )
+        return case
+
+    def check(self, case: dict[str, Any], ctx: Context) -> None:
+        _check_steps(ctx, case, [float(c) for c in case["upstreams"]], self.clause)
+
+
+class RngReplay(Property):
+    name = "cached/rng_replay"
+    clauses = ("CACHE-3",)
+    summary = "with dropout, cached == uncached under the same seed (the gradient forward replays the RNG)"
+    level = "encoder"
+    weight = 0.6
+
+    def requires(self, caps: Capabilities) -> str | None:
+        if not caps.cached:
+            return "cached"
+        return None if caps.dropout else "dropout"
+
+    def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
+        config = draw_config(data, ctx.caps)
+        n = data.draw(st.integers(2, 4), label="N")
+        k = data.draw(st.integers(1, min(2, ctx.caps.max_k or 2)), label="K")
+        case: dict[str, Any] = {"config": config}
+        case.update(draw_encoder_inputs(data, ctx, n, k, config, min_f=3, corners=False))
+        case["p"] = data.draw(st.sampled_from([0.5, 0.1]), label="p")
+        case["seed"] = data.draw(st.integers(0, 2**31 - 1), label="seed")
+        case["mini_batch_size"] = data.draw(st.integers(1, n + 1), label="mini_batch_size")
+        return case
+
+    def check(self, case: dict[str, Any], ctx: Context) -> None:
+        config, w, p = case["config"], case["weight"], case["p"]
+        results = []
+        for m in (None, case["mini_batch_size"]):
+            out = ctx.adapter.dropout_encoder(
+                DropoutCase(
+                    weight=w.copy(),
+                    x_queries=case["x_queries"].copy(),
+                    x_docs=case["x_docs"].copy(),
+                    config=config,
+                    p=p,
+                    seed=int(case["seed"]),
+                    mini_batch_size=m,
+                )
+            )
+            loss = check_shape(np.asarray(out.losses).reshape(-1)[:1].reshape(()), (), "loss", "LOSS-1")
+            results.append((float(loss), check_shape(out.grad_weight, w.shape, "grad_weight", "GRAD-1")))
+        # Dropout scales kept inputs by 1/(1-p): bound with the largest inputs it can produce.
+        bounds, g_bound = encoder_bounds(
+            case["x_queries"] / (1 - p), case["x_docs"] / (1 - p), w, config, ctx.dtype
+        )
+        what = "the same adapter uncached under the same seed"
+        ctx.close(
+            results[1][0],
+            results[0][0],
+            2 * bounds.loss,
+            quantity="cached loss",
+            clause=self.clause,
+            what=what,
+        )
+        ctx.close(
+            results[1][1],
+            results[0][1],
+            2 * g_bound,
+            quantity="cached grad_weight",
+            clause=self.clause,
+            what=what,
+        )

@@ -1,0 +1,284 @@
+"""Chapter "invariances": metamorphic relations an implementation must satisfy without a reference.
+
+Each compares the adapter with itself on two related inputs; the bound is the sum of the two
+inputs' tolerance bounds (each result is within its own bound of the exact value).
+
+* batch permutation equivariance (LOSS-1, LAYOUT-3): permuting the batch permutes the gradients;
+* hard-negative column order (LAYOUT-2, LAYOUT-3): permuting ``docs[1:]`` permutes their gradients;
+* cos rescaling (SIM-1): ``x -> c x`` (c > 0) leaves the loss and scales the gradient by ``1/c``;
+* dot/scale identity (SIM-2, SCALE-1): ``dot`` with ``scale s`` on ``x`` equals ``dot`` with scale 1
+  on ``sqrt(s) x`` (hardness ``alpha/s``), gradients ``g(x) = sqrt(s) g'(sqrt(s) x)``;
+* non-negativity (LOSS-2): joint and symmetric (per_direction query_to_doc + doc_to_query) losses;
+* direction order (DIR-2) and zero hardness (HARD-6): equal to the canonical reference.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from hypothesis import assume
+from hypothesis import strategies as st
+
+from infonce_spec.reference import Config, loss_and_grad
+
+from ..cases import config_with_directions
+from ..compare import fail
+from ..protocol import Capabilities
+from ..tolerances import UNIT_ROUNDOFF, Bounds, embedding_bounds, round_to_dtype
+from .base import Context, Outputs, Property, claims
+from .reference import draw_embedding_case
+
+SAME = "same adapter on the original input"
+
+
+def _compare_same(
+    ctx: Context, a: Outputs, b_loss: float, b_gq: np.ndarray, b_gd: np.ndarray, bounds: Any, clause: str
+) -> None:
+    ctx.close(a.loss, b_loss, bounds.loss, quantity="loss", clause=clause, what=SAME)
+    ctx.close(a.grad_queries, b_gq, bounds.grad_queries, quantity="grad_queries", clause=clause, what=SAME)
+    ctx.close(a.grad_docs, b_gd, bounds.grad_docs, quantity="grad_docs", clause=clause, what=SAME)
+
+
+class BatchPermutation(Property):
+    name = "invariance/batch_permutation"
+    clauses = ("LOSS-1", "LAYOUT-3")
+    summary = "permuting the batch (queries and every doc column alike) permutes the gradients, keeps L"
+
+    def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
+        case = draw_embedding_case(data, ctx)
+        n = case["queries"].shape[0]
+        case["permutation"] = np.asarray(data.draw(st.permutations(range(n)), label="permutation"))
+        return case
+
+    def check(self, case: dict[str, Any], ctx: Context) -> None:
+        q, d, config, p = case["queries"], case["docs"], case["config"], case["permutation"]
+        base = ctx.embeddings(q, d, config)
+        perm = ctx.embeddings(q[p], d[:, p], config)
+        b = embedding_bounds(q, d, config, ctx.dtype)
+        bounds = Bounds(2 * b.loss, 2 * b.grad_queries[p], 2 * b.grad_docs[:, p], 2 * b.grad_scale, b.logit)
+        _compare_same(ctx, perm, base.loss, base.grad_queries[p], base.grad_docs[:, p], bounds, self.clause)
+
+
+class HardNegativeOrder(Property):
+    name = "invariance/hard_negative_order"
+    clauses = ("LAYOUT-2", "LAYOUT-3")
+    summary = "permuting the hard-negative columns docs[1:] permutes their gradients, keeps L"
+
+    def requires(self, caps: Capabilities) -> str | None:
+        return claims(caps, min_k=3)
+
+    def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
+        case = draw_embedding_case(data, ctx, min_k=3, max_k=4)
+        k = case["docs"].shape[0]
+        order = data.draw(st.permutations(range(1, k)), label="hard_negative_order")
+        assume(list(order) != list(range(1, k)))
+        case["columns"] = np.asarray([0, *order])
+        return case
+
+    def check(self, case: dict[str, Any], ctx: Context) -> None:
+        q, d, config, cols = case["queries"], case["docs"], case["config"], case["columns"]
+        base = ctx.embeddings(q, d, config)
+        perm = ctx.embeddings(q, d[cols], config)
+        b = embedding_bounds(q, d, config, ctx.dtype)
+        bounds = Bounds(2 * b.loss, 2 * b.grad_queries, 2 * b.grad_docs[cols], 2 * b.grad_scale, b.logit)
+        _compare_same(ctx, perm, base.loss, base.grad_queries, base.grad_docs[cols], bounds, self.clause)
+
+
+class CosRescaling(Property):
+    name = "invariance/cos_rescaling"
+    clauses = ("SIM-1",)
+    summary = "cos: scaling any embedding by c > 0 keeps L and divides its gradient by c"
+
+    def requires(self, caps: Capabilities) -> str | None:
+        return claims(caps, similarity="cos")
+
+    def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
+        case = draw_embedding_case(data, ctx, config={"similarity": "cos"}, corners=False)
+        q, d = case["queries"], case["docs"]
+        rows = q.shape[0] * (d.shape[0] + 1)
+        factor = st.one_of(st.sampled_from([2.0, 0.5, 1024.0, 2.0**-10]), st.floats(1e-3, 1e3))
+        c = np.asarray(data.draw(st.lists(factor, min_size=rows, max_size=rows), label="row_factors"))
+        x = np.concatenate([q, d.reshape(-1, q.shape[1])])
+        norms = np.linalg.norm(x, axis=1)
+        # Stated condition: every row stays far above the cos eps before and after scaling.
+        assume(bool(np.all(norms >= 1e-6)) and bool(np.all(norms * c >= 1e-6)))
+        case["row_factors"] = c
+        return case
+
+    def check(self, case: dict[str, Any], ctx: Context) -> None:
+        q, d, config, c = case["queries"], case["docs"], case["config"], case["row_factors"]
+        n = q.shape[0]
+        cq, cd = c[:n, None], c[n:].reshape(d.shape[0], n, 1)
+        q2, d2 = round_to_dtype(q * cq, ctx.dtype), round_to_dtype(d * cd, ctx.dtype)
+        base = ctx.embeddings(q, d, config)
+        scaled = ctx.embeddings(q2, d2, config)
+        b1 = embedding_bounds(q, d, config, ctx.dtype)
+        b2 = embedding_bounds(q2, d2, config, ctx.dtype, input_rel_err=UNIT_ROUNDOFF[ctx.dtype])
+        ctx.close(scaled.loss, base.loss, b1.loss + b2.loss, quantity="loss", clause=self.clause, what=SAME)
+        ctx.close(
+            scaled.grad_queries * cq,
+            base.grad_queries,
+            b1.grad_queries + b2.grad_queries * cq,
+            quantity="c * grad_queries(c x)",
+            clause=self.clause,
+            what="grad_queries(x), same adapter",
+        )
+        ctx.close(
+            scaled.grad_docs * cd,
+            base.grad_docs,
+            b1.grad_docs + b2.grad_docs * cd,
+            quantity="c * grad_docs(c x)",
+            clause=self.clause,
+            what="grad_docs(x), same adapter",
+        )
+
+
+class DotScaleIdentity(Property):
+    name = "invariance/dot_scale_identity"
+    clauses = ("SIM-2", "SCALE-1")
+    summary = "dot: scale s on x equals scale 1 on sqrt(s) x (hardness alpha/s); g(x) = sqrt(s) g'(sqrt(s) x)"
+
+    def requires(self, caps: Capabilities) -> str | None:
+        return claims(caps, similarity="dot")
+
+    def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
+        return draw_embedding_case(data, ctx, config={"similarity": "dot"})
+
+    def check(self, case: dict[str, Any], ctx: Context) -> None:
+        q, d, config = case["queries"], case["docs"], case["config"]
+        s = config.scale
+        r = math.sqrt(s)
+        unit = config.replace(scale=1.0, hardness_strength=config.hardness_strength / s)
+        q2, d2 = round_to_dtype(q * r, ctx.dtype), round_to_dtype(d * r, ctx.dtype)
+        base = ctx.embeddings(q, d, config)
+        other = ctx.embeddings(q2, d2, unit)
+        b1 = embedding_bounds(q, d, config, ctx.dtype)
+        b2 = embedding_bounds(q2, d2, unit, ctx.dtype, input_rel_err=UNIT_ROUNDOFF[ctx.dtype])
+        what = "the same adapter with scale s on x"
+        ctx.close(
+            other.loss,
+            base.loss,
+            b1.loss + b2.loss,
+            quantity="loss(scale 1, sqrt(s) x)",
+            clause=self.clause,
+            what=what,
+        )
+        ctx.close(
+            r * other.grad_queries,
+            base.grad_queries,
+            b1.grad_queries + r * b2.grad_queries,
+            quantity="sqrt(s) grad_queries(scale 1, sqrt(s) x)",
+            clause=self.clause,
+            what=what,
+        )
+        ctx.close(
+            r * other.grad_docs,
+            base.grad_docs,
+            b1.grad_docs + r * b2.grad_docs,
+            quantity="sqrt(s) grad_docs(scale 1, sqrt(s) x)",
+            clause=self.clause,
+            what=what,
+        )
+
+
+class NonNegative(Property):
+    name = "invariance/nonnegative_loss"
+    clauses = ("LOSS-2",)
+    summary = "joint and symmetric (per_direction query_to_doc+doc_to_query) losses are >= 0"
+
+    def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
+        case = draw_embedding_case(data, ctx)
+        config: Config = case["config"]
+        assume(
+            config.partition_mode == "joint"
+            or set(config.directions) == {"query_to_doc", "doc_to_query"}
+            or config.directions == ("query_to_doc",)
+        )
+        if data.draw(st.booleans(), label="aligned_positives"):
+            case["docs"][0] = case["queries"]  # the loss approaches its infimum 0 from above
+        return case
+
+    def check(self, case: dict[str, Any], ctx: Context) -> None:
+        q, d, config = case["queries"], case["docs"], case["config"]
+        out = ctx.embeddings(q, d, config)
+        bound = embedding_bounds(q, d, config, ctx.dtype).loss
+        ctx.close(
+            max(0.0, -out.loss),
+            0.0,
+            bound,
+            quantity="negative part of the loss",
+            clause=self.clause,
+            what="0 (the loss must be >= 0)",
+        )
+        if not np.isfinite(out.loss):
+            raise fail(self.clause, f"loss is {out.loss}")
+
+
+class DirectionOrder(Property):
+    name = "invariance/direction_order"
+    clauses = ("DIR-2",)
+    summary = "the order and repetition of `directions` do not change the loss"
+
+    def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
+        case = draw_embedding_case(data, ctx)
+        dirs = case["config"].directions
+        order = list(data.draw(st.permutations(dirs), label="direction_order"))
+        repeats = data.draw(
+            st.lists(st.sampled_from(dirs), min_size=1 if len(dirs) == 1 else 0, max_size=2),
+            label="repeated_directions",
+        )
+        given = tuple(order + repeats)
+        assume(given != tuple(dirs))
+        case["given_directions"] = given
+        return case
+
+    def check(self, case: dict[str, Any], ctx: Context) -> None:
+        q, d, config = case["queries"], case["docs"], case["config"]
+        expected = loss_and_grad(q, d, config)
+        out = ctx.embeddings(q, d, config_with_directions(config, case["given_directions"]))
+        ctx.compare(
+            out,
+            expected,
+            embedding_bounds(q, d, config, ctx.dtype),
+            self.clause,
+            what="reference (canonical directions)",
+        )
+
+
+class ZeroHardness(Property):
+    name = "invariance/zero_hardness"
+    clauses = ("HARD-6",)
+    summary = "hardness strength 0 (any mode) or mode None (any strength) equals no hardness"
+
+    def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
+        case = draw_embedding_case(data, ctx, config={"hardness": False})
+        options: list[tuple[str | None, float]] = [(m, 0.0) for m in sorted(ctx.caps.hardness_modes)]
+        options.append((None, 2.0))
+        mode, strength = data.draw(st.sampled_from(options), label="hardness_variant")
+        case["variant"] = case["config"].replace(hardness_mode=mode, hardness_strength=strength)
+        return case
+
+    def check(self, case: dict[str, Any], ctx: Context) -> None:
+        q, d, config = case["queries"], case["docs"], case["config"]
+        expected = loss_and_grad(q, d, config)
+        out = ctx.embeddings(q, d, case["variant"])
+        ctx.compare(
+            out,
+            expected,
+            embedding_bounds(q, d, config, ctx.dtype),
+            self.clause,
+            what="reference without hardness",
+        )
+
+
+__all__ = [
+    "BatchPermutation",
+    "CosRescaling",
+    "DirectionOrder",
+    "DotScaleIdentity",
+    "HardNegativeOrder",
+    "NonNegative",
+    "ZeroHardness",
+]

@@ -1,0 +1,84 @@
+"""Chapter "numerics": large logits stay finite and exact (NUM-1); the cos eps regime (SIM-1, GRAD-3).
+
+* large logits: cos with scale 100 .. 1e3; dot with embeddings of norm up to ~1e3 and scale up to
+  1e3 (logits up to ~1e9): finite outputs for finite inputs, equal to the reference;
+* cos eps: at least one embedding is zero, below the eps 1e-12 or just around it; the value uses
+  ``x / max(||x||, 1e-12)`` and the gradient below the eps is that of ``x / 1e-12`` (GRAD-3).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import assume
+from hypothesis import strategies as st
+
+from infonce_spec.reference import loss_and_grad
+
+from ..protocol import Capabilities
+from ..strategies import draw_config, draw_embeddings, draw_shape
+from ..tolerances import cos_eps_ambiguous, round_to_dtype
+from .base import Context, Property, claims
+from .reference import assume_representable, reference_check
+
+__all__ = ["CosEps", "LargeLogits"]
+
+#: Target norms of the cos-eps rows: zero, far below, just below, just above, far above 1e-12.
+EPS_NORMS = (0.0, 1e-14, 5e-13, 2e-12, 1e-9)
+
+
+class LargeLogits(Property):
+    name = "numerics/large_logits"
+    clauses = ("NUM-1",)
+    summary = "large logits (cos scale up to 1e3; dot with norms up to 1e3) give finite, exact results"
+
+    def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
+        config = draw_config(
+            data, ctx.caps, scale=st.one_of(st.sampled_from([1e3, 100.0]), st.floats(100.0, 1e3))
+        )
+        n, k, d = draw_shape(data, ctx.caps)
+        x = draw_embeddings(data, n * (k + 1), d, label="embeddings")
+        if config.similarity == "dot":
+            x = x * data.draw(st.sampled_from([1e3, 10.0, 1e2]), label="norm_factor")
+        x = round_to_dtype(x, ctx.dtype)
+        if config.similarity == "cos":
+            assume(not cos_eps_ambiguous(x, ctx.dtype))
+        q, docs = x[:n], x[n:].reshape(k, n, d)
+        if ctx.dtype == "float16":
+            assume_representable(loss_and_grad(q, docs, config), ctx.dtype)
+        return {"queries": q, "docs": docs, "config": config}
+
+    def check(self, case: dict[str, Any], ctx: Context) -> None:
+        reference_check(case, ctx, self.clause)
+
+
+class CosEps(Property):
+    name = "numerics/cos_eps"
+    clauses = ("GRAD-3", "SIM-1")
+    summary = "zero and sub-eps embeddings: value x/max(||x||,1e-12), gradient of x/1e-12 below the eps"
+
+    def requires(self, caps: Capabilities) -> str | None:
+        return claims(caps, similarity="cos")
+
+    def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
+        config = draw_config(data, ctx.caps, similarity="cos")
+        n, k, d = draw_shape(data, ctx.caps)
+        rows = n * (k + 1)
+        x = draw_embeddings(data, rows, d, corners=False, label="embeddings")
+        picks = data.draw(
+            st.lists(st.tuples(st.integers(0, rows - 1), st.sampled_from(EPS_NORMS)), min_size=1, max_size=3),
+            label="eps_rows (row, norm)",
+        )
+        for row, norm in picks:
+            length = float(np.linalg.norm(x[row]))
+            x[row] = 0.0 if norm == 0.0 or length == 0.0 else x[row] * (norm / length)
+        x = round_to_dtype(x, ctx.dtype)
+        assume(not cos_eps_ambiguous(x, ctx.dtype))
+        q, docs = x[:n], x[n:].reshape(k, n, d)
+        if ctx.dtype == "float16":
+            assume_representable(loss_and_grad(q, docs, config), ctx.dtype)
+        return {"queries": q, "docs": docs, "config": config}
+
+    def check(self, case: dict[str, Any], ctx: Context) -> None:
+        reference_check(case, ctx, self.clause)

@@ -1,0 +1,175 @@
+"""Chapter "reference equality": loss and every gradient equal the exact reference within the tolerance model.
+
+One property per feature, so that a failure lands on the clause that owns it: the plain
+``query_to_doc`` loss (QD-*, SIM-*, SCALE-1, LOSS-1, GRAD-1), each extra direction with its mask
+(QQ-1/MASK-QQ-1, DQ-1, DD-1/MASK-DD-*), per-direction partitioning (PART-3), hardness (HARD-2 ..
+HARD-5), dL/dscale (SCALE-2), and every claimed option at once (PART-2, DIR-1).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from hypothesis import assume
+
+from infonce_spec.reference import Config, loss_and_grad
+
+from ..protocol import Capabilities
+from ..strategies import draw_batch, draw_config, draw_shape
+from ..tolerances import embedding_bounds, finite_max
+from .base import Context, Property, claims
+
+__all__ = ["assume_representable", "draw_embedding_case", "reference_check"]
+
+
+def assume_representable(result: Any, dtype: str) -> None:
+    """Reject cases whose exact results are not representable in ``dtype`` (float16: > 65504)."""
+    if dtype in ("float64", "float32", "bfloat16"):
+        return
+    top = finite_max(dtype) / 4
+    assume(abs(result.loss) < top)
+    assume(float(np.max(np.abs(result.grad_queries), initial=0.0)) < top)
+    assume(float(np.max(np.abs(result.grad_docs), initial=0.0)) < top)
+
+
+def draw_embedding_case(
+    data: Any,
+    ctx: Context,
+    *,
+    config: dict[str, Any] | None = None,
+    corners: bool = True,
+    max_n: int = 5,
+    min_k: int = 1,
+    max_k: int = 3,
+    max_d: int = 8,
+) -> dict[str, Any]:
+    """A level-1 case: a claimed config (``config`` fixes fields), a shape and a rounded batch."""
+    cfg: Config = draw_config(data, ctx.caps, **(config or {}))
+    n, k, d = draw_shape(data, ctx.caps, max_n=max_n, min_k=min_k, max_k=max_k, max_d=max_d)
+    q, docs = draw_batch(data, n, k, d, dtype=ctx.dtype, similarity=cfg.similarity, corners=corners)
+    if ctx.dtype == "float16":
+        assume_representable(loss_and_grad(q, docs, cfg), ctx.dtype)
+    return {"queries": q, "docs": docs, "config": cfg}
+
+
+def reference_check(case: dict[str, Any], ctx: Context, clause: str, *, scale_grad: bool = False) -> None:
+    """The adapter's loss and gradients against :func:`loss_and_grad` on the same inputs."""
+    q, d, config = case["queries"], case["docs"], case["config"]
+    expected = loss_and_grad(q, d, config)
+    bounds = embedding_bounds(q, d, config, ctx.dtype)
+    out = ctx.embeddings(q, d, config)
+    ctx.compare(out, expected, bounds, clause, scale_grad=scale_grad)
+
+
+class _ReferenceEquality(Property):
+    """Reference equality on a family of configs fixed by ``fixed``."""
+
+    fixed: ClassVar[dict[str, Any]] = {}
+    needs_directions: ClassVar[tuple[str, ...]] = ()
+    needs_partition: ClassVar[str | None] = None
+    needs_hardness: ClassVar[bool] = False
+    min_k: ClassVar[int] = 1
+
+    def requires(self, caps: Capabilities) -> str | None:
+        if self.needs_hardness and not caps.hardness_modes:
+            return "a hardness mode"
+        return claims(
+            caps, directions=self.needs_directions, partition_mode=self.needs_partition, min_k=self.min_k
+        )
+
+    def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
+        return draw_embedding_case(data, ctx, config=dict(self.fixed), min_k=self.min_k)
+
+    def check(self, case: dict[str, Any], ctx: Context) -> None:
+        reference_check(case, ctx, self.clause)
+
+
+class QueryToDoc(_ReferenceEquality):
+    name = "reference/query_to_doc"
+    clauses = ("QD-1", "QD-2", "SIM-1", "SIM-2", "SCALE-1", "LOSS-1", "GRAD-1")
+    summary = "query_to_doc loss and gradients (both similarities, any scale) equal the reference"
+    fixed: ClassVar[dict[str, Any]] = {
+        "directions": ("query_to_doc",),
+        "partition_mode": "joint",
+        "hardness": False,
+    }
+
+
+class QueryToQuery(_ReferenceEquality):
+    name = "reference/query_to_query"
+    clauses = ("QQ-1", "MASK-QQ-1", "PART-2")
+    summary = "query_to_query rows (self excluded) equal the reference"
+    fixed: ClassVar[dict[str, Any]] = {
+        "directions": ("query_to_doc", "query_to_query"),
+        "partition_mode": "joint",
+        "hardness": False,
+    }
+    needs_directions = ("query_to_query",)
+
+
+class DocToQuery(_ReferenceEquality):
+    name = "reference/doc_to_query"
+    clauses = ("DQ-1",)
+    summary = "doc_to_query rows (own query kept) equal the reference, joint and per_direction"
+    fixed: ClassVar[dict[str, Any]] = {"directions": ("query_to_doc", "doc_to_query"), "hardness": False}
+    needs_directions = ("doc_to_query",)
+
+
+class DocToDoc(_ReferenceEquality):
+    name = "reference/doc_to_doc"
+    clauses = ("DD-1", "MASK-DD-1", "MASK-DD-2", "ROW-1")
+    summary = "doc_to_doc rows (all own documents excluded, hard negatives never rows) equal the reference"
+    fixed: ClassVar[dict[str, Any]] = {
+        "directions": ("query_to_doc", "doc_to_doc"),
+        "partition_mode": "joint",
+        "hardness": False,
+    }
+    needs_directions = ("doc_to_doc",)
+
+
+class PerDirection(_ReferenceEquality):
+    name = "reference/per_direction"
+    clauses = ("PART-3", "PART-4")
+    summary = "per_direction partitioning (mean of per-direction log-partitions) equals the reference"
+    fixed: ClassVar[dict[str, Any]] = {"partition_mode": "per_direction"}
+    needs_partition = "per_direction"
+
+    def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
+        from hypothesis import strategies as st
+
+        options = [("query_to_doc",)]
+        if "doc_to_query" in ctx.caps.directions:
+            options.append(("query_to_doc", "doc_to_query"))
+        directions = data.draw(st.sampled_from(options), label="directions")
+        return draw_embedding_case(
+            data, ctx, config={"partition_mode": "per_direction", "directions": directions}
+        )
+
+
+class Hardness(_ReferenceEquality):
+    name = "reference/hardness"
+    clauses = ("HARD-2", "HARD-3", "HARD-4", "HARD-5")
+    summary = (
+        "hardness-weighted logits (alpha*s, unscaled, stop-gradient, positive exempt) equal the reference"
+    )
+    fixed: ClassVar[dict[str, Any]] = {"hardness": True}
+    needs_hardness = True
+
+
+class AllOptions(_ReferenceEquality):
+    name = "reference/all_options"
+    clauses = ("PART-2", "LOSS-1", "GRAD-1", "DIR-1")
+    summary = "every claimed combination of directions, partition, similarity, hardness equals the reference"
+
+
+class GradScale(_ReferenceEquality):
+    name = "reference/grad_scale"
+    clauses = ("SCALE-2",)
+    summary = "dL/dscale equals the reference"
+
+    def requires(self, caps: Capabilities) -> str | None:
+        return None if caps.grad_scale else "grad_scale (dL/dscale)"
+
+    def check(self, case: dict[str, Any], ctx: Context) -> None:
+        reference_check(case, ctx, self.clause, scale_grad=True)

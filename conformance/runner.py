@@ -1,0 +1,369 @@
+"""The runner: every property under hypothesis, per adapter, with verdicts per clause.
+
+Each property is run by a ``@given(st.data())`` test built here and called directly. When a check
+fails, hypothesis shrinks the example and re-raises the minimal failure, which carries its case
+(the reproducer). Profiles fix the example budget and determinism: ``quick`` and ``ci`` are
+derandomized with no example database (identical runs, nothing written), ``thorough`` is random.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, Verbosity, given, settings
+from hypothesis import errors as hypothesis_errors
+from hypothesis import strategies as st
+
+import infonce_spec
+
+from .cases import config_to_dict, save_case
+from .clauses import CLAUSES
+from .compare import ConformanceFailure, Mismatch
+from .distributed import GlooHarness, HarnessError, TorchrunHarness, in_torchrun, stop_forkserver
+from .properties.base import Context, Property, properties
+from .protocol import Capabilities, LoadedAdapter, load_adapter
+
+if sys.version_info >= (3, 11):
+    from builtins import BaseExceptionGroup
+else:  # pragma: no cover - hypothesis depends on the backport there
+    from exceptiongroup import BaseExceptionGroup
+
+__all__ = [
+    "BUNDLED_ADAPTERS",
+    "PROFILES",
+    "Failure",
+    "Profile",
+    "PropertyResult",
+    "RunReport",
+    "run_adapter",
+    "run_property",
+]
+
+#: What ``infonce-conformance run`` checks without ``--adapter``: our own torch implementations.
+BUNDLED_ADAPTERS: tuple[str, ...] = (
+    "infonce_spec.adapters.bundled:uncached",
+    "infonce_spec.adapters.bundled:cached",
+    "infonce_spec.adapters.bundled:data_parallel",
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Examples per property (single process / data parallel per world size) and determinism."""
+
+    name: str
+    examples: int
+    dp_examples: int
+    derandomize: bool
+
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile("quick", examples=8, dp_examples=3, derandomize=True),
+    "ci": Profile("ci", examples=40, dp_examples=10, derandomize=True),
+    "thorough": Profile("thorough", examples=400, dp_examples=60, derandomize=False),
+}
+
+
+@dataclass
+class Failure:
+    """A failed property: the clause, the message, the shrunk case and its reproducer."""
+
+    clause: str
+    message: str
+    example: str
+    config: dict[str, Any] | None
+    mismatch: Mismatch | None
+    reproducer: str | None = None
+    replay: str | None = None
+
+
+@dataclass
+class PropertyResult:
+    """The outcome of one property (per world size for data-parallel ones)."""
+
+    property: str
+    clauses: tuple[str, ...]
+    summary: str
+    level: str
+    status: str  # "pass", "FAIL", "ERROR", "not claimed"
+    reason: str = ""
+    examples: int = 0
+    seconds: float = 0.0
+    worst_ratio: float = 0.0
+    world_size: int | None = None
+    failure: Failure | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.property if self.world_size is None else f"{self.property} [W={self.world_size}]"
+
+
+@dataclass
+class RunReport:
+    """Everything one adapter's run produced."""
+
+    adapter: str
+    capabilities: Capabilities
+    profile: str
+    world_sizes: tuple[int, ...]
+    results: list[PropertyResult]
+    seconds: float
+    spec_version: str = infonce_spec.SPEC_VERSION
+
+    @property
+    def ok(self) -> bool:
+        """True iff every claimed property passed (the exit status of ``run``)."""
+        return all(r.status in ("pass", "not claimed") for r in self.results)
+
+    def clause_verdicts(self) -> list[tuple[str, str, str, list[str]]]:
+        """``(clause, title, verdict, properties)`` per clause of the spec."""
+        rows = []
+        for clause, title in CLAUSES:
+            covering = [r for r in self.results if clause in r.clauses]
+            names = sorted({r.label for r in covering})
+            statuses = {r.status for r in covering}
+            if not covering:
+                verdict = "not checked"
+            elif "FAIL" in statuses or "ERROR" in statuses:
+                verdict = "FAIL"
+                names = sorted({r.label for r in covering if r.status in ("FAIL", "ERROR")})
+            elif statuses == {"not claimed"}:
+                verdict = "not claimed"
+            else:
+                verdict = "pass" if "not claimed" not in statuses else "pass (partly not claimed)"
+            rows.append((clause, title, verdict, names))
+        return rows
+
+
+def _describe(case: dict[str, Any]) -> str:
+    """The shrunk example, readable: config, scalars, and arrays (in full when small)."""
+    import numpy as np
+
+    lines = []
+    for key, value in case.items():
+        if hasattr(value, "directions") and hasattr(value, "scale"):
+            lines.append(f"{key} = {config_to_dict(value)}")
+        elif isinstance(value, np.ndarray):
+            if value.size <= 48:
+                text = np.array2string(value, precision=6, separator=", ", max_line_width=100)
+                lines.append(f"{key} {value.shape} =\n{text}")
+            else:
+                lines.append(f"{key}: shape {value.shape}, |max| {np.max(np.abs(value)):.4g}")
+        else:
+            lines.append(f"{key} = {value!r}")
+    return "\n".join(lines)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
+
+
+def _settings(profile: Profile, prop: Property, level_examples: int) -> settings:
+    return settings(
+        max_examples=max(2, round(level_examples * prop.weight)),
+        derandomize=profile.derandomize,
+        database=None,
+        deadline=None,
+        print_blob=False,
+        report_multiple_bugs=False,
+        verbosity=Verbosity.quiet,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.filter_too_much,
+            HealthCheck.differing_executors,
+            HealthCheck.large_base_example,
+        ],
+    )
+
+
+def _wrap(prop: Property, exc: BaseException) -> ConformanceFailure:
+    if isinstance(exc, HarnessError):
+        return ConformanceFailure(prop.clause, f"data-parallel run failed ({exc.kind}): {exc}")
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:])
+    return ConformanceFailure(
+        prop.clause, f"the adapter raised {type(exc).__name__}: {exc} on a valid input\n{tb}".rstrip()
+    )
+
+
+def run_property(
+    prop: Property,
+    ctx: Context,
+    profile: Profile,
+    *,
+    reproducer_dir: Path | None = None,
+) -> PropertyResult:
+    """Run one property against ``ctx``'s adapter; never raises for the adapter's failures."""
+    world = ctx.world_size if prop.level == "data_parallel" else None
+    result = PropertyResult(prop.name, prop.clauses, prop.summary, prop.level, "pass", world_size=world)
+    reason = prop.requires(ctx.caps)
+    if reason is not None:
+        result.status, result.reason = "not claimed", f"needs {reason}"
+        return result
+    budget = profile.dp_examples if prop.level == "data_parallel" else profile.examples
+    counter = {"n": 0}
+
+    @_settings(profile, prop, budget)
+    @given(st.data())
+    def test(data: Any) -> None:
+        case = prop.draw(data, ctx)
+        counter["n"] += 1
+        try:
+            prop.check(case, ctx)
+        except ConformanceFailure as exc:
+            exc.case = case
+            raise
+        except Exception as exc:
+            wrapped = _wrap(prop, exc)
+            wrapped.case = case
+            raise wrapped from exc
+
+    start = time.perf_counter()
+    try:
+        try:
+            test()
+        except BaseExceptionGroup as group:  # hypothesis' FlakyFailure: the failure did not reproduce
+            first = _first_failure(group)
+            if first is None:
+                raise
+            result.notes.append("flaky: the failing example did not fail again when replayed by hypothesis")
+            raise first from None
+    except ConformanceFailure as exc:
+        result.status = "FAIL"
+        case = exc.case or {}
+        config = case.get("config")
+        result.failure = Failure(
+            exc.clause,
+            exc.detail,
+            _describe(case),
+            config_to_dict(config) if config is not None else None,
+            exc.mismatch,
+        )
+        if reproducer_dir is not None and case:
+            path = Path(reproducer_dir) / f"{_slug(ctx.loaded.spec)}__{_slug(result.label)}.npz"
+            meta = {
+                "property": prop.name,
+                "clause": exc.clause,
+                "adapter": ctx.loaded.spec,
+                "world_size": world,
+                "dtype": ctx.dtype,
+                "spec_version": infonce_spec.SPEC_VERSION,
+                "message": exc.detail,
+            }
+            save_case(path, case, meta)
+            result.failure.reproducer = str(path)
+            result.failure.replay = f"infonce-conformance replay {path} --adapter {ctx.loaded.spec}"
+    except (hypothesis_errors.Unsatisfiable, hypothesis_errors.FailedHealthCheck) as exc:
+        result.status, result.reason = "ERROR", f"the suite could not generate examples: {exc}"
+    finally:
+        result.seconds = time.perf_counter() - start
+    result.examples = counter["n"]
+    result.worst_ratio = ctx.worst_ratio
+    result.notes = sorted(set(ctx.notes) | set(result.notes))
+    return result
+
+
+def _first_failure(group: BaseExceptionGroup) -> ConformanceFailure | None:
+    for exc in group.exceptions:
+        if isinstance(exc, ConformanceFailure):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_failure(exc)
+            if found is not None:
+                return found
+    return None
+
+
+def run_adapter(
+    spec: str | LoadedAdapter,
+    *,
+    profile: str | Profile = "ci",
+    world_sizes: Iterable[int] = (1, 2, 3, 4),
+    reproducer_dir: str | Path | None = "infonce-conformance-failures",
+    select: Callable[[Property], bool] | None = None,
+    timeout: float = 60.0,
+    on_result: Callable[[PropertyResult], None] | None = None,
+    on_start: Callable[[str], None] | None = None,
+) -> RunReport:
+    """Run every property against the adapter ``spec`` (``package.module:attribute``).
+
+    Under ``torchrun`` (see :func:`~.distributed.in_torchrun`) only the data-parallel properties run,
+    at the launcher's world size, each rank computing its own part in-process.
+    """
+    loaded = spec if isinstance(spec, LoadedAdapter) else load_adapter(spec)
+    prof = PROFILES[profile] if isinstance(profile, str) else profile
+    caps = loaded.capabilities
+    props = [p for p in properties() if select is None or select(p)]
+    rdir = Path(reproducer_dir) if reproducer_dir is not None else None
+    results: list[PropertyResult] = []
+    start = time.perf_counter()
+
+    def record(r: PropertyResult) -> None:
+        results.append(r)
+        if on_result is not None:
+            on_result(r)
+
+    torchrun = in_torchrun()
+    if torchrun:
+        import os
+
+        world_sizes = (int(os.environ["WORLD_SIZE"]),)
+        if prof.name != "thorough":
+            prof = Profile(prof.name, prof.examples, prof.dp_examples, True)
+    sizes = (
+        tuple(w for w in world_sizes if w <= caps.max_world_size)
+        if caps.data_parallel
+        else tuple(world_sizes)
+    )
+    try:
+        if not torchrun:
+            for prop in (p for p in props if p.level != "data_parallel"):
+                if on_start is not None:
+                    on_start(prop.name)
+                record(run_property(prop, Context(loaded), prof, reproducer_dir=rdir))
+        dp_props = [p for p in props if p.level == "data_parallel"]
+        for prop in dp_props:
+            reason = prop.requires(caps)
+            if reason is not None:
+                record(
+                    PropertyResult(
+                        prop.name,
+                        prop.clauses,
+                        prop.summary,
+                        prop.level,
+                        "not claimed",
+                        reason=f"needs {reason}",
+                    )
+                )
+        claimed = [p for p in dp_props if p.requires(caps) is None]
+        for w in sizes if claimed else ():
+            todo = [p for p in claimed if getattr(p, "min_world_size", 1) <= w]
+            if not todo:
+                continue
+            harness: Any = (
+                TorchrunHarness(loaded.spec, timeout=max(timeout, 300.0))
+                if torchrun
+                else GlooHarness(loaded.spec, w, timeout=timeout)
+            )
+            try:
+                for prop in todo:
+                    if on_start is not None:
+                        on_start(f"{prop.name} [W={w}]")
+                    record(
+                        run_property(
+                            prop, Context(loaded, harness=harness, world_size=w), prof, reproducer_dir=rdir
+                        )
+                    )
+            finally:
+                harness.close()
+    finally:
+        stop_forkserver()
+    return RunReport(loaded.spec, caps, prof.name, tuple(sizes), results, time.perf_counter() - start)
