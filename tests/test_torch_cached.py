@@ -24,7 +24,13 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from infonce_spec.adapters.torch import CachedInfoNCELoss, InfoNCELoss, LossConfig, chunked_loss_and_grads
+from infonce_spec.adapters.torch import (
+    CachedInfoNCELoss,
+    InfoNCELoss,
+    LossConfig,
+    chunked_loss_and_grads,
+    infonce_loss,
+)
 from infonce_spec.adapters.torch import rng as rng_module
 from infonce_spec.errors import SpecTypeError, SpecViolation
 from infonce_spec.reference import Config, linear_encoder_grad
@@ -388,3 +394,42 @@ def test_invalid_mini_batch_size_and_inputs() -> None:
         cached([torch.randn(4, 3)])
     with pytest.raises(SpecViolation, match=r"\[LAYOUT-2\]"):
         cached([torch.randn(4, 3), torch.randn(5, 3)])
+
+
+class AutocastRecorder(nn.Module):
+    """Records the dtype of every embedding it produces (float32 weights; bf16 under CPU autocast)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(F, 4)
+        self.dtypes: list[tuple[bool, torch.dtype]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.linear(x)
+        self.dtypes.append((torch.is_grad_enabled(), out.dtype))
+        return out
+
+
+def test_second_pass_replays_the_autocast_state() -> None:
+    """CACHE-1/CACHE-3: backward (outside the autocast block) re-embeds under the first pass's autocast."""
+    encoder = AutocastRecorder()
+    inputs = [torch.randn(5, F) for _ in range(3)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = CachedInfoNCELoss(encoder, mini_batch_size=2)(inputs)
+    loss.backward()
+    assert loss.dtype == torch.float32
+    first = [dt for grad, dt in encoder.dtypes if not grad]
+    second = [dt for grad, dt in encoder.dtypes if grad]
+    assert first == second == [torch.bfloat16] * 9
+
+
+def test_loss_stage_opts_out_of_autocast() -> None:
+    """The loss stage runs in float32 for float32 embeddings even inside an autocast block."""
+    q, d = torch.randn(6, 8), torch.randn(2, 6, 8)
+    expected = infonce_loss(q, d, directions=CONFIG["directions"])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = infonce_loss(q, d, directions=CONFIG["directions"])
+        chunked = chunked_loss_and_grads(q, d, LossConfig(directions=CONFIG["directions"]), 2)
+    assert got.dtype == torch.float32 and float(got) == float(expected)
+    case = Case({**CONFIG, "hardness_mode": None, "hardness_strength": 0.0}, 6, 2, 8, "float32", 0, 1.0)
+    assert abs(float(chunked.loss) - float(expected)) <= 2 * error_bounds(case, q, d).loss

@@ -8,6 +8,7 @@ GradCache (Gao et al. 2021) in three steps:
    rows at a time (:func:`~.chunked.chunked_loss_and_grads`, memory O(mini_batch_size x
    candidates), CACHE-5);
 3. in backward, re-embed each mini-batch with a graph under its saved RNG state (CACHE-3) and
+   the first pass's autocast state, and
    backpropagate ``grad_output * cached gradient`` into the encoder (CACHE-2), which accumulates
    into ``.grad`` like any loss (CACHE-4).
 
@@ -27,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .autocast import AutocastState
 from .batching import check_mini_batch_size, mini_batches, slice_batch
 from .chunked import ChunkedResult, chunked_loss_and_grads
 from .config import LossConfig, ScaleLike
@@ -46,6 +48,7 @@ class _CacheState:
     batches: list[Any]
     ranges: list[list[tuple[int, int]]]
     rng: list[list[RngSnapshot]]
+    autocast: AutocastState
     result: ChunkedResult
     config: LossConfig
 
@@ -85,7 +88,7 @@ class _GradCacheLoss(torch.autograd.Function):
                 for i, (start, stop) in enumerate(state.ranges[c]):
                     sync = (c, i) == last or no_sync is None
                     with contextlib.nullcontext() if sync else no_sync():  # type: ignore[misc]
-                        with state.rng[c][i].replay():
+                        with state.rng[c][i].replay(), state.autocast.replay():
                             reps = embed(encoder, slice_batch(batch, start, stop), state.embedding_key)
                         torch.autograd.backward(reps, local[c][start:stop].to(reps.dtype))
         grad_scale = None
@@ -149,6 +152,7 @@ class CachedInfoNCELoss(LossOptionsMixin, nn.Module):
         need_grad = self._needs_grad(config)
         ranges = [mini_batches(batch, self.mini_batch_size) for batch in batches]
         rng: list[list[RngSnapshot]] = []
+        autocast = AutocastState.capture()
         embeddings = []
         with torch.no_grad():
             for batch, column_ranges in zip(batches, ranges, strict=True):
@@ -170,6 +174,6 @@ class CachedInfoNCELoss(LossOptionsMixin, nn.Module):
         )
         if not need_grad:
             return result.loss
-        state = _CacheState(self.encoder, self.embedding_key, batches, ranges, rng, result, config)
+        state = _CacheState(self.encoder, self.embedding_key, batches, ranges, rng, autocast, result, config)
         anchor = config.scale if result.grad_scale is not None else torch.zeros((), requires_grad=True)
         return _GradCacheLoss.apply(anchor, state)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .autocast import loss_stage_precision
 from .batching import check_mini_batch_size
 from .config import LossConfig
 from .functional import common_compute_dtype, scale_in
@@ -61,6 +62,13 @@ def chunked_loss_and_grads(
     """
     check_mini_batch_size(chunk_size)
     q, columns = validate_embeddings(queries, docs, check_finite=check_finite)
+    with loss_stage_precision(q.device):
+        return _chunked(q, columns, config, chunk_size, need_grad)
+
+
+def _chunked(
+    q: torch.Tensor, columns: list[torch.Tensor], config: LossConfig, chunk_size: int, need_grad: bool
+) -> ChunkedResult:
     b = q.shape[0]
     rank, world = process_group_info(config.group) if config.gather_across_devices else (0, 1)
     if world > 1:

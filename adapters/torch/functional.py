@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import torch
 
+from .autocast import loss_stage_precision
 from .config import LossConfig, ScaleLike
 from .gather import all_gather_with_grad, check_equal_local_batch, process_group_info
 from .layout import compute_dtype, validate_embeddings
@@ -48,6 +49,17 @@ def loss_from_config(
     this rank's queries ``[r * B, (r + 1) * B)``, so ``L_r`` is the mean of its own ``l_g`` (DP-2).
     """
     q, columns = validate_embeddings(queries, docs, check_finite=check_finite)
+    with loss_stage_precision(q.device):
+        losses = _local_losses(q, columns, config)
+    if reduction == "none":
+        return losses
+    if reduction != "mean":
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    return losses.mean()
+
+
+def _local_losses(q: torch.Tensor, columns: list[torch.Tensor], config: LossConfig) -> torch.Tensor:
+    """The per-query losses of this rank's queries (autocast already disabled)."""
     b = q.shape[0]
     rank, world = process_group_info(config.group) if config.gather_across_devices else (0, 1)
     # Upcast before the gather: its backward (a reduce-scatter SUM over W ranks) then adds in the
@@ -63,12 +75,7 @@ def loss_from_config(
         docs=unit_rows(torch.cat(columns, dim=0), config.similarity),
     )
     block = query_rows(cands, rank * b, (rank + 1) * b, config, scale_in(config, dtype))
-    losses = per_query_loss(block, config.partition_mode)
-    if reduction == "none":
-        return losses
-    if reduction != "mean":
-        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
-    return losses.mean()
+    return per_query_loss(block, config.partition_mode)
 
 
 def infonce_loss(
