@@ -131,7 +131,8 @@ def _mp_context(spec: str) -> Any:
     if "forkserver" not in methods:
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
-    preload = ["torch", "torch.distributed", "infonce_spec.conformance.distributed"]
+    # torch._dynamo: torch's functional collectives import it on their first call (~3 s per process).
+    preload = ["torch", "torch.distributed", "torch._dynamo", "infonce_spec.conformance.distributed"]
     module = spec.partition(":")[0]
     if not module.endswith(".py") and "/" not in module:
         preload.append(module)

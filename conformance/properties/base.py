@@ -24,6 +24,8 @@ from ..tolerances import Bounds
 __all__ = ["REGISTRY", "Context", "Outputs", "Property", "claims", "properties"]
 
 REGISTRY: dict[str, type[Property]] = {}
+#: The chapter modules, in report order.
+CHAPTERS = ("reference", "invariances", "masks", "numerics", "validation", "cached", "data_parallel")
 
 
 class Property:
@@ -70,7 +72,11 @@ def properties() -> list[Property]:
         validation,
     )
 
-    return [cls() for cls in REGISTRY.values()]
+    order = [f"{__package__}.{m}" for m in CHAPTERS]
+    ranked = sorted(
+        REGISTRY.values(), key=lambda cls: order.index(cls.__module__) if cls.__module__ in order else 99
+    )
+    return [cls() for cls in ranked]
 
 
 def claims(

@@ -1,0 +1,8 @@
+"""``python -m infonce_spec.conformance`` == ``infonce-conformance``."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

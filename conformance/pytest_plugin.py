@@ -1,0 +1,227 @@
+"""pytest plugin: the conformance suite as one pytest test per property (per world size for data parallel).
+
+Two ways in (the plugin is registered through the ``pytest11`` entry point, so installing
+infonce-spec is enough):
+
+* command line -- ``pytest --infonce-adapter mymod:MyAdapter [--infonce-profile ci]
+  [--infonce-world-sizes 1,2] --junitxml conformance.xml`` adds the tests to whatever else is collected;
+* one line in your own test module --
+  ``test_conformance = conformance_tests("mymod:MyAdapter")`` (a parametrized test function).
+
+A property the adapter does not claim is *skipped* with the reason ``not claimed: needs ...``; a
+failure shows the clause, the worst element against its bound, the shrunk example and the replay
+command. Runs are derandomized with no hypothesis database (``quick`` and ``ci`` profiles), so CI is
+deterministic and writes nothing but the reproducers of failures. Without ``--infonce-adapter`` the
+plugin adds nothing to the collection (it is loaded in every pytest run of an environment that has
+infonce-spec installed).
+"""
+
+from __future__ import annotations
+
+import atexit
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pytest
+
+__all__ = ["conformance_tests", "pytest_addoption", "pytest_collection_modifyitems", "pytest_sessionfinish"]
+
+_HARNESSES: dict[tuple[str, int], Any] = {}
+_ADAPTERS: dict[str, Any] = {}
+
+
+def pytest_addoption(parser: Any) -> None:
+    group = parser.getgroup("infonce-conformance", "infonce-spec conformance suite")
+    group.addoption(
+        "--infonce-adapter",
+        action="append",
+        default=[],
+        metavar="MOD:ATTR",
+        help="generate one conformance test per property for this adapter (repeatable)",
+    )
+    group.addoption(
+        "--infonce-profile",
+        default="ci",
+        choices=["quick", "ci", "thorough"],
+        help="example budget of the conformance tests (default: ci, derandomized)",
+    )
+    group.addoption(
+        "--infonce-world-sizes",
+        default="1,2",
+        metavar="1,2",
+        help="data-parallel world sizes of the conformance tests (default: 1,2)",
+    )
+    group.addoption(
+        "--infonce-reproducers",
+        default="infonce-conformance-failures",
+        metavar="DIR",
+        help="folder for the .npz reproducers of failures",
+    )
+
+
+def _close_all() -> None:
+    for harness in list(_HARNESSES.values()):
+        harness.close()
+    _HARNESSES.clear()
+    from .distributed import stop_forkserver
+
+    stop_forkserver()
+
+
+atexit.register(_close_all)
+
+
+def pytest_sessionfinish(session: Any, exitstatus: Any) -> None:
+    if _HARNESSES:
+        _close_all()
+
+
+def _loaded(spec: str) -> Any:
+    from .protocol import load_adapter
+
+    if spec not in _ADAPTERS:
+        _ADAPTERS[spec] = load_adapter(spec)
+    return _ADAPTERS[spec]
+
+
+def _harness(spec: str, world_size: int) -> Any:
+    from .distributed import GlooHarness
+
+    key = (spec, world_size)
+    if key not in _HARNESSES:
+        _HARNESSES[key] = GlooHarness(spec, world_size)
+    return _HARNESSES[key]
+
+
+def _cases(world_sizes: Iterable[int]) -> list[tuple[str, int | None, str]]:
+    """``(property, world size or None, test id)`` for every property."""
+    from .properties import properties
+
+    out: list[tuple[str, int | None, str]] = []
+    for prop in properties():
+        if prop.level != "data_parallel":
+            out.append((prop.name, None, prop.name))
+            continue
+        for w in world_sizes:
+            if w >= getattr(prop, "min_world_size", 1):
+                out.append((prop.name, w, f"{prop.name}[W={w}]"))
+    return out
+
+
+class ConformanceFailed(Exception):
+    """Raised by a conformance test; its text is the failure report."""
+
+
+def _failure_text(result: Any) -> str:
+    f = result.failure
+    if f is None:
+        return f"[{result.clauses[0]}] {result.label}: {result.reason}"
+    lines = [f"[{f.clause}] {result.label}: {f.message}"]
+    if f.mismatch is not None:
+        m = f.mismatch
+        lines.append(
+            f"largest error: {m.quantity} at {m.index}: computed {m.computed:.6g}, expected {m.expected:.6g}, "
+            f"|diff| {m.difference:.3g} > allowed {m.bound:.3g}"
+        )
+    lines += ["shrunk example:", f.example]
+    if f.replay:
+        lines.append(f"replay: {f.replay}")
+    return "\n".join(lines)
+
+
+def run_one(
+    spec: str,
+    name: str,
+    world_size: int | None,
+    *,
+    profile: str = "ci",
+    reproducer_dir: str | None = "infonce-conformance-failures",
+) -> None:
+    """Run one property as a pytest test: pass, skip (not claimed) or raise :class:`ConformanceFailed`."""
+    from .properties.base import REGISTRY, Context, properties
+    from .runner import PROFILES, run_property
+
+    properties()
+    prop = REGISTRY[name]()
+    loaded = _loaded(spec)
+    reason = prop.requires(loaded.capabilities)
+    if reason is not None:
+        pytest.skip(f"not claimed: needs {reason}")
+    harness = None
+    if prop.level == "data_parallel":
+        assert world_size is not None
+        if world_size > loaded.capabilities.max_world_size:
+            pytest.skip(f"not claimed: max_world_size {loaded.capabilities.max_world_size}")
+        harness = _harness(spec, world_size)
+    ctx = Context(loaded, harness=harness, world_size=world_size or 1)
+    from pathlib import Path
+
+    result = run_property(
+        prop, ctx, PROFILES[profile], reproducer_dir=Path(reproducer_dir) if reproducer_dir else None
+    )
+    if result.status != "pass":
+        raise ConformanceFailed(_failure_text(result))
+
+
+class ConformanceCollector(pytest.Collector):
+    """The parent of one adapter's generated tests (JUnit classname = the adapter's name)."""
+
+    def collect(self) -> list[Any]:
+        return []
+
+
+class ConformanceItem(pytest.Item):
+    """One generated conformance test."""
+
+    def __init__(
+        self, *, spec: str, prop: str, world_size: int | None, options: dict[str, Any], **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.spec, self.prop, self.world_size, self.options = spec, prop, world_size, options
+
+    def runtest(self) -> None:
+        run_one(self.spec, self.prop, self.world_size, **self.options)
+
+    def repr_failure(self, excinfo: Any, style: Any = None) -> Any:
+        if isinstance(excinfo.value, ConformanceFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, None, f"infonce-conformance {self.name}"
+
+
+def pytest_collection_modifyitems(session: Any, config: Any, items: list[Any]) -> None:
+    specs = config.getoption("infonce_adapter", default=None)
+    if not specs:
+        return  # inert: nothing added, nothing reordered
+    sizes = tuple(int(x) for x in str(config.getoption("infonce_world_sizes")).split(",") if x.strip())
+    options = {
+        "profile": config.getoption("infonce_profile"),
+        "reproducer_dir": config.getoption("infonce_reproducers"),
+    }
+    for spec in specs:
+        parent = ConformanceCollector.from_parent(session, name=spec)
+        for name, w, test_id in _cases(sizes):
+            items.append(
+                ConformanceItem.from_parent(
+                    parent, name=test_id, spec=spec, prop=name, world_size=w, options=options
+                )
+            )
+
+
+def conformance_tests(
+    spec: str,
+    *,
+    profile: str = "ci",
+    world_sizes: Sequence[int] = (1, 2),
+    reproducer_dir: str | None = "infonce-conformance-failures",
+) -> Any:
+    """A parametrized pytest test function checking ``spec``: ``test_conformance = conformance_tests("m:A")``."""
+    params = [pytest.param(name, w, id=test_id) for name, w, test_id in _cases(world_sizes)]
+
+    @pytest.mark.parametrize(("conformance_property", "world_size"), params)
+    def test_infonce_conformance(conformance_property: str, world_size: int | None) -> None:
+        run_one(spec, conformance_property, world_size, profile=profile, reproducer_dir=reproducer_dir)
+
+    return test_infonce_conformance

@@ -1,0 +1,61 @@
+"""Replay a reproducer: the stored case through the same property check, against an adapter.
+
+``infonce-conformance replay failure.npz [--adapter mod:attr]`` -- the adapter defaults to the one
+that failed. Data-parallel cases start a gloo pool of the stored world size. Exit status 1 if the
+failure reproduces, 0 if the case now passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cases import load_case
+from .compare import ConformanceFailure
+from .distributed import GlooHarness, HarnessError, stop_forkserver
+from .properties.base import REGISTRY, Context, properties
+from .protocol import load_adapter
+
+__all__ = ["ReplayResult", "replay"]
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """``failed``: the check failed again; ``clause`` and ``message`` say how."""
+
+    property: str
+    adapter: str
+    failed: bool
+    clause: str | None
+    message: str
+
+
+def replay(path: str | Path, adapter: str | None = None, *, timeout: float = 60.0) -> ReplayResult:
+    """Run the stored case of ``path`` through its property's check against ``adapter``."""
+    case, meta = load_case(path)
+    properties()  # register every property
+    prop = REGISTRY[meta["property"]]()
+    spec = adapter or meta["adapter"]
+    loaded = load_adapter(spec)
+    harness = None
+    world = meta.get("world_size") or 1
+    if prop.level == "data_parallel":
+        harness = GlooHarness(spec, int(world), timeout=timeout)
+    ctx = Context(loaded, harness=harness, world_size=int(world))
+    try:
+        prop.check(case, ctx)
+    except ConformanceFailure as exc:
+        return ReplayResult(prop.name, spec, True, exc.clause, exc.detail)
+    except HarnessError as exc:
+        return ReplayResult(
+            prop.name, spec, True, prop.clause, f"data-parallel run failed ({exc.kind}): {exc}"
+        )
+    except Exception as exc:
+        return ReplayResult(
+            prop.name, spec, True, prop.clause, f"the adapter raised {type(exc).__name__}: {exc}"
+        )
+    finally:
+        if harness is not None:
+            harness.close()
+        stop_forkserver()
+    return ReplayResult(prop.name, spec, False, None, "the case passes")
