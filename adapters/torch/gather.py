@@ -33,7 +33,9 @@ try:  # torch >= 2.6 has the non-deprecated name; older releases the *_tensor_au
     _AUTOGRAD_GATHER = getattr(_fc, "all_gather_single_autograd", None) or getattr(
         _fc, "all_gather_tensor_autograd", None
     )
-    _REDUCE_SCATTER = getattr(_fc, "reduce_scatter_tensor", None)
+    _REDUCE_SCATTER = getattr(_fc, "reduce_scatter_single", None) or getattr(
+        _fc, "reduce_scatter_tensor", None
+    )
 except ImportError:  # pragma: no cover - torch built without distributed
     _fc = None
     _AUTOGRAD_GATHER = None
