@@ -22,7 +22,6 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 
 DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
 
@@ -86,7 +85,9 @@ def measure(kind: str, n: int, k: int, d: int, repeats: int) -> dict | None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--large", action="store_true", help="also run N=16384 (minutes; peak RSS check)")
@@ -100,7 +101,9 @@ def main() -> int:
         if row is None:
             continue
         ratio = row["best_s"] / floor["best_s"] if floor else float("nan")
-        print(f"{kind:<12} {row['best_s']:9.3f} {row['median_s']:9.3f} {ratio:9.2f} {row['peak_rss_mb']:12.0f}")
+        print(
+            f"{kind:<12} {row['best_s']:9.3f} {row['median_s']:9.3f} {ratio:9.2f} {row['peak_rss_mb']:12.0f}"
+        )
     ref, st = rows["reference"], rows["st-autograd"]
     if ref and floor:
         print(f"reference / floor = {ref['best_s'] / floor['best_s']:.2f} (target <= 1.5)")
