@@ -94,9 +94,12 @@ class TorchAdapter:
         self.dtype = _DTYPES[dtype]
         self.cached = cached
         self.mini_batch_size = mini_batch_size
+        # Half-precision embeddings are upcast to float32 for the loss stage (infonce_spec.adapters.torch).
+        compute = "float32" if dtype in ("bfloat16", "float16") else None
         self.capabilities = Capabilities(
             name=name,
             dtype=dtype,
+            compute_dtype=compute,
             grad_scale=True,
             encoder=True,
             cached=cached,
@@ -117,7 +120,9 @@ class TorchAdapter:
             or scale <= 0
         ):
             return scale  # let the implementation reject it (SCALE-1)
-        kwargs["scale"] = torch.tensor(float(scale), dtype=self.dtype, device=device, requires_grad=True)
+        # A learnable scale in the loss stage's precision (at least float32, like the implementation).
+        dtype = torch.promote_types(self.dtype, torch.float32)
+        kwargs["scale"] = torch.tensor(float(scale), dtype=dtype, device=device, requires_grad=True)
         return kwargs["scale"]
 
     # -- level 1 ---------------------------------------------------------------------------------------------

@@ -84,8 +84,13 @@ class Capabilities:
     * ``partition_modes``, ``similarities`` -- subsets of the spec's names.
     * ``hardness_modes`` -- supported hardness modes besides ``None`` (which is always supported).
     * ``max_k`` -- the largest number of document columns ``K`` (``None``: no limit; ``1``: no hard negatives).
-    * ``dtype`` -- the precision the implementation computes in (``float64``, ``float32``,
-      ``bfloat16``, ``float16``); picks the tolerance model and the rounding of the inputs.
+    * ``dtype`` -- the precision of the embeddings and of the returned gradients (``float64``,
+      ``float32``, ``bfloat16``, ``float16``); the suite rounds every input to it, and it is the
+      precision of the encoder (level 2).
+    * ``compute_dtype`` -- the precision of the loss stage (similarities, logsumexp, softmax) when it
+      differs from ``dtype`` (mixed precision, e.g. bfloat16 embeddings upcast to float32); ``None``
+      means ``dtype``. The tolerance model uses it for the loss stage and ``dtype`` for the
+      rounding of the results.
     * ``grad_scale`` -- :meth:`ConformanceAdapter.embeddings` returns dL/d(scale) (SCALE-2).
     * ``encoder`` -- :meth:`ConformanceAdapter.encoder` is implemented (level 2).
     * ``cached`` -- the encoder path is a cached (GradCache) implementation honouring
@@ -104,6 +109,7 @@ class Capabilities:
     hardness_modes: frozenset[str] = frozenset(HARDNESS_MODES)
     max_k: int | None = None
     dtype: str = "float64"
+    compute_dtype: str | None = None
     grad_scale: bool = False
     encoder: bool = False
     cached: bool = False
@@ -128,6 +134,8 @@ class Capabilities:
             raise ValueError("Capabilities.directions must contain 'query_to_doc' (DIR-1)")
         if self.dtype not in DTYPES:
             raise ValueError(f"Capabilities.dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
+        if self.compute_dtype is not None and self.compute_dtype not in DTYPES:
+            raise ValueError(f"Capabilities.compute_dtype must be None or one of {list(DTYPES)}")
         if self.max_k is not None and self.max_k < 1:
             raise ValueError("Capabilities.max_k must be None or >= 1")
         if self.cached and not self.encoder:
@@ -149,6 +157,11 @@ class Capabilities:
         if config.hardness_active and config.hardness_mode not in self.hardness_modes:
             return f"hardness_mode {config.hardness_mode!r}"
         return None
+
+    @property
+    def loss_dtype(self) -> str:
+        """The precision of the loss stage: ``compute_dtype`` or, if unset, ``dtype``."""
+        return self.compute_dtype or self.dtype
 
     def with_(self, **changes: Any) -> Capabilities:
         """A copy with ``changes`` applied (e.g. ``caps.with_(dtype="float32")``)."""

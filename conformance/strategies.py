@@ -182,17 +182,18 @@ def draw_batch(
     dtype: str = "float64",
     similarity: str = "cos",
     corners: bool = True,
+    compute_dtype: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``queries`` (N, D) and ``docs`` (K, N, D), rounded to ``dtype``.
 
     Rows are drawn jointly (so a document can duplicate a query). For ``cos``, inputs whose row norm
-    is within rounding distance of the eps 1e-12 are rejected (``assume``): there the GRAD-3 branch
-    is decided by rounding and no tolerance is meaningful.
+    is within rounding distance (in ``compute_dtype``, default ``dtype``) of the eps 1e-12 are rejected
+    (``assume``): there the GRAD-3 branch is decided by rounding and no tolerance is meaningful.
     """
     x = draw_embeddings(data, n * (k + 1), d, corners=corners, label="embeddings")
     x = round_to_dtype(x, dtype)
     if similarity == "cos":
-        assume(not cos_eps_ambiguous(x, dtype))
+        assume(not cos_eps_ambiguous(x, compute_dtype or dtype))
     return x[:n].copy(), x[n:].reshape(k, n, d).copy()
 
 

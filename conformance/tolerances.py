@@ -46,6 +46,7 @@ from infonce_spec.reference import Config
 __all__ = [
     "COS_EPS",
     "KAPPA",
+    "OUTPUT_ROUNDING",
     "UNIT_ROUNDOFF",
     "Bounds",
     "cos_eps_ambiguous",
@@ -65,6 +66,10 @@ UNIT_ROUNDOFF: dict[str, float] = {
 }
 #: The safety factor on every first-order bound.
 KAPPA = 4.0
+#: Allowance for the rounding of a returned gradient to the adapter's dtype, in units of ``u |g|``.
+#: A correctly rounded result is within ``u |g|``; allowing ``2 KAPPA u |g|`` keeps rounding alone at
+#: 1/8 of the bound (bfloat16 gradients of a float32 loss stage are dominated by it).
+OUTPUT_ROUNDING = 2 * KAPPA
 #: SIM-1 eps.
 COS_EPS = 1e-12
 _FINITE_MAX = {
@@ -210,11 +215,18 @@ def _grad_row_max(config: Config, nu: float, norms: np.ndarray, n_dir: int) -> n
 
 
 def encoder_bounds(
-    x_queries: np.ndarray, x_docs: np.ndarray, weight: np.ndarray, config: Config, dtype: str
+    x_queries: np.ndarray,
+    x_docs: np.ndarray,
+    weight: np.ndarray,
+    config: Config,
+    dtype: str,
+    *,
+    encoder_dtype: str | None = None,
 ) -> tuple[Bounds, float]:
     """The bounds for a linear-encoder step: embedding-level bounds and one bound for every element of
-    dL/d(weight) (D, F)."""
-    u = UNIT_ROUNDOFF[dtype]
+    dL/d(weight) (D, F). ``dtype`` is the loss stage's precision, ``encoder_dtype`` (default ``dtype``)
+    the encoder's (the matmuls ``x W^T`` and ``g^T x``)."""
+    u = UNIT_ROUNDOFF[encoder_dtype or dtype]
     xq = np.asarray(x_queries, dtype=np.float64)
     xd = np.asarray(x_docs, dtype=np.float64)
     w = np.asarray(weight, dtype=np.float64)

@@ -19,7 +19,7 @@ from infonce_spec.reference import Config
 
 from ..compare import check_close, check_shape
 from ..protocol import Capabilities, EmbeddingCase, LoadedAdapter
-from ..tolerances import Bounds
+from ..tolerances import OUTPUT_ROUNDING, UNIT_ROUNDOFF, Bounds
 
 __all__ = ["REGISTRY", "Context", "Outputs", "Property", "claims", "properties"]
 
@@ -131,12 +131,38 @@ class Context:
 
     @property
     def dtype(self) -> str:
+        """The embeddings' precision: inputs are rounded to it; results are rounded in it."""
         return self.caps.dtype
 
+    @property
+    def compute_dtype(self) -> str:
+        """The loss stage's precision (the tolerance model's unit roundoff)."""
+        return self.caps.loss_dtype
+
     def close(
-        self, computed: Any, expected: Any, bound: Any, *, quantity: str, clause: str, what: str = "reference"
+        self,
+        computed: Any,
+        expected: Any,
+        bound: Any,
+        *,
+        quantity: str,
+        clause: str,
+        what: str = "reference",
+        magnitude: Any = None,
     ) -> None:
-        """:func:`check_close` that keeps the worst passing ratio (the margin shown in reports)."""
+        """:func:`check_close` that keeps the worst passing ratio (the margin shown in reports).
+
+        Gradients come back rounded to the adapter's ``dtype`` (error at most ``u |g|``, beyond the loss
+        stage's own error): for quantities named ``grad*`` the bound gets ``OUTPUT_ROUNDING u
+        |magnitude|`` (``magnitude`` defaults to ``expected``; pass the sum of both sides' sizes when
+        two rounded results are compared). Losses come from the loss stage, whose model covers them.
+        """
+        if "grad" in quantity:
+            u = UNIT_ROUNDOFF[self.dtype]
+            size = np.abs(np.asarray(expected if magnitude is None else magnitude, dtype=np.float64))
+            with np.errstate(invalid="ignore"):
+                extra = OUTPUT_ROUNDING * u * np.where(np.isfinite(size), size, 0.0)
+            bound = np.asarray(bound, dtype=np.float64) + extra
         ratio = check_close(computed, expected, bound, quantity=quantity, clause=clause, what=what)
         self.comparisons += 1
         self.worst_ratio = max(self.worst_ratio, ratio)

@@ -105,7 +105,7 @@ def _check_steps(ctx: Context, case: dict[str, Any], upstreams: list[float], cla
     grad_bound = 0.0
     for i, (xq, xd, c) in enumerate(steps):
         exp = linear_encoder_grad(xq, xd, w, config)
-        bounds, g_bound = encoder_bounds(xq, xd, w, config, ctx.dtype)
+        bounds, g_bound = encoder_bounds(xq, xd, w, config, ctx.compute_dtype, encoder_dtype=ctx.dtype)
         ctx.close(losses[i], exp.loss, bounds.loss, quantity=f"loss of step {i}", clause=clause)
         expected_grad = expected_grad + c * exp.grad_weight
         grad_bound += abs(c) * g_bound
@@ -229,7 +229,12 @@ class RngReplay(Property):
             results.append((float(loss), check_shape(out.grad_weight, w.shape, "grad_weight", "GRAD-1")))
         # Dropout scales kept inputs by 1/(1-p): bound with the largest inputs it can produce.
         bounds, g_bound = encoder_bounds(
-            case["x_queries"] / (1 - p), case["x_docs"] / (1 - p), w, config, ctx.dtype
+            case["x_queries"] / (1 - p),
+            case["x_docs"] / (1 - p),
+            w,
+            config,
+            ctx.compute_dtype,
+            encoder_dtype=ctx.dtype,
         )
         what = "the same adapter uncached under the same seed"
         ctx.close(

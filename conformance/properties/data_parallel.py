@@ -50,14 +50,22 @@ class DataParallelEmbeddings(Property):
         config = draw_config(data, ctx.caps)
         b, k = _draw_b_k(data, ctx)
         d = data.draw(st.integers(1, 6), label="D")
-        q, docs = draw_batch(data, ctx.world_size * b, k, d, dtype=ctx.dtype, similarity=config.similarity)
+        q, docs = draw_batch(
+            data,
+            ctx.world_size * b,
+            k,
+            d,
+            dtype=ctx.dtype,
+            compute_dtype=ctx.compute_dtype,
+            similarity=config.similarity,
+        )
         return {"queries": q, "docs": docs, "config": config, "world_size": ctx.world_size}
 
     def check(self, case: dict[str, Any], ctx: Context) -> None:
         q, d, config, w = case["queries"], case["docs"], case["config"], int(case["world_size"])
         b = q.shape[0] // w
         expected = rank_expectations(q, d, config, w)
-        bounds = embedding_bounds(q, d, config, ctx.dtype)
+        bounds = embedding_bounds(q, d, config, ctx.compute_dtype)
         cases = [
             RankCase(r, w, q[r * b : (r + 1) * b].copy(), d[:, r * b : (r + 1) * b].copy(), config)
             for r in range(w)
@@ -116,7 +124,7 @@ class DataParallelEncoder(Property):
         )
         b = xq.shape[0] // w
         expected = linear_encoder_grad(xq, xd, wt, config)
-        bounds, g_bound = encoder_bounds(xq, xd, wt, config, ctx.dtype)
+        bounds, g_bound = encoder_bounds(xq, xd, wt, config, ctx.compute_dtype, encoder_dtype=ctx.dtype)
         cases = [
             RankEncoderCase(
                 r,

@@ -56,7 +56,7 @@ class BatchPermutation(Property):
         q, d, config, p = case["queries"], case["docs"], case["config"], case["permutation"]
         base = ctx.embeddings(q, d, config)
         perm = ctx.embeddings(q[p], d[:, p], config)
-        b = embedding_bounds(q, d, config, ctx.dtype)
+        b = embedding_bounds(q, d, config, ctx.compute_dtype)
         bounds = Bounds(2 * b.loss, 2 * b.grad_queries[p], 2 * b.grad_docs[:, p], 2 * b.grad_scale, b.logit)
         _compare_same(ctx, perm, base.loss, base.grad_queries[p], base.grad_docs[:, p], bounds, self.clause)
 
@@ -81,7 +81,7 @@ class HardNegativeOrder(Property):
         q, d, config, cols = case["queries"], case["docs"], case["config"], case["columns"]
         base = ctx.embeddings(q, d, config)
         perm = ctx.embeddings(q, d[cols], config)
-        b = embedding_bounds(q, d, config, ctx.dtype)
+        b = embedding_bounds(q, d, config, ctx.compute_dtype)
         bounds = Bounds(2 * b.loss, 2 * b.grad_queries, 2 * b.grad_docs[cols], 2 * b.grad_scale, b.logit)
         _compare_same(ctx, perm, base.loss, base.grad_queries, base.grad_docs[cols], bounds, self.clause)
 
@@ -114,8 +114,8 @@ class CosRescaling(Property):
         q2, d2 = round_to_dtype(q * cq, ctx.dtype), round_to_dtype(d * cd, ctx.dtype)
         base = ctx.embeddings(q, d, config)
         scaled = ctx.embeddings(q2, d2, config)
-        b1 = embedding_bounds(q, d, config, ctx.dtype)
-        b2 = embedding_bounds(q2, d2, config, ctx.dtype, input_rel_err=UNIT_ROUNDOFF[ctx.dtype])
+        b1 = embedding_bounds(q, d, config, ctx.compute_dtype)
+        b2 = embedding_bounds(q2, d2, config, ctx.compute_dtype, input_rel_err=UNIT_ROUNDOFF[ctx.dtype])
         ctx.close(scaled.loss, base.loss, b1.loss + b2.loss, quantity="loss", clause=self.clause, what=SAME)
         ctx.close(
             scaled.grad_queries * cq,
@@ -154,8 +154,8 @@ class DotScaleIdentity(Property):
         q2, d2 = round_to_dtype(q * r, ctx.dtype), round_to_dtype(d * r, ctx.dtype)
         base = ctx.embeddings(q, d, config)
         other = ctx.embeddings(q2, d2, unit)
-        b1 = embedding_bounds(q, d, config, ctx.dtype)
-        b2 = embedding_bounds(q2, d2, unit, ctx.dtype, input_rel_err=UNIT_ROUNDOFF[ctx.dtype])
+        b1 = embedding_bounds(q, d, config, ctx.compute_dtype)
+        b2 = embedding_bounds(q2, d2, unit, ctx.compute_dtype, input_rel_err=UNIT_ROUNDOFF[ctx.dtype])
         what = "the same adapter with scale s on x"
         ctx.close(
             other.loss,
@@ -203,7 +203,7 @@ class NonNegative(Property):
     def check(self, case: dict[str, Any], ctx: Context) -> None:
         q, d, config = case["queries"], case["docs"], case["config"]
         out = ctx.embeddings(q, d, config)
-        bound = embedding_bounds(q, d, config, ctx.dtype).loss
+        bound = embedding_bounds(q, d, config, ctx.compute_dtype).loss
         ctx.close(
             max(0.0, -out.loss),
             0.0,
@@ -241,7 +241,7 @@ class DirectionOrder(Property):
         ctx.compare(
             out,
             expected,
-            embedding_bounds(q, d, config, ctx.dtype),
+            embedding_bounds(q, d, config, ctx.compute_dtype),
             self.clause,
             what="reference (canonical directions)",
         )
@@ -267,7 +267,7 @@ class ZeroHardness(Property):
         ctx.compare(
             out,
             expected,
-            embedding_bounds(q, d, config, ctx.dtype),
+            embedding_bounds(q, d, config, ctx.compute_dtype),
             self.clause,
             what="reference without hardness",
         )

@@ -91,7 +91,7 @@ class _MaskProperty(Property):
             b = perp(r)
             assume(np.linalg.norm(b) >= 1e-2 * np.linalg.norm(r))  # stated: b well outside span(S)
             b /= np.linalg.norm(b)
-            m = data.draw(st.sampled_from(masked_logit_targets(ctx.dtype)), label="masked_logit")
+            m = data.draw(st.sampled_from(masked_logit_targets(ctx.compute_dtype)), label="masked_logit")
             beta = float(v @ b)
             disc = beta * beta - float(v @ v) + m / scale
             assume(m / scale > float(v @ v))
@@ -102,7 +102,7 @@ class _MaskProperty(Property):
             assume(np.linalg.norm(b) >= 1e-2 * np.linalg.norm(p))
             b /= np.linalg.norm(b)
             if config.similarity == "dot":
-                m = data.draw(st.sampled_from(masked_logit_targets(ctx.dtype)), label="masked_logit")
+                m = data.draw(st.sampled_from(masked_logit_targets(ctx.compute_dtype)), label="masked_logit")
                 pert[target] = v + (m / scale - float(p @ v)) / float(p @ b) * b
             else:
                 a = v - float(v @ b) * b
@@ -111,7 +111,10 @@ class _MaskProperty(Property):
                 pert[target] = a + radius * b
         base, pert = round_to_dtype(base, ctx.dtype), round_to_dtype(pert, ctx.dtype)
         if config.similarity == "cos":
-            assume(not cos_eps_ambiguous(base, ctx.dtype) and not cos_eps_ambiguous(pert, ctx.dtype))
+            assume(
+                not cos_eps_ambiguous(base, ctx.compute_dtype)
+                and not cos_eps_ambiguous(pert, ctx.compute_dtype)
+            )
         pair = f"{self.direction} row g={g}, " + (
             "self entry" if partner is None else f"column (k={(target - n) // n}, j={g})"
         )
@@ -132,7 +135,10 @@ class _MaskProperty(Property):
         q0, d0, q1, d1 = case["queries"], case["docs"], case["queries_perturbed"], case["docs_perturbed"]
         out0, out1 = ctx.embeddings(q0, d0, config), ctx.embeddings(q1, d1, config)
         ref0, ref1 = loss_and_grad(q0, d0, config), loss_and_grad(q1, d1, config)
-        b0, b1 = embedding_bounds(q0, d0, config, ctx.dtype), embedding_bounds(q1, d1, config, ctx.dtype)
+        b0, b1 = (
+            embedding_bounds(q0, d0, config, ctx.compute_dtype),
+            embedding_bounds(q1, d1, config, ctx.compute_dtype),
+        )
         what = "the change of the exact result (what the unmasked entries explain)"
         try:
             for name in ("loss", "grad_queries", "grad_docs"):
@@ -145,6 +151,8 @@ class _MaskProperty(Property):
                     quantity=f"change of {name}",
                     clause=self.clause,
                     what=what,
+                    magnitude=np.abs(np.asarray(getattr(ref0, name)))
+                    + np.abs(np.asarray(getattr(ref1, name))),
                 )
         except ConformanceFailure as exc:
             m0, m1 = case["masked_logits"]

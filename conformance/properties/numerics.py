@@ -43,7 +43,7 @@ class LargeLogits(Property):
             x = x * data.draw(st.sampled_from([1e3, 10.0, 1e2]), label="norm_factor")
         x = round_to_dtype(x, ctx.dtype)
         if config.similarity == "cos":
-            assume(not cos_eps_ambiguous(x, ctx.dtype))
+            assume(not cos_eps_ambiguous(x, ctx.compute_dtype))
         q, docs = x[:n], x[n:].reshape(k, n, d)
         if ctx.dtype == "float16":
             assume_representable(loss_and_grad(q, docs, config), ctx.dtype)
@@ -74,7 +74,7 @@ class CosEps(Property):
             length = float(np.linalg.norm(x[row]))
             x[row] = 0.0 if norm == 0.0 or length == 0.0 else x[row] * (norm / length)
         x = round_to_dtype(x, ctx.dtype)
-        assume(not cos_eps_ambiguous(x, ctx.dtype))
+        assume(not cos_eps_ambiguous(x, ctx.compute_dtype))
         q, docs = x[:n], x[n:].reshape(k, n, d)
         if ctx.dtype == "float16":
             assume_representable(loss_and_grad(q, docs, config), ctx.dtype)

@@ -47,7 +47,16 @@ def draw_embedding_case(
     """A level-1 case: a claimed config (``config`` fixes fields), a shape and a rounded batch."""
     cfg: Config = draw_config(data, ctx.caps, **(config or {}))
     n, k, d = draw_shape(data, ctx.caps, max_n=max_n, min_k=min_k, max_k=max_k, max_d=max_d)
-    q, docs = draw_batch(data, n, k, d, dtype=ctx.dtype, similarity=cfg.similarity, corners=corners)
+    q, docs = draw_batch(
+        data,
+        n,
+        k,
+        d,
+        dtype=ctx.dtype,
+        compute_dtype=ctx.compute_dtype,
+        similarity=cfg.similarity,
+        corners=corners,
+    )
     if ctx.dtype == "float16":
         assume_representable(loss_and_grad(q, docs, cfg), ctx.dtype)
     return {"queries": q, "docs": docs, "config": cfg}
@@ -57,7 +66,7 @@ def reference_check(case: dict[str, Any], ctx: Context, clause: str, *, scale_gr
     """The adapter's loss and gradients against :func:`loss_and_grad` on the same inputs."""
     q, d, config = case["queries"], case["docs"], case["config"]
     expected = loss_and_grad(q, d, config)
-    bounds = embedding_bounds(q, d, config, ctx.dtype)
+    bounds = embedding_bounds(q, d, config, ctx.compute_dtype)
     out = ctx.embeddings(q, d, config)
     ctx.compare(out, expected, bounds, clause, scale_grad=scale_grad)
 
