@@ -183,9 +183,9 @@ def stop_forkserver() -> None:
 class GlooHarness:
     """``W`` gloo workers running one adapter; :meth:`run` sends one case per rank and waits for all.
 
-    After a crash or a hang the pool is torn down; the next :meth:`run` starts a fresh one, at most
-    ``max_restarts`` times, then every :meth:`run` fails at once (so shrinking never waits on a
-    broken pool again and again).
+    After a crash the pool is torn down and the next :meth:`run` starts a fresh one, at most
+    ``max_restarts`` times; after a hang (or too many crashes) every later :meth:`run` fails at once,
+    so shrinking never waits on a broken pool again and again.
     """
 
     def __init__(self, spec: str, world_size: int, *, timeout: float = 60.0, max_restarts: int = 2) -> None:
@@ -244,12 +244,12 @@ class GlooHarness:
                 raise HarnessError("start", f"rank {rank} could not start:\n{payload}")
             ready.add(rank)
 
-    def close(self) -> None:
-        """Stop every worker: ask, then terminate, then kill; always join (no orphans)."""
+    def close(self, *, graceful: bool = True) -> None:
+        """Stop every worker: ask (if ``graceful``), then terminate, then kill; always join (no orphans)."""
         for q in self._tasks:
             with contextlib.suppress(Exception):
                 q.put_nowait(None)
-        deadline = time.monotonic() + 3.0
+        deadline = time.monotonic() + (3.0 if graceful else 0.0)
         for p in self._procs:
             p.join(timeout=max(0.0, deadline - time.monotonic()))
         for p in self._procs:
@@ -313,10 +313,10 @@ class GlooHarness:
                     continue
                 out[rank] = payload
         except HarnessError as exc:
-            self.close()
+            self.close(graceful=False)
             self.restarts += 1
-            if self.restarts > self.max_restarts:
-                self._broken = str(exc)
+            if exc.kind == "timeout" or self.restarts > self.max_restarts:
+                self._broken = str(exc)  # a hung adapter hangs again: do not wait for it once more
             raise
         errors = [v for v in out.values() if isinstance(v, RankError)]
         if errors and len(errors) < len(cases):

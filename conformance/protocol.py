@@ -45,9 +45,13 @@ Whatever an adapter does not claim is skipped and reported as ``not claimed`` --
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -359,12 +363,38 @@ class LoadedAdapter:
         self.capabilities = caps
 
 
+def _import_file(path: Path) -> Any:
+    """Import a ``.py`` file under a stable private module name (the same in every worker)."""
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
+    name = f"_infonce_adapter_{path.stem}_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import adapter file {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
 def load_adapter(spec: str) -> LoadedAdapter:
-    """Import ``package.module:attribute``; a class is instantiated with no arguments."""
+    """Import ``package.module:attribute`` (or ``path/to/file.py:attribute``); a class is instantiated
+    with no arguments. A file path is made absolute, so the returned ``spec`` works in any worker."""
     if ":" not in spec:
         raise ValueError(f"adapter must be named 'package.module:attribute', got {spec!r}")
-    module_name, _, attr = spec.partition(":")
-    obj: Any = importlib.import_module(module_name)
+    module_name, _, attr = spec.rpartition(":")
+    if module_name.endswith(".py"):
+        path = Path(module_name).resolve()
+        module: Any = _import_file(path)
+        spec = f"{path}:{attr}"
+    else:
+        module = importlib.import_module(module_name)
+    obj: Any = module
     for part in attr.split("."):
         obj = getattr(obj, part)
     if isinstance(obj, type):

@@ -159,6 +159,7 @@ def print_report(rep: RunReport, console: Any = None, *, show_passing_clauses: b
         "not claimed": "yellow",
         "not checked": "dim",
         "pass (partly not claimed)": "green",
+        "not established": "magenta",
     }
     table = Table(title=f"{rep.adapter}: clauses", show_lines=False)
     for col in ("clause", "title", "verdict", "properties"):

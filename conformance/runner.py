@@ -124,22 +124,35 @@ class RunReport:
         return all(r.status in ("pass", "not claimed") for r in self.results)
 
     def clause_verdicts(self) -> list[tuple[str, str, str, list[str]]]:
-        """``(clause, title, verdict, properties)`` per clause of the spec."""
+        """``(clause, title, verdict, properties)`` per clause of the spec.
+
+        ``FAIL``: a property failed *on this clause* (or could not run). A property that failed on
+        another clause establishes nothing about this one: if nothing else covers it, the verdict
+        is ``not established``. ``not claimed``: every covering property needs something the
+        adapter does not claim. ``not checked``: no property of the suite covers the clause.
+        """
         rows = []
         for clause, title in CLAUSES:
             covering = [r for r in self.results if clause in r.clauses]
-            names = sorted({r.label for r in covering})
-            statuses = {r.status for r in covering}
+            bad = [r for r in covering if r.status in ("FAIL", "ERROR")]
+            failing = [r for r in bad if r.failure is None or r.failure.clause == clause]
+            elsewhere = [r for r in bad if r not in failing]
+            passing = [r for r in covering if r.status == "pass"]
+            unclaimed = [r for r in covering if r.status == "not claimed"]
             if not covering:
-                verdict = "not checked"
-            elif "FAIL" in statuses or "ERROR" in statuses:
-                verdict = "FAIL"
-                names = sorted({r.label for r in covering if r.status in ("FAIL", "ERROR")})
-            elif statuses == {"not claimed"}:
-                verdict = "not claimed"
+                verdict, names = "not checked", []
+            elif failing:
+                verdict, names = "FAIL", [r.label for r in failing]
+            elif passing:
+                verdict = "pass (partly not claimed)" if unclaimed else "pass"
+                names = [r.label for r in passing]
+                names += [f"{r.label} (failed on {r.failure.clause})" for r in elsewhere if r.failure]
+            elif elsewhere:
+                verdict = "not established"
+                names = [f"{r.label} (failed on {r.failure.clause})" for r in elsewhere if r.failure]
             else:
-                verdict = "pass" if "not claimed" not in statuses else "pass (partly not claimed)"
-            rows.append((clause, title, verdict, names))
+                verdict, names = "not claimed", [r.label for r in unclaimed]
+            rows.append((clause, title, verdict, sorted(set(names))))
         return rows
 
 
@@ -208,6 +221,7 @@ def run_property(
     if reason is not None:
         result.status, result.reason = "not claimed", f"needs {reason}"
         return result
+    result.clauses = prop.checked_clauses(ctx.caps)
     budget = profile.dp_examples if prop.level == "data_parallel" else profile.examples
     counter = {"n": 0}
 

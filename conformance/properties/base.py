@@ -53,6 +53,10 @@ class Property:
         """``None`` if ``caps`` claims what this property checks, else what is missing."""
         return None
 
+    def checked_clauses(self, caps: Capabilities) -> tuple[str, ...]:
+        """The clauses a run against ``caps`` actually exercises (default: all of :attr:`clauses`)."""
+        return self.clauses
+
     def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
         raise NotImplementedError
 

@@ -104,6 +104,11 @@ class QueryToDoc(_ReferenceEquality):
         "hardness": False,
     }
 
+    def checked_clauses(self, caps: Capabilities) -> tuple[str, ...]:
+        """SIM-1 / SIM-2 only where cos / dot is claimed (the configs are drawn from the claims)."""
+        needs = {"SIM-1": "cos", "SIM-2": "dot"}
+        return tuple(c for c in self.clauses if c not in needs or needs[c] in caps.similarities)
+
 
 class QueryToQuery(_ReferenceEquality):
     name = "reference/query_to_query"
@@ -168,7 +173,7 @@ class Hardness(_ReferenceEquality):
 
 class AllOptions(_ReferenceEquality):
     name = "reference/all_options"
-    clauses = ("PART-2", "LOSS-1", "GRAD-1", "DIR-1")
+    clauses = ("PART-2", "LOSS-1", "GRAD-1")
     summary = "every claimed combination of directions, partition, similarity, hardness equals the reference"
 
 

@@ -1,0 +1,141 @@
+"""The data-parallel harness: gloo pools per world size, crash and hang reported as failures, no orphans."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from infonce_spec.adapters.bundled import TorchAdapter
+from infonce_spec.conformance.distributed import in_torchrun
+from infonce_spec.conformance.protocol import Capabilities, RankCase
+from infonce_spec.conformance.runner import run_adapter
+
+HERE = Path(__file__).resolve()
+pytestmark = pytest.mark.distributed
+
+
+class CrashingRank(TorchAdapter):
+    """Rank 1 dies in the middle of a data-parallel step."""
+
+    def __init__(self) -> None:
+        super().__init__("crashing-rank", data_parallel=True)
+
+    def rank_embeddings(self, case: RankCase):  # type: ignore[no-untyped-def]
+        if case.rank == 1:
+            os._exit(3)
+        return super().rank_embeddings(case)
+
+
+class HangingRank(CrashingRank):
+    """Rank 1 never answers."""
+
+    def rank_embeddings(self, case: RankCase):  # type: ignore[no-untyped-def]
+        if case.rank == 1:
+            time.sleep(3600)
+        raise ValueError("rank 0 gives up")
+
+
+def _children() -> set[int]:
+    """Live child processes of this process (from /proc), except multiprocessing's resource tracker
+    (a per-interpreter singleton of the standard library that exits with its parent)."""
+    me, out = os.getpid(), set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if int(fields[1]) == me and fields[0] != "Z" and "resource_tracker" not in cmdline:
+            out.add(int(entry.name))
+    return out
+
+
+def _dp_only(prop) -> bool:  # type: ignore[no-untyped-def]
+    return prop.name == "data_parallel/embeddings"
+
+
+def test_pools_per_world_size_pass_and_leave_no_process_behind() -> None:
+    before = _children()
+    rep = run_adapter(
+        "infonce_spec.adapters.bundled:data_parallel",
+        profile="quick",
+        world_sizes=(1, 3),
+        reproducer_dir=None,
+        select=lambda p: p.level == "data_parallel",
+    )
+    assert rep.ok, [(r.label, r.failure) for r in rep.results if r.status != "pass"]
+    assert {r.label for r in rep.results} >= {
+        "data_parallel/embeddings [W=1]",
+        "data_parallel/embeddings [W=3]",
+        "data_parallel/unequal_batch [W=3]",
+    }
+    assert _children() - before == set()
+
+
+def test_a_crashing_worker_is_a_failure_of_its_clause_not_a_hang() -> None:
+    before = _children()
+    start = time.monotonic()
+    rep = run_adapter(
+        f"{HERE}:CrashingRank",
+        profile="quick",
+        world_sizes=(2,),
+        reproducer_dir=None,
+        select=_dp_only,
+        timeout=30,
+    )
+    assert time.monotonic() - start < 90
+    (result,) = rep.results
+    assert result.status == "FAIL" and not rep.ok
+    assert result.failure is not None and result.failure.clause == "DP-1"
+    assert "died" in result.failure.message and "exit codes [3]" in result.failure.message
+    assert _children() - before == set()
+
+
+def test_a_hung_worker_times_out_and_is_killed() -> None:
+    before = _children()
+    start = time.monotonic()
+    rep = run_adapter(
+        f"{HERE}:HangingRank",
+        profile="quick",
+        world_sizes=(2,),
+        reproducer_dir=None,
+        select=_dp_only,
+        timeout=2,
+    )
+    assert time.monotonic() - start < 60
+    (result,) = rep.results
+    assert result.status == "FAIL" and result.failure is not None
+    assert "hung" in result.failure.message or "broken" in result.failure.message
+    assert _children() - before == set()
+
+
+def test_torchrun_is_detected_from_its_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    assert not in_torchrun()
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert in_torchrun()
+
+
+def test_data_parallel_not_claimed_is_reported_once_per_property() -> None:
+    rep = run_adapter(
+        "infonce_spec.adapters.bundled:uncached",
+        profile="quick",
+        world_sizes=(1, 2),
+        reproducer_dir=None,
+        select=lambda p: p.level == "data_parallel",
+    )
+    assert rep.ok
+    assert [(r.property, r.status) for r in rep.results] == [
+        ("data_parallel/embeddings", "not claimed"),
+        ("data_parallel/encoder", "not claimed"),
+        ("data_parallel/unequal_batch", "not claimed"),
+    ]
+    assert isinstance(rep.capabilities, Capabilities)
