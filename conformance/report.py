@@ -46,6 +46,7 @@ def to_markdown(reports: list[RunReport]) -> str:
             "",
             f"- spec {rep.spec_version}; profile `{rep.profile}`; world sizes {list(rep.world_sizes) or '-'}; "
             f"{rep.seconds:.1f} s",
+            f"- mode: {rep.mode}",
             f"- claims: {_caps_text(rep)}",
             "",
             "### Clauses",
@@ -109,6 +110,7 @@ def to_json(reports: list[RunReport]) -> dict[str, Any]:
             "profile": rep.profile,
             "spec_version": rep.spec_version,
             "world_sizes": list(rep.world_sizes),
+            "mode": rep.mode,
             "seconds": rep.seconds,
             "capabilities": caps,
             "clauses": [

@@ -117,6 +117,7 @@ class RunReport:
     results: list[PropertyResult]
     seconds: float
     spec_version: str = infonce_spec.SPEC_VERSION
+    mode: str = "single process; data parallel over gloo worker processes on this machine"
 
     @property
     def ok(self) -> bool:
@@ -358,11 +359,12 @@ def run_adapter(
                     )
                 )
         claimed = [p for p in dp_props if p.requires(caps) is None]
+        harness: Any = None
         for w in sizes if claimed else ():
             todo = [p for p in claimed if getattr(p, "min_world_size", 1) <= w]
             if not todo:
                 continue
-            harness: Any = (
+            harness = (
                 TorchrunHarness(loaded.spec, timeout=max(timeout, 300.0))
                 if torchrun
                 else GlooHarness(loaded.spec, w, timeout=timeout)
@@ -380,4 +382,11 @@ def run_adapter(
                 harness.close()
     finally:
         stop_forkserver()
-    return RunReport(loaded.spec, caps, prof.name, tuple(sizes), results, time.perf_counter() - start)
+    report = RunReport(loaded.spec, caps, prof.name, tuple(sizes), results, time.perf_counter() - start)
+    if torchrun:
+        device = getattr(harness, "device", "-")
+        report.mode = (
+            f"torchrun (WORLD_SIZE={sizes[0] if sizes else '?'}, device {device}): data-parallel "
+            "properties only; run without torchrun for the rest"
+        )
+    return report
