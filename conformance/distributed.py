@@ -237,12 +237,15 @@ class GlooHarness:
                 p.start()
         ready: set[int] = set()
         deadline = time.monotonic() + max(self.timeout, 60.0)
-        while len(ready) < self.world_size:
-            rank, _, status, payload = self._get(deadline, "starting the process group")
-            if status != "ready":
-                self.close()
-                raise HarnessError("start", f"rank {rank} could not start:\n{payload}")
-            ready.add(rank)
+        try:
+            while len(ready) < self.world_size:
+                rank, _, status, payload = self._get(deadline, "starting the process group")
+                if status != "ready":
+                    raise HarnessError("start", f"rank {rank} could not start:\n{payload}")
+                ready.add(rank)
+        except HarnessError:
+            self.close(graceful=False)
+            raise
 
     def close(self, *, graceful: bool = True) -> None:
         """Stop every worker: ask (if ``graceful``), then terminate, then kill; always join (no orphans)."""
@@ -299,7 +302,11 @@ class GlooHarness:
         if self._broken is not None:
             raise HarnessError("crash", f"the worker pool is broken after earlier failures ({self._broken})")
         if not self._procs:
-            self.start()
+            try:
+                self.start()
+            except HarnessError as exc:
+                self._broken = str(exc)  # a pool that cannot start will not start on the next example
+                raise
         self._seq += 1
         seq = self._seq
         for r, case in enumerate(cases):

@@ -263,7 +263,7 @@ def run_property(
             exc.mismatch,
         )
         if reproducer_dir is not None and case:
-            path = Path(reproducer_dir) / f"{_slug(ctx.loaded.spec)}__{_slug(result.label)}.npz"
+            path = Path(reproducer_dir) / f"{_slug(ctx.caps.name)}__{_slug(result.label)}.npz"
             meta = {
                 "property": prop.name,
                 "clause": exc.clause,
