@@ -394,6 +394,8 @@ def test_invalid_mini_batch_size_and_inputs() -> None:
         cached([torch.randn(4, 3)])
     with pytest.raises(SpecViolation, match=r"\[LAYOUT-2\]"):
         cached([torch.randn(4, 3), torch.randn(5, 3)])
+    with pytest.raises(SpecViolation, match=r"\[LAYOUT-1\]"):
+        cached([torch.zeros(0, 3), torch.zeros(0, 3)])
 
 
 class AutocastRecorder(nn.Module):

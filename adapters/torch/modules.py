@@ -37,7 +37,7 @@ def embed(encoder: nn.Module, batch: Any, embedding_key: str) -> torch.Tensor:
 
 
 def check_inputs(inputs: Any) -> list[Any]:
-    """LAYOUT-2: K + 1 >= 2 input batches (queries, then document columns) of one batch size."""
+    """LAYOUT-2: K + 1 >= 2 input batches (queries, then document columns) of one batch size B >= 1 (LAYOUT-1)."""
     if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
         raise SpecTypeError(
             "LAYOUT-2", f"inputs must be a sequence of K + 1 batches, got {type(inputs).__name__}"
@@ -50,6 +50,8 @@ def check_inputs(inputs: Any) -> list[Any]:
     sizes = [batch_size_of(b) for b in batches]
     if len(set(sizes)) != 1:
         raise SpecViolation("LAYOUT-2", f"every input batch must have the same batch size, got {sizes}")
+    if sizes[0] < 1:
+        raise SpecViolation("LAYOUT-1", "the local batch must hold B >= 1 rows, got an empty batch")
     return batches
 
 
