@@ -1,0 +1,98 @@
+"""Golden vectors: the JSON conventions, constants and the writer (numbers read back exactly)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from infonce_spec import SPEC_VERSION
+
+FORMAT = "infonce-spec-golden-vectors"
+#: The schema is versioned with the spec: vectors for spec X are schema X.
+SCHEMA_VERSION = SPEC_VERSION
+#: Every clause of the spec, in the spec's order (reports and the manifest's index follow it).
+ALL_CLAUSES = tuple(
+    "LAYOUT-1 LAYOUT-2 LAYOUT-3 LAYOUT-4 LAYOUT-5 SIM-1 SIM-2 SIM-3 SCALE-1 DIR-1 DIR-2 QD-1 QD-2 QQ-1 "
+    "MASK-QQ-1 DQ-1 DD-1 MASK-DD-1 MASK-DD-2 ROW-1 HARD-1 HARD-2 HARD-3 HARD-4 HARD-5 HARD-6 PART-1 PART-2 "
+    "PART-3 PART-4 LOSS-1 LOSS-2 GRAD-1 GRAD-2 GRAD-3 SCALE-2 NUM-1 DP-1 DP-2 DP-3 DP-4 DP-5 CACHE-1 "
+    "CACHE-2 CACHE-3 CACHE-4 CACHE-5 VAL-1".split()
+)
+#: Clauses no golden vector can check (they need a model, a training step or a process group).
+NOT_COVERED = {
+    "DP-4": "parameter gradients averaged over ranks need a model; the conformance suite checks it",
+    **{
+        f"CACHE-{i}": "GradCache needs an encoder and mini-batches; the conformance suite checks it"
+        for i in range(1, 6)
+    },
+}
+#: Per-array error: max|got - expected| / max(max|expected|, FLOOR) (arrays below 1 compare absolutely).
+FLOOR = 1.0
+#: ``generate.py --check``: regenerated vectors may differ from the committed ones by this much.
+CHECK_RTOL = 1e-12
+#: Verifier bounds per declared results dtype: values (losses) and gradients.
+TOLERANCES = {"float64": {"values": 1e-9, "gradients": 1e-9}, "float32": {"values": 1e-4, "gradients": 1e-3}}
+#: Spec section 11: rejecting non-finite values is a MUST for the reference, a SHOULD for implementations.
+SHOULD_ERRORS = frozenset({"LAYOUT-4"})
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+ASPECT_CLAUSES = {"grad_scale": {"SCALE-2"}, "ranks": {"DP-1", "DP-2", "DP-3"}}
+_DIRECTION_CLAUSES = {
+    "query_to_query": ("QQ-1", "MASK-QQ-1", "GRAD-2"),
+    "doc_to_query": ("DQ-1",),
+    "doc_to_doc": ("DD-1", "MASK-DD-1", "GRAD-2"),
+}
+
+
+# JSON conventions and writer
+def _scalar(x: Any) -> str:
+    if x is None or isinstance(x, bool | str):
+        return json.dumps(x)
+    if isinstance(x, int | np.integer):
+        return str(int(x))
+    x = float(x)
+    if not math.isfinite(x):  # the protobuf JSON convention: "NaN", "Infinity", "-Infinity"
+        return json.dumps("NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity"))
+    return repr(x)  # the shortest decimal that reads back to the same binary64 (<= 17 digits)
+
+
+def _emit(obj: Any, level: int) -> str:
+    pad = "  " * level
+    if isinstance(obj, dict):
+        items = [f"{pad}  {json.dumps(k)}: {_emit(v, level + 1)}" for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}" if items else "{}"
+    if isinstance(obj, list | tuple | np.ndarray):
+        obj = obj.tolist() if isinstance(obj, np.ndarray) else obj
+        if not any(isinstance(v, list | tuple | dict) for v in obj):
+            return "[" + ", ".join(_scalar(v) for v in obj) + "]"
+        return "[\n" + ",\n".join(f"{pad}  {_emit(v, level + 1)}" for v in obj) + f"\n{pad}]"
+    return _scalar(obj)
+
+
+def dumps(obj: Any) -> str:
+    """JSON text of the vectors: objects indented, innermost number lists on one line."""
+    return _emit(obj, 0) + "\n"
+
+
+def decode(tree: Any) -> Any:
+    """``tree`` with the strings "NaN", "Infinity", "-Infinity" turned into floats."""
+    if isinstance(tree, str):
+        return _NON_FINITE.get(tree, tree)
+    if isinstance(tree, list):
+        return [decode(v) for v in tree]
+    if isinstance(tree, dict):
+        return {k: decode(v) for k, v in tree.items()}
+    return tree
+
+
+def relative_error(got: Any, expected: Any, floor: float = FLOOR) -> tuple[float, tuple[int, ...]]:
+    """``max|got - expected| / max(max|expected|, floor)`` over one array, and the worst index."""
+    g, e = np.asarray(got, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    if g.shape != e.shape:
+        return math.inf, ()
+    if e.size == 0:
+        return 0.0, ()
+    diff = np.where(np.isfinite(g), np.abs(g - e), math.inf)
+    worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape))
+    return float(diff[worst] / max(float(np.max(np.abs(e))), floor)), worst

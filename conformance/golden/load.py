@@ -1,0 +1,37 @@
+"""Golden vectors: the loader (cases found through MANIFEST.json, never by globbing)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .format import FORMAT, decode
+
+
+# loader
+def default_vectors_dir() -> Path:
+    """``$INFONCE_VECTORS``, else ``spec/vectors`` of this checkout, else ``./spec/vectors``."""
+    if os.environ.get("INFONCE_VECTORS"):
+        return Path(os.environ["INFONCE_VECTORS"])
+    here = Path(__file__).resolve().parents[1] / "spec" / "vectors"
+    return here if (here / "MANIFEST.json").is_file() else Path("spec/vectors")
+
+
+def load_cases(vectors: Path | str | None = None) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+    """The manifest and every ``(file name, case)`` it lists, in manifest order (numbers decoded)."""
+    path = Path(vectors) if vectors is not None else default_vectors_dir()
+    manifest_path = path if path.is_file() else path / "MANIFEST.json"
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{manifest_path} is not a {FORMAT} manifest")
+    cases = []
+    for entry in manifest["files"]:
+        data = decode(json.loads((manifest_path.parent / entry["path"]).read_text()))
+        by_id = {c["id"]: c for c in data["cases"]}
+        for listed in entry["cases"]:
+            if listed["id"] not in by_id:
+                raise ValueError(f"{entry['path']} lacks case {listed['id']} listed in the manifest")
+            cases.append((entry["path"], by_id[listed["id"]]))
+    return manifest, cases
