@@ -13,13 +13,14 @@ K=8, D=256, all four directions, joint): reference <= 1.5x floor, >= 2.5x faster
 ``--large`` adds N=16384, K=8, D=256 for the reference alone (target: peak RSS <= 4 GB; the
 direct approach would hold N x K*N float64 logits, 17 GB per matrix).
 
-    python benchmarks/bench_reference.py [--repeats 5] [--large]
+    python benchmarks/bench_reference.py [--repeats 5] [--threads 1] [--large]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 
@@ -70,12 +71,18 @@ print(json.dumps({"kind": kind, "best_s": min(times), "median_s": sorted(times)[
 """
 
 
-def measure(kind: str, n: int, k: int, d: int, repeats: int) -> dict | None:
+def measure(kind: str, n: int, k: int, d: int, repeats: int, threads: int) -> dict | None:
+    # The same BLAS/OpenMP thread count for every variant (numpy's OpenBLAS and torch alike);
+    # one thread by default, which keeps the ratios stable on a shared 2-core machine.
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD, kind, str(n), str(k), str(d), str(repeats)],
         capture_output=True,
         text=True,
         check=False,
+        env=env,
     )
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
@@ -90,11 +97,18 @@ def main() -> int:
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=1024)
+    parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads for every variant")
     parser.add_argument("--large", action="store_true", help="also run N=16384 (minutes; peak RSS check)")
     args = parser.parse_args()
     n, k, d = args.batch, 8, 256
-    print(f"loss_and_grad, N={n} K={k} D={d}, directions=all four, joint, cos; best of {args.repeats}")
-    rows = {kind: measure(kind, n, k, d, args.repeats) for kind in ("floor", "reference", "st-autograd")}
+    print(
+        f"loss_and_grad, N={n} K={k} D={d}, directions=all four, joint, cos; best of {args.repeats}, "
+        f"{args.threads} thread(s)"
+    )
+    rows = {
+        kind: measure(kind, n, k, d, args.repeats, args.threads)
+        for kind in ("floor", "reference", "st-autograd")
+    }
     floor = rows["floor"]
     print(f"{'variant':<12} {'best s':>9} {'median s':>9} {'vs floor':>9} {'peak RSS MB':>12}")
     for kind, row in rows.items():
@@ -110,7 +124,7 @@ def main() -> int:
     if ref and st:
         print(f"st-autograd / reference = {st['best_s'] / ref['best_s']:.2f} (target >= 2.5)")
     if args.large:
-        big = measure("reference", 16384, k, d, 1)
+        big = measure("reference", 16384, k, d, 1, args.threads)
         if big:
             print(
                 f"N=16384 K={k} D={d}: reference {big['best_s']:.1f} s, peak RSS {big['peak_rss_mb']:.0f} MB "

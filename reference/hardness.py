@@ -40,9 +40,10 @@ def hardness_selection(xp: Any, rows: Any, doc_query_index: Any, k: int, mode: s
 
 
 def hardness_multiplier(xp: Any, rows: Any, doc_query_index: Any, k: int, config: Config) -> Any:
-    """``scale + alpha`` on selected entries and ``scale`` elsewhere, so ``logits = s * multiplier``.
+    """``1 + alpha / scale`` on selected entries and ``1`` elsewhere, so that
+    ``(scale * s) * multiplier = scale * s + alpha * s`` (HARD-2).
 
-    Only the *value* uses ``scale + alpha``; the gradient with respect to ``s`` uses ``scale`` alone
+    Only the *value* carries the penalty; the gradient with respect to ``s`` uses ``scale`` alone
     (HARD-5), which :mod:`.loss` applies.
     """
     assert config.hardness_mode is not None
@@ -50,6 +51,6 @@ def hardness_multiplier(xp: Any, rows: Any, doc_query_index: Any, k: int, config
     device = array_api_compat.device(rows)
     return xp.where(
         selected,
-        xp.asarray(config.scale + config.hardness_strength, dtype=xp.float64, device=device),
-        xp.asarray(config.scale, dtype=xp.float64, device=device),
+        xp.asarray(1.0 + config.hardness_strength / config.scale, dtype=xp.float64, device=device),
+        xp.asarray(1.0, dtype=xp.float64, device=device),
     )

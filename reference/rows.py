@@ -84,28 +84,23 @@ def row_blocks(xp: Any, u_q: Any, u_d: Any, start: int, stop: int, config: Confi
     n = int(u_q.shape[0])
     k = int(u_d.shape[0]) // n
     device = array_api_compat.device(u_q)
-    u_rows_q = u_q[start:stop, :]
-    u_rows_d0 = u_d[start:stop, :]
-    scale = config.scale
+    # SCALE-1: the row vectors are scaled before the products, so each block is ``scale * s``
+    # straight out of the matrix product (a (rows x D) multiply instead of a (rows x candidates) one).
+    scaled_q = config.scale * u_q[start:stop, :]
+    scaled_d0 = config.scale * u_d[start:stop, :]
     blocks: list[RowBlock] = []
     # query_to_doc is always selected (DIR-1).
-    logits = u_rows_q @ u_d.T
+    logits = scaled_q @ u_d.T
     if config.hardness_active:
         rows = xp.reshape(xp.arange(start, stop, device=device), (stop - start, 1))
         logits *= hardness_multiplier(xp, rows, _column_query_index(xp, n, k, device), k, config)
-    else:
-        logits *= scale
     blocks.append(RowBlock("query_to_doc", "q", "d", logits))
     if "query_to_query" in config.directions:
-        logits = u_rows_q @ u_q.T
-        logits *= scale
-        blocks.append(RowBlock("query_to_query", "q", "q", _mask_own(xp, logits, start, n, 1)))
+        logits = _mask_own(xp, scaled_q @ u_q.T, start, n, 1)
+        blocks.append(RowBlock("query_to_query", "q", "q", logits))
     if "doc_to_query" in config.directions:
-        logits = u_rows_d0 @ u_q.T
-        logits *= scale
-        blocks.append(RowBlock("doc_to_query", "d0", "q", logits))
+        blocks.append(RowBlock("doc_to_query", "d0", "q", scaled_d0 @ u_q.T))
     if "doc_to_doc" in config.directions:
-        logits = u_rows_d0 @ u_d.T
-        logits *= scale
-        blocks.append(RowBlock("doc_to_doc", "d0", "d", _mask_own(xp, logits, start, n, k)))
+        logits = _mask_own(xp, scaled_d0 @ u_d.T, start, n, k)
+        blocks.append(RowBlock("doc_to_doc", "d0", "d", logits))
     return blocks
