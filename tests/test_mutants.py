@@ -42,10 +42,6 @@ SUITE_GAPS: dict[str, str] = {
     "||x|| < eps is SIM-1 (value mismatches -> SIM-1, gradient mismatches -> GRAD-3)",
     "loss_summed": "no property files LOSS-1: a loss N times the reference (the sum) is filed as QD-1 / "
     "PART-2 / GRAD-1",
-    "dp_concat_columns_then_gather": "data_parallel/embeddings files per rank (loss DP-2, then gradients "
-    "DP-3); a layout error (losses wrong on some ranks, not by one common factor) should be filed DP-1",
-    "dp_rank_offset": "as dp_concat_columns_then_gather: a wrong rank offset is a DP-1 layout error, "
-    "filed DP-2 / DP-3",
 }
 
 #: The targeted median time to kill must stay at or under this (seconds, first failing example).

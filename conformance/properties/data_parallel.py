@@ -2,11 +2,18 @@
 
 Run once per world size (1 .. 4 by default) through the harness (:mod:`..distributed`). The global
 batch is drawn, split as the spec lays it out (rank r owns rows ``[r B, (r+1) B)`` of the queries
-and of every document column, DP-1), and each rank's loss ``L_r`` (DP-2) and ``W``-scaled local
-gradients (DP-3) are compared with :func:`~infonce_spec.reference.rank_expectations`. K is drawn
-from {2, 1, 3} and shrinks to 2: layout bugs of the column gather only show with hard negatives.
+and of every document column, DP-1), and each rank's loss ``L_r`` and ``W``-scaled local
+gradients are compared with :func:`~infonce_spec.reference.rank_expectations`. K is drawn from
+{2, 1, 3} and shrinks to 2: layout bugs of the column gather only show with hard negatives.
 With an encoder, the rank-averaged weight gradient must be dL/dweight (DP-4); unequal local batches
 must be refused on every rank (DP-5).
+
+Attribution (:func:`loss_clause`): every rank's loss is compared before any gradient, because a
+layout error on one rank also corrupts the gradients the gather sends to the others. If some
+``L_r`` is wrong and all of them are off by one common factor (``L_r = c E_r`` within the bounds,
+e.g. a ``loss * W``), the failure is the reduction, DP-2; if they are off in a rank-dependent way
+(a wrong rank offset, columns interleaved by the gather), it is the layout, DP-1. Losses right and
+gradients wrong is DP-3.
 """
 
 from __future__ import annotations
@@ -27,7 +34,38 @@ from ..tolerances import embedding_bounds, encoder_bounds
 from .base import Context, Property, to_outputs
 from .cached import draw_encoder_inputs
 
-__all__ = ["DataParallelEmbeddings", "DataParallelEncoder", "UnequalLocalBatch"]
+__all__ = ["DataParallelEmbeddings", "DataParallelEncoder", "UnequalLocalBatch", "loss_clause"]
+
+
+def loss_clause(losses: np.ndarray, expected: np.ndarray, bound: float) -> tuple[str, str]:
+    """``(clause, diagnosis)`` for per-rank losses that fail (see the module docstring).
+
+    DP-2 when one factor ``c`` (least squares) explains every rank's loss within ``(1 + |c|) bound``
+    (with W = 1 always: one rank cannot show a layout), DP-1 otherwise.
+    """
+    losses = np.asarray(losses, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    den = float(expected @ expected)
+    if not np.all(np.isfinite(losses)) or den == 0.0:
+        return "DP-2", "the rank losses L_r (DP-2)"
+    c = float(losses @ expected) / den
+    if np.all(np.abs(losses - c * expected) <= (1.0 + abs(c)) * bound):
+        return "DP-2", f"every rank's L_r is {c:.6g} x its expected value: the reduction (DP-2)"
+    return "DP-1", (
+        "the ranks' L_r are off by different factors: the global layout (rank offset rB, per-column "
+        "gather, DP-1)"
+    )
+
+
+def check_rank_losses(ctx: Context, losses: np.ndarray, expected: np.ndarray, bound: float) -> None:
+    """All ranks' losses at once, filed by :func:`loss_clause` (before any gradient is looked at)."""
+    losses = np.asarray(losses, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        ok = bool(np.all(np.abs(losses - expected) <= bound))
+    clause, why = ("DP-2", "") if ok else loss_clause(losses, expected, bound)
+    quantity = "rank losses L_r (index = rank)" + (f"; {why}" if why else "")
+    ctx.close(losses, expected, bound, quantity=quantity, clause=clause)
 
 
 def _draw_b_k(data: Any, ctx: Context) -> tuple[int, int]:
@@ -39,7 +77,10 @@ def _draw_b_k(data: Any, ctx: Context) -> tuple[int, int]:
 class DataParallelEmbeddings(Property):
     name = "data_parallel/embeddings"
     clauses = ("DP-1", "DP-2", "DP-3")
-    summary = "per-rank L_r and W-scaled local gradients equal the single-process loss on the global batch"
+    summary = (
+        "per-rank L_r (all ranks first: one common factor off DP-2, else DP-1) and W-scaled local "
+        "gradients (DP-3) equal the single-process loss on the global batch"
+    )
     level = "data_parallel"
     min_world_size = 1
 
@@ -70,11 +111,11 @@ class DataParallelEmbeddings(Property):
             RankCase(r, w, q[r * b : (r + 1) * b].copy(), d[:, r * b : (r + 1) * b].copy(), config)
             for r in range(w)
         ]
-        outs = ctx.harness.run("rank_embeddings", cases)
-        for r, (raw, exp) in enumerate(zip(outs, expected, strict=True)):
+        raw = ctx.harness.run("rank_embeddings", cases)
+        outs = [to_outputs(o, (b, q.shape[1]), (d.shape[0], b, d.shape[2]), False) for o in raw]
+        check_rank_losses(ctx, [o.loss for o in outs], [e.loss for e in expected], bounds.loss)
+        for r, (out, exp) in enumerate(zip(outs, expected, strict=True)):
             own = slice(r * b, (r + 1) * b)
-            out = to_outputs(raw, (b, q.shape[1]), (d.shape[0], b, d.shape[2]), False)
-            ctx.close(out.loss, exp.loss, bounds.loss, quantity=f"rank {r} loss L_r", clause="DP-2")
             ctx.close(
                 out.grad_queries,
                 exp.grad_queries,
@@ -93,7 +134,7 @@ class DataParallelEmbeddings(Property):
 
 class DataParallelEncoder(Property):
     name = "data_parallel/encoder"
-    clauses = ("DP-4", "DP-2")
+    clauses = ("DP-4", "DP-2", "DP-1")
     summary = "rank-averaged linear-encoder weight gradients equal dL/dweight (cached: any mini_batch_size)"
     level = "data_parallel"
     min_world_size = 1
@@ -139,17 +180,15 @@ class DataParallelEncoder(Property):
         ]
         outs = ctx.harness.run("rank_encoder", cases)
         per_query = np.asarray(expected.embeddings.per_query_loss)
-        grads = []
-        for r, out in enumerate(outs):
-            losses = check_shape(list(out.losses), (1,), f"rank {r} losses", "DP-2")
-            ctx.close(
-                losses[0],
-                float(np.mean(per_query[r * b : (r + 1) * b])),
-                bounds.loss,
-                quantity=f"rank {r} loss L_r",
-                clause="DP-2",
-            )
-            grads.append(check_shape(out.grad_weight, wt.shape, f"rank {r} grad_weight", "DP-4"))
+        losses = [
+            check_shape(list(out.losses), (1,), f"rank {r} losses", "DP-2")[0] for r, out in enumerate(outs)
+        ]
+        expected_losses = [float(np.mean(per_query[r * b : (r + 1) * b])) for r in range(w)]
+        check_rank_losses(ctx, losses, expected_losses, bounds.loss)
+        grads = [
+            check_shape(out.grad_weight, wt.shape, f"rank {r} grad_weight", "DP-4")
+            for r, out in enumerate(outs)
+        ]
         ctx.close(
             np.mean(grads, axis=0),
             expected.grad_weight,
