@@ -1,6 +1,7 @@
 """The properties, one module per chapter of the spec.
 
 * :mod:`.reference`     -- loss and gradients equal the exact reference (QD, QQ, DQ, DD, PART, HARD, SCALE-2).
+* :mod:`.hardness`      -- where h goes: positive exempt, selection per mode (HARD-3 .. HARD-5).
 * :mod:`.invariances`   -- metamorphic relations (LOSS-1/-2, LAYOUT-3, SIM-1/-2, DIR-2, HARD-6).
 * :mod:`.masks`         -- masked entries contribute exactly nothing (MASK-*, GRAD-2).
 * :mod:`.numerics`      -- large logits and the cos eps (NUM-1, GRAD-3).

@@ -25,7 +25,16 @@ __all__ = ["REGISTRY", "Context", "Outputs", "Property", "claims", "properties"]
 
 REGISTRY: dict[str, type[Property]] = {}
 #: The chapter modules, in report order.
-CHAPTERS = ("reference", "invariances", "masks", "numerics", "validation", "cached", "data_parallel")
+CHAPTERS = (
+    "reference",
+    "hardness",
+    "invariances",
+    "masks",
+    "numerics",
+    "validation",
+    "cached",
+    "data_parallel",
+)
 
 
 class Property:
@@ -69,6 +78,7 @@ def properties() -> list[Property]:
     from . import (  # noqa: F401 - registration by import, in chapter order
         cached,
         data_parallel,
+        hardness,
         invariances,
         masks,
         numerics,

@@ -6,7 +6,7 @@ inputs' tolerance bounds (each result is within its own bound of the exact value
 * batch permutation equivariance (LOSS-1, LAYOUT-3): permuting the batch permutes the gradients;
 * hard-negative column order (LAYOUT-2, LAYOUT-3): permuting ``docs[1:]`` permutes their gradients;
 * cos rescaling (SIM-1): ``x -> c x`` (c > 0) leaves the loss and scales the gradient by ``1/c``;
-* dot/scale identity (SIM-2, SCALE-1): ``dot`` with ``scale s`` on ``x`` equals ``dot`` with scale 1
+* dot/scale identity (SCALE-1, SIM-2): ``dot`` with ``scale s`` on ``x`` equals ``dot`` with scale 1
   on ``sqrt(s) x`` (hardness ``alpha/s``), gradients ``g(x) = sqrt(s) g'(sqrt(s) x)``;
 * non-negativity (LOSS-2): joint and symmetric (per_direction query_to_doc + doc_to_query) losses;
 * direction order (DIR-2) and zero hardness (HARD-6): equal to the canonical reference.
@@ -137,7 +137,8 @@ class CosRescaling(Property):
 
 class DotScaleIdentity(Property):
     name = "invariance/dot_scale_identity"
-    clauses = ("SIM-2", "SCALE-1")
+    #: SCALE-1 first: the identity pins how the scale enters the logits (scale * s, not s / scale).
+    clauses = ("SCALE-1", "SIM-2")
     summary = "dot: scale s on x equals scale 1 on sqrt(s) x (hardness alpha/s); g(x) = sqrt(s) g'(sqrt(s) x)"
 
     def requires(self, caps: Capabilities) -> str | None:

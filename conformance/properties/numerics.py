@@ -3,7 +3,8 @@
 * large logits: cos with scale 100 .. 1e3; dot with embeddings of norm up to ~1e3 and scale up to
   1e3 (logits up to ~1e9): finite outputs for finite inputs, equal to the reference;
 * cos eps: at least one embedding is zero, below the eps 1e-12 or just around it; the value uses
-  ``x / max(||x||, 1e-12)`` and the gradient below the eps is that of ``x / 1e-12`` (GRAD-3).
+  ``x / max(||x||, 1e-12)`` (a wrong or non-finite loss is filed SIM-1) and the gradient below the
+  eps is that of ``x / 1e-12`` (the loss right, a gradient wrong: GRAD-3).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from hypothesis import strategies as st
 
 from infonce_spec.reference import loss_and_grad
 
+from ..compare import ConformanceFailure
 from ..protocol import Capabilities
 from ..strategies import draw_config, draw_embeddings, draw_shape
-from ..tolerances import cos_eps_ambiguous, round_to_dtype
+from ..tolerances import cos_eps_ambiguous, embedding_bounds, round_to_dtype
 from .base import Context, Property, claims
-from .reference import assume_representable, reference_check
+from .reference import assume_representable, reference_check, summed_over_queries
 
 __all__ = ["CosEps", "LargeLogits"]
 
@@ -81,4 +83,16 @@ class CosEps(Property):
         return {"queries": q, "docs": docs, "config": config}
 
     def check(self, case: dict[str, Any], ctx: Context) -> None:
-        reference_check(case, ctx, self.clause)
+        """The value (loss, NaN included) is that of ``x / max(||x||, 1e-12)``: SIM-1; the loss right
+        and a gradient wrong: the eps branch of the gradient, GRAD-3."""
+        q, d, config = case["queries"], case["docs"], case["config"]
+        expected = loss_and_grad(q, d, config)
+        bounds = embedding_bounds(q, d, config, ctx.compute_dtype)
+        out = ctx.embeddings(q, d, config)
+        try:
+            ctx.close(out.loss, expected.loss, bounds.loss, quantity="loss", clause="SIM-1")
+        except ConformanceFailure as exc:
+            if summed_over_queries(out, expected, bounds, ctx.dtype):
+                raise ConformanceFailure("LOSS-1", exc.detail, mismatch=exc.mismatch) from None
+            raise
+        ctx.compare(out, expected, bounds, "GRAD-3")

@@ -15,12 +15,13 @@ from hypothesis import assume
 
 from infonce_spec.reference import Config, loss_and_grad
 
+from ..compare import ConformanceFailure, check_close
 from ..protocol import Capabilities
 from ..strategies import draw_batch, draw_config, draw_shape
-from ..tolerances import embedding_bounds, finite_max
-from .base import Context, Property, claims
+from ..tolerances import OUTPUT_ROUNDING, UNIT_ROUNDOFF, Bounds, embedding_bounds, finite_max
+from .base import Context, Outputs, Property, claims
 
-__all__ = ["assume_representable", "draw_embedding_case", "reference_check"]
+__all__ = ["assume_representable", "draw_embedding_case", "reference_check", "summed_over_queries"]
 
 
 def assume_representable(result: Any, dtype: str) -> None:
@@ -62,13 +63,46 @@ def draw_embedding_case(
     return {"queries": q, "docs": docs, "config": cfg}
 
 
+def summed_over_queries(out: Outputs, expected: Any, bounds: Bounds, dtype: str = "float64") -> bool:
+    """LOSS-1 diagnosis: with N >= 2 the adapter's loss and both gradients are N times the reference's
+    (within N times their bounds, plus the rounding of results in ``dtype``): the per-query losses are
+    summed, not averaged."""
+    n = int(np.asarray(expected.grad_queries).shape[0])
+    if n < 2 or not np.isfinite(out.loss):
+        return False
+    pairs = (
+        (out.loss, expected.loss, bounds.loss),
+        (out.grad_queries, expected.grad_queries, bounds.grad_queries),
+        (out.grad_docs, expected.grad_docs, bounds.grad_docs),
+    )
+    try:
+        for computed, exact, bound in pairs:
+            size = OUTPUT_ROUNDING * UNIT_ROUNDOFF[dtype] * np.abs(np.asarray(exact, dtype=np.float64))
+            check_close(
+                computed, n * np.asarray(exact), n * (np.asarray(bound) + size), quantity="", clause=""
+            )
+    except ConformanceFailure:
+        return False
+    return True
+
+
 def reference_check(case: dict[str, Any], ctx: Context, clause: str, *, scale_grad: bool = False) -> None:
-    """The adapter's loss and gradients against :func:`loss_and_grad` on the same inputs."""
+    """The adapter's loss and gradients against :func:`loss_and_grad` on the same inputs.
+
+    A result that is N times the reference (loss and gradients, N >= 2) is filed under LOSS-1 (the
+    mean over queries) whatever ``clause`` is."""
     q, d, config = case["queries"], case["docs"], case["config"]
     expected = loss_and_grad(q, d, config)
     bounds = embedding_bounds(q, d, config, ctx.compute_dtype)
     out = ctx.embeddings(q, d, config)
-    ctx.compare(out, expected, bounds, clause, scale_grad=scale_grad)
+    try:
+        ctx.compare(out, expected, bounds, clause, scale_grad=scale_grad)
+    except ConformanceFailure as exc:
+        if exc.clause == "LOSS-1" or not summed_over_queries(out, expected, bounds, ctx.dtype):
+            raise
+        n = q.shape[0]
+        why = f"loss and gradients are {n} (= N) times the reference's: summed over queries, not averaged"
+        raise ConformanceFailure("LOSS-1", f"{exc.detail}; {why}", mismatch=exc.mismatch) from None
 
 
 class _ReferenceEquality(Property):
@@ -169,6 +203,13 @@ class Hardness(_ReferenceEquality):
     )
     fixed: ClassVar[dict[str, Any]] = {"hardness": True}
     needs_hardness = True
+
+    def check(self, case: dict[str, Any], ctx: Context) -> None:
+        """Loss wrong: HARD-2 unless the probes of :func:`.hardness.diagnose` name HARD-3 / HARD-4;
+        loss right and a gradient wrong: HARD-5."""
+        from .hardness import hardness_check
+
+        hardness_check(case, ctx, self.clause)
 
 
 class AllOptions(_ReferenceEquality):
