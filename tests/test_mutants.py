@@ -29,20 +29,7 @@ from infonce_spec.conformance.mutants.catalogue import CATALOGUE, CORRECT
 from infonce_spec.conformance.mutants.killmatrix import FAILED, Kill, kill, run_suite
 
 #: Detected, but filed under another clause: the missing property, as reported to the lead.
-SUITE_GAPS: dict[str, str] = {
-    "hardness_not_detached": "reference/hardness files every mismatch under HARD-2; a loss that matches with "
-    "gradients that do not is the signature of HARD-5 (no stop-gradient) and should be filed there",
-    "hardness_on_positive": "no property isolates HARD-4: with N = K = 1 (only the positive) every hardness "
-    "mode must equal no hardness; reference/hardness files it as HARD-2",
-    "hard_negatives_mode_all_columns": "no property isolates HARD-3: the selection per mode (e.g. "
-    "hard_negatives with N >= 2, K >= 2 against the reference); reference/hardness files it as HARD-2",
-    "temperature_as_scale": "invariance/dot_scale_identity checks how scale enters the logits but files "
-    "under SIM-2 (its first clause); reference/query_to_doc under QD-1",
-    "cos_without_eps": "numerics/cos_eps files a wrong (NaN) loss under GRAD-3; the value of n(x) at "
-    "||x|| < eps is SIM-1 (value mismatches -> SIM-1, gradient mismatches -> GRAD-3)",
-    "loss_summed": "no property files LOSS-1: a loss N times the reference (the sum) is filed as QD-1 / "
-    "PART-2 / GRAD-1",
-}
+SUITE_GAPS: dict[str, str] = {}
 
 #: The targeted median time to kill must stay at or under this (seconds, first failing example).
 MEDIAN_SECONDS_TO_KILL = 2.0
