@@ -158,12 +158,13 @@ class PositiveExempt(Property):
     )
 
     def requires(self, caps: Capabilities) -> str | None:
+        if caps.max_k == 1 and "doc_to_query" not in caps.directions:
+            return "K >= 2 or doc_to_query (one query, K = 1, query_to_doc only: the loss is 0 for any h)"
         return _needs_hardness(caps, 1)
 
     def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
         config = draw_config(data, ctx.caps, hardness=True)
-        _, k, dim = draw_shape(data, ctx.caps, max_n=1)
-        assume(_visible(config, k))
+        _, k, dim = draw_shape(data, ctx.caps, max_n=1, min_k=1 if "doc_to_query" in config.directions else 2)
         q, docs = draw_batch(
             data, 1, k, dim, dtype=ctx.dtype, compute_dtype=ctx.compute_dtype, similarity=config.similarity
         )
