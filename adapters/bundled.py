@@ -106,6 +106,7 @@ class TorchAdapter:
             dropout=cached,
             data_parallel=data_parallel,
             validates_inputs=True,
+            torch_memory=True,  # CACHE-5 (cached/loss_stage_memory) for the cached ones
         )
 
     def _tensor(self, x: np.ndarray, device: str = "cpu", grad: bool = False) -> torch.Tensor:

@@ -285,6 +285,8 @@ def _capabilities(name: str, *, dtype: str, cached: bool) -> Capabilities:
         dropout=True,
         data_parallel=True,
         validates_inputs=False,
+        # Plain torch: the suite's peak-memory meter sees every allocation (CACHE-5 for the cached loss).
+        torch_memory=True,
     )
 
 

@@ -104,6 +104,9 @@ class Capabilities:
     * ``data_parallel`` -- :meth:`ConformanceAdapter.rank_embeddings` (and, with ``encoder``,
       :meth:`ConformanceAdapter.rank_encoder`) are implemented (level 3); ``max_world_size`` caps W.
     * ``validates_inputs`` -- invalid inputs raise ``ValueError``/``TypeError`` (VAL-1, DP-5).
+    * ``torch_memory`` -- the implementation allocates its tensors through torch (on the calling
+      thread), so the suite's peak-memory meter sees them: with ``cached``, CACHE-5 is checked
+      (``cached/loss_stage_memory``). Leave it ``False`` for implementations in other frameworks.
     """
 
     name: str
@@ -121,6 +124,7 @@ class Capabilities:
     data_parallel: bool = False
     max_world_size: int = 4
     validates_inputs: bool = False
+    torch_memory: bool = False
 
     def __post_init__(self) -> None:
         for name, allowed in (

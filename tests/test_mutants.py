@@ -2,8 +2,7 @@
 breaks, and passes every correct implementation (issue 5).
 
 * correct implementations (the mutants' own base adapter and the bundled torch adapters): the whole
-  ci profile, plus the suite's missing CACHE-5 property (:mod:`infonce_spec.conformance.mutants.memory`),
-  must pass;
+  ci profile (CACHE-5 included: ``cached/loss_stage_memory``) must pass;
 * every mutant: the ci profile restricted to the properties covering its tagged clause, fail-fast
   without shrinking (:func:`~infonce_spec.conformance.mutants.killmatrix.kill`); it must be detected,
   and killed on its own clause -- except the entries of :data:`SUITE_GAPS`, mutants the suite detects

@@ -5,7 +5,7 @@
 * :mod:`.adapter`    -- the conformance adapter of both (``...mutants.adapter:TorchAdapter``, correct);
 * :mod:`.catalogue`  -- the mutants: one overridden hook each, tagged with the clause it breaks and
   the public bug it mirrors (``...mutants.catalogue:adapters.<id>``);
-* :mod:`.memory`     -- the CACHE-5 loss-stage memory property the suite does not have (yet);
+* :mod:`.memory`     -- re-exports the CACHE-5 property, now ``properties.cached.LossStageMemory``;
 * :mod:`.killmatrix` -- runs the suite against the catalogue; ``python -m infonce_spec.conformance.mutants``
   prints the kill matrix (docs/mutants.md).
 

@@ -38,6 +38,7 @@ CAPABILITIES = Capabilities(
     cached=True,
     dropout=True,
     data_parallel=True,
+    torch_memory=True,
 )
 
 

@@ -1,4 +1,4 @@
-"""Chapter "encoder and cache": a linear encoder checked end to end (GRAD-1, CACHE-1 .. CACHE-4).
+"""Chapter "encoder and cache": a linear encoder checked end to end (GRAD-1, CACHE-1 .. CACHE-5).
 
 The encoder is ``embeddings = x @ weight.T``; the reference knows dL/dweight in closed form
 (:func:`~infonce_spec.reference.linear_encoder_grad`), so a cached (GradCache) implementation is
@@ -6,10 +6,22 @@ checked for its *parameter* gradient, for every mini-batch size including ones t
 N and ones larger than N (CACHE-1), for upstream multipliers (CACHE-2), for two forwards followed by
 two backwards (CACHE-4), and -- with dropout in front of the layer -- cached == uncached under the
 same seed (CACHE-3: the second forward must replay the RNG of the first).
+
+CACHE-5 (loss-stage memory, a SHOULD) is a scaling law, so that no constant has to be guessed
+(:class:`LossStageMemory`): at a fixed ``mini_batch_size`` m, the peak memory of one cached training
+step (every tensor the adapter allocates, inputs and encoder included, all O(N)) must grow about
+linearly when N grows by a factor G; a quadratic term (a full (N x N) mask, or every chunk's graph
+kept until one backward) makes it grow like G^2. Failure when the growth exceeds G^1.25 (G = 8:
+x13.5 against x8 for linear and x64 for quadratic; correct implementations measure N^1.00, the two
+catalogue mutants N^1.68 and N^1.96); m = 1 and K = 1 keep the linear part small (query_to_doc, plus
+doc_to_doc and a hardness mode where claimed: the code paths that build masks), so that a quadratic
+term dominates already at N = 256. The meter (:mod:`.memory`) sees torch allocations only, so the
+property needs ``Capabilities.torch_memory`` besides ``cached``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -18,15 +30,17 @@ from hypothesis import strategies as st
 
 from infonce_spec.reference import Config, linear_encoder_grad
 
-from ..compare import check_shape
+from ..compare import check_shape, fail
 from ..protocol import Capabilities, DropoutCase, EncoderCase, EncoderStep
 from ..strategies import draw_config, draw_embeddings
 from ..tolerances import COS_EPS, encoder_bounds, encoder_condition, round_to_dtype
 from .base import Context, Property
+from .memory import peak_bytes
 
 __all__ = [
     "CachedEqualsUncached",
     "EncoderReference",
+    "LossStageMemory",
     "Reentrant",
     "RngReplay",
     "UpstreamLinearity",
@@ -253,3 +267,69 @@ class RngReplay(Property):
             clause=self.clause,
             what=what,
         )
+
+
+#: CACHE-5: N grows from N1 to N1 * GROWTH; the peak may grow at most GROWTH ** MAX_EXPONENT.
+N1, GROWTH, MAX_EXPONENT = 32, 8, 1.25
+
+
+class LossStageMemory(Property):
+    """CACHE-5 as a scaling law (see the module docstring)."""
+
+    name = "cached/loss_stage_memory"
+    clauses = ("CACHE-5",)
+    summary = (
+        f"cached peak memory grows ~linearly in N at fixed mini_batch_size (N x{GROWTH}: at most "
+        f"x{GROWTH**MAX_EXPONENT:.1f}), i.e. O(m x C) not O(N x C); torch allocations only"
+    )
+    level = "encoder"
+    weight = 0.05  # one example: draw() draws nothing
+
+    def requires(self, caps: Capabilities) -> str | None:
+        if not caps.cached:
+            return "cached"
+        return None if caps.torch_memory else "torch_memory"
+
+    def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
+        """One fixed, mask-heavy config within the claims (nothing is drawn: hypothesis runs it once).
+
+        The similarity does not change what is allocated (cos adds O(N) normalised copies)."""
+        caps = ctx.caps
+        directions = ("query_to_doc", "doc_to_doc") if "doc_to_doc" in caps.directions else ("query_to_doc",)
+        modes = sorted(caps.hardness_modes)
+        mode = "all_negatives" if "all_negatives" in modes else (modes[0] if modes else None)
+        similarity = "cos" if "cos" in caps.similarities else sorted(caps.similarities)[0]
+        config = Config(
+            directions=directions,
+            similarity=similarity,
+            hardness_mode=mode,
+            hardness_strength=1.0 if mode else 0.0,
+        )
+        return {"config": config, "mini_batch_size": 1, "seed": 0}
+
+    def _case(self, case: dict[str, Any], n: int, dtype: str) -> EncoderCase:
+        rng = np.random.default_rng([int(case["seed"]), n])
+        f = d = 2
+        x = round_to_dtype(rng.standard_normal((2 * n, f)), dtype)
+        w = round_to_dtype(np.eye(d, f) + 0.1 * rng.standard_normal((d, f)), dtype)
+        step = EncoderStep(x[:n], x[n:].reshape(1, n, f), 1.0)
+        return EncoderCase(w, (step,), case["config"], int(case["mini_batch_size"]))
+
+    def check(self, case: dict[str, Any], ctx: Context) -> None:
+        n1, n2 = N1, N1 * GROWTH
+        p1, _ = peak_bytes(ctx.adapter, self._case(case, n1, ctx.dtype))
+        p2, ops = peak_bytes(ctx.adapter, self._case(case, n2, ctx.dtype))
+        if p1 == 0 or ops == 0:
+            ctx.notes.append(f"{self.name}: no torch allocations seen; CACHE-5 not measured for this adapter")
+            return
+        growth = p2 / p1
+        allowed = GROWTH**MAX_EXPONENT
+        if growth > allowed:
+            exponent = math.log(growth) / math.log(GROWTH)
+            raise fail(
+                "CACHE-5",
+                f"peak memory of a cached step grew from {p1} to {p2} bytes (x{growth:.1f}) when N grew "
+                f"{n1} -> {n2} (x{GROWTH}) at mini_batch_size {case['mini_batch_size']}: N^{exponent:.2f}; "
+                f"linear (O(mini_batch_size x C)) is x{GROWTH}, allowed x{allowed:.1f}, quadratic "
+                f"(O(N x C)) x{GROWTH**2}",
+            )
