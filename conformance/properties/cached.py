@@ -1,11 +1,15 @@
 """Chapter "encoder and cache": a linear encoder checked end to end (GRAD-1, CACHE-1 .. CACHE-5).
 
 The encoder is ``embeddings = x @ weight.T``; the reference knows dL/dweight in closed form
-(:func:`~infonce_spec.reference.linear_encoder_grad`), so a cached (GradCache) implementation is
-checked for its *parameter* gradient, for every mini-batch size including ones that do not divide
+(:func:`~infonce_spec.reference.linear_encoder_grad`), and ``encoder/linear`` checks the adapter's
+*uncached* path against it (GRAD-1). The cached (GradCache) properties are metamorphic: they compare
+the cached path with the same adapter's uncached path (``mini_batch_size=None``) on the same steps,
+within the sum of both sides' bounds -- for every mini-batch size including ones that do not divide
 N and ones larger than N (CACHE-1), for upstream multipliers (CACHE-2), for two forwards followed by
-two backwards (CACHE-4), and -- with dropout in front of the layer -- cached == uncached under the
-same seed (CACHE-3: the second forward must replay the RNG of the first).
+two backwards (CACHE-4), and -- with dropout in front of the layer -- under the same seed (CACHE-3:
+the second forward must replay the RNG of the first). So a loss that is wrong at level 1 fails the
+reference properties and ``encoder/linear``, not CACHE-1 .. CACHE-4 (cached == uncached and
+uncached == reference together give cached == reference).
 
 CACHE-5 (loss-stage memory, a SHOULD) is a scaling law, so that no constant has to be guessed
 (:class:`LossStageMemory`): at a fixed ``mini_batch_size`` m, the peak memory of one cached training
@@ -126,6 +130,38 @@ def _check_steps(ctx: Context, case: dict[str, Any], upstreams: list[float], cla
     ctx.close(grad, expected_grad, grad_bound, quantity="grad_weight", clause=clause)
 
 
+def _check_against_uncached(ctx: Context, case: dict[str, Any], upstreams: list[float], clause: str) -> None:
+    """The cached steps against the same adapter's uncached steps (metamorphic, ``clause``)."""
+    config, w, m = case["config"], case["weight"], case["mini_batch_size"]
+    steps = [(case["x_queries"], case["x_docs"], upstreams[0])]
+    for i in range(1, len(upstreams)):
+        steps.append((case[f"x_queries_{i}"], case[f"x_docs_{i}"], upstreams[i]))
+    losses, grad = call_encoder(ctx, w, steps, config, m)
+    plain_losses, plain_grad = call_encoder(ctx, w, steps, config, None)
+    what = "the same adapter uncached (mini_batch_size None)"
+    grad_bound = 0.0
+    for i, (xq, xd, c) in enumerate(steps):
+        bounds, g_bound = encoder_bounds(xq, xd, w, config, ctx.compute_dtype, encoder_dtype=ctx.dtype)
+        ctx.close(
+            losses[i],
+            plain_losses[i],
+            2 * bounds.loss,
+            quantity=f"cached loss of step {i}",
+            clause=clause,
+            what=what,
+        )
+        grad_bound += 2 * abs(c) * g_bound
+    ctx.close(
+        grad,
+        plain_grad,
+        grad_bound,
+        quantity="cached grad_weight",
+        clause=clause,
+        what=what,
+        magnitude=np.abs(grad) + np.abs(plain_grad),
+    )
+
+
 class EncoderReference(Property):
     name = "encoder/linear"
     clauses = ("GRAD-1", "LOSS-1")
@@ -146,7 +182,10 @@ class EncoderReference(Property):
 class CachedEqualsUncached(Property):
     name = "cached/equals_uncached"
     clauses = ("CACHE-1",)
-    summary = "cached loss and weight gradient equal the uncached ones for every mini_batch_size (1 .. N+2)"
+    summary = (
+        "cached loss and weight gradient equal the adapter's own uncached ones for every mini_batch_size "
+        "(1 .. N+2)"
+    )
     level = "encoder"
 
     def requires(self, caps: Capabilities) -> str | None:
@@ -156,13 +195,13 @@ class CachedEqualsUncached(Property):
         return _draw_case(data, ctx, cached=True)
 
     def check(self, case: dict[str, Any], ctx: Context) -> None:
-        _check_steps(ctx, case, [1.0], self.clause)
+        _check_against_uncached(ctx, case, [1.0], self.clause)
 
 
 class UpstreamLinearity(CachedEqualsUncached):
     name = "cached/upstream_linearity"
     clauses = ("CACHE-2",)
-    summary = "(c * loss).backward() gives c times the weight gradient (c negative, zero, fractional)"
+    summary = "cached (c * loss).backward() gives the uncached weight gradient (c negative, zero, fractional)"
     weight = 0.6
 
     def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
@@ -173,13 +212,13 @@ class UpstreamLinearity(CachedEqualsUncached):
         return case
 
     def check(self, case: dict[str, Any], ctx: Context) -> None:
-        _check_steps(ctx, case, [case["upstream"]], self.clause)
+        _check_against_uncached(ctx, case, [case["upstream"]], self.clause)
 
 
 class Reentrant(CachedEqualsUncached):
     name = "cached/reentrant"
     clauses = ("CACHE-4",)
-    summary = "two forwards then two backwards accumulate c1 g1 + c2 g2 into the weight gradient"
+    summary = "cached: two forwards then two backwards accumulate c1 g1 + c2 g2 as the uncached path does"
     weight = 0.6
 
     def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
@@ -198,7 +237,7 @@ class Reentrant(CachedEqualsUncached):
         return case
 
     def check(self, case: dict[str, Any], ctx: Context) -> None:
-        _check_steps(ctx, case, [float(c) for c in case["upstreams"]], self.clause)
+        _check_against_uncached(ctx, case, [float(c) for c in case["upstreams"]], self.clause)
 
 
 class RngReplay(Property):
