@@ -6,7 +6,8 @@
 * :mod:`.masks`         -- masked entries contribute exactly nothing (MASK-*, GRAD-2).
 * :mod:`.numerics`      -- large logits and the cos eps (NUM-1, GRAD-3).
 * :mod:`.validation`    -- invalid inputs raise (VAL-1).
-* :mod:`.cached`        -- linear encoder end to end, GradCache (GRAD-1, CACHE-1 .. CACHE-4).
+* :mod:`.cached`        -- linear encoder end to end, GradCache against its own uncached path
+  (GRAD-1, CACHE-1 .. CACHE-4), loss-stage memory (CACHE-5; meter in :mod:`.memory`).
 * :mod:`.data_parallel` -- W ranks over gloo or torchrun (DP-1 .. DP-5).
 """
 
