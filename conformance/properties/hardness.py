@@ -2,10 +2,12 @@
 
 Every hardness check shares one attribution rule, :func:`hardness_check`:
 
-* the loss within its bound but a gradient not: the forward is right, so the gradient flows through
-  ``h`` -- HARD-5 (no stop-gradient);
+* the loss within its bound but a gradient not, while the same case without hardness is right: the
+  forward is right, so the gradient flows through ``h`` -- HARD-5 (no stop-gradient);
+* the loss N times the reference's (and the gradients): LOSS-1 (as every reference comparison);
 * the loss wrong: :func:`diagnose` runs the adapter on probes cut from the case, each against the
-  reference, to name the clause:
+  reference, to name the clause (a probe counts only if it is wrong with hardness and right without,
+  and nothing is diagnosed if the case is wrong without hardness too):
 
   1. *positive probe* (per query ``g``): query ``g`` alone (N = 1) with its positive and hard
      negatives ``(-q[1], q[0], 0, ...)`` / ``-(...)``, exactly orthogonal to ``q_g`` (zero for D = 1):
@@ -36,9 +38,9 @@ from infonce_spec.reference import Config, loss_and_grad
 from ..compare import ConformanceFailure, check_close
 from ..protocol import Capabilities
 from ..strategies import draw_batch, draw_config, draw_shape
-from ..tolerances import cos_eps_ambiguous, embedding_bounds, round_to_dtype
+from ..tolerances import OUTPUT_ROUNDING, UNIT_ROUNDOFF, cos_eps_ambiguous, embedding_bounds, round_to_dtype
 from .base import Context, Property, claims
-from .reference import draw_embedding_case
+from .reference import draw_embedding_case, summed_over_queries
 
 __all__ = ["PositiveExempt", "Selection", "diagnose", "hardness_check", "positive_probe"]
 
@@ -63,15 +65,31 @@ def positive_probe(query: np.ndarray, docs: np.ndarray, dtype: str) -> np.ndarra
     return round_to_dtype(out, dtype)
 
 
-def _loss_ok(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config) -> bool:
-    """The adapter's loss on ``(q, d)`` is within its bound of the reference (a probe: no statistics)."""
+def _loss_ok(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config, *, grads: bool = False) -> bool:
+    """The adapter's loss (and with ``grads`` its gradients) on ``(q, d)`` are within their bounds of the
+    reference (a probe: no statistics)."""
     expected = loss_and_grad(q, d, config)
-    bound = embedding_bounds(q, d, config, ctx.compute_dtype).loss
+    bounds = embedding_bounds(q, d, config, ctx.compute_dtype)
+    out = ctx.embeddings(q, d, config)
+    u = UNIT_ROUNDOFF[ctx.dtype]
     try:
-        check_close(ctx.embeddings(q, d, config).loss, expected.loss, bound, quantity="loss", clause="")
+        check_close(out.loss, expected.loss, bounds.loss, quantity="loss", clause="")
+        if grads:
+            for got, exact, bound in (
+                (out.grad_queries, expected.grad_queries, bounds.grad_queries),
+                (out.grad_docs, expected.grad_docs, bounds.grad_docs),
+            ):
+                extra = OUTPUT_ROUNDING * u * np.abs(np.asarray(exact, dtype=np.float64))
+                check_close(got, exact, bound + extra, quantity="grad", clause="")
     except ConformanceFailure:
         return False
     return True
+
+
+def _hardness_only(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config) -> bool:
+    """The adapter is wrong on ``(q, d)`` with ``config``'s hardness and right without it."""
+    plain = config.replace(hardness_mode=None, hardness_strength=0.0)
+    return not _loss_ok(ctx, q, d, config) and _loss_ok(ctx, q, d, plain)
 
 
 def _visible(config: Config, k: int) -> bool:
@@ -86,6 +104,9 @@ def diagnose(case: dict[str, Any], ctx: Context, default: str) -> tuple[str, str
     if not config.hardness_active:
         return default, ""
     k, n, _ = d.shape
+    plain = config.replace(hardness_mode=None, hardness_strength=0.0)
+    if not _loss_ok(ctx, q, d, plain):
+        return default, "the loss is wrong without hardness too: not (only) a hardness error"
     cos = config.similarity == "cos"
     informative = True
     for g in range(n):
@@ -93,7 +114,7 @@ def diagnose(case: dict[str, Any], ctx: Context, default: str) -> tuple[str, str
         probe = positive_probe(qg[0], d[:, g : g + 1], ctx.dtype)
         if not _visible(config, k) or (cos and cos_eps_ambiguous(probe, ctx.compute_dtype)):
             informative = False
-        elif not _loss_ok(ctx, qg, probe, config):
+        elif _hardness_only(ctx, qg, probe, config):
             return "HARD-4", (
                 f"query {g} alone with hard negatives orthogonal to it (h = 0 on each) still differs: "
                 "the positive carries h"
@@ -106,7 +127,7 @@ def diagnose(case: dict[str, Any], ctx: Context, default: str) -> tuple[str, str
     else:
         value = config.replace(hardness_mode=modes[0])
         for g in range(n):
-            if not _loss_ok(ctx, q[g : g + 1], d[:, g : g + 1], value):
+            if _hardness_only(ctx, q[g : g + 1], d[:, g : g + 1], value):
                 return "HARD-2", (
                     f"query {g} alone with its own documents (mode {modes[0]!r}: h on its own hard "
                     "negatives only) differs: the value of h (alpha * s, not times scale)"
@@ -129,8 +150,11 @@ def hardness_check(case: dict[str, Any], ctx: Context, default: str) -> None:
     try:
         ctx.close(out.loss, expected.loss, bounds.loss, quantity="loss", clause=default)
     except ConformanceFailure as exc:
+        if summed_over_queries(out, expected, bounds, ctx.dtype):
+            why = "loss and gradients are N times the reference's: summed over queries, not averaged"
+            raise ConformanceFailure("LOSS-1", f"{exc.detail}; {why}", mismatch=exc.mismatch) from None
         clause, why = diagnose(case, ctx, default)
-        if clause == default:
+        if not why:
             raise
         raise ConformanceFailure(clause, f"{exc.detail}; diagnosis: {why}", mismatch=exc.mismatch) from None
     clause = "HARD-5" if config.hardness_active else default
@@ -139,6 +163,10 @@ def hardness_check(case: dict[str, Any], ctx: Context, default: str) -> None:
     except ConformanceFailure as exc:
         if clause != "HARD-5":
             raise
+        plain = config.replace(hardness_mode=None, hardness_strength=0.0)
+        if not _loss_ok(ctx, q, d, plain, grads=True):
+            why = "the gradient is wrong without hardness too: not (only) a hardness error"
+            raise ConformanceFailure(default, f"{exc.detail}; {why}", mismatch=exc.mismatch) from None
         why = "the loss is within its bound, the gradient is not: a gradient flows through h"
         raise ConformanceFailure(clause, f"{exc.detail}; {why}", mismatch=exc.mismatch) from None
 
