@@ -6,7 +6,7 @@
 * :func:`chunked_loss_and_grads` -- the loss and embedding gradients in row chunks (CACHE-5).
 * :func:`all_gather_with_grad` -- the column gather of the data-parallel layout (DP-1, DP-3).
 
-This package is an independent implementation: it never imports :mod:`infonce_spec.reference`.
+This package is an independent implementation: it never imports the float64 reference (the oracle).
 Precision: float16/bfloat16 embeddings are upcast to float32 for the whole loss stage; float32 and
 float64 run in their own precision (see docs/torch.md).
 """
