@@ -33,6 +33,7 @@ from tests.oracles import (
     reference_settings,
     short_label,
 )
+from tests.oracles import check_against as _check_against
 from tests.oracles.mpmath_oracle import oracle
 from tests.oracles.torch_direct import direct_loss_and_grad
 
@@ -40,31 +41,7 @@ RTOL = 1e-12
 
 
 def check_against(expected, got, case: LossCase, queries, docs, replay: str, rtol: float = RTOL) -> None:
-    m = natural_magnitudes(case, queries, docs)
-    common = {"rtol": rtol, "replay": replay}
-    assert_close(got.loss, expected.loss, what="loss", clause="LOSS-1", floor=m.loss, **common)
-    assert_close(
-        got.per_query_loss,
-        expected.per_query_loss,
-        what="per_query_loss",
-        clause="LOSS-2",
-        floor=m.loss,
-        **common,
-    )
-    assert_close(
-        got.grad_queries,
-        expected.grad_queries,
-        what="grad_queries",
-        clause="GRAD-1",
-        floor=m.grad_queries,
-        **common,
-    )
-    assert_close(
-        got.grad_docs, expected.grad_docs, what="grad_docs", clause="GRAD-1", floor=m.grad_docs, **common
-    )
-    assert_close(
-        got.grad_scale, expected.grad_scale, what="grad_scale", clause="SCALE-2", floor=m.grad_scale, **common
-    )
+    _check_against(expected, got, case, queries, docs, replay, rtol)
 
 
 def check_mpmath(case: LossCase, queries: np.ndarray, docs: np.ndarray, replay: str) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from hypothesis import given
 
 from infonce_spec.reference import Config, loss_and_grad
-from tests.oracles import Problem, assert_close, natural_magnitudes, problems, reference_settings
+from tests.oracles import Problem, check_against, problems, reference_settings
 from tests.oracles.torch_direct import direct_loss_and_grad
 
 RTOL = 1e-10
@@ -23,31 +23,7 @@ RTOL = 1e-10
 def compare_with_direct(p: Problem) -> None:
     got = loss_and_grad(p.queries, p.docs, Config(**p.case.kwargs()))
     expected = direct_loss_and_grad(p.queries, p.docs, **p.case.kwargs())
-    m = natural_magnitudes(p.case, p.queries, p.docs)
-    common = {"rtol": RTOL, "replay": p.replay}
-    assert_close(got.loss, expected.loss, what="loss", clause="LOSS-1", floor=m.loss, **common)
-    assert_close(
-        got.per_query_loss,
-        expected.per_query_loss,
-        what="per_query_loss",
-        clause="LOSS-2",
-        floor=m.loss,
-        **common,
-    )
-    assert_close(
-        got.grad_queries,
-        expected.grad_queries,
-        what="grad_queries",
-        clause="GRAD-1",
-        floor=m.grad_queries,
-        **common,
-    )
-    assert_close(
-        got.grad_docs, expected.grad_docs, what="grad_docs", clause="GRAD-1", floor=m.grad_docs, **common
-    )
-    assert_close(
-        got.grad_scale, expected.grad_scale, what="grad_scale", clause="SCALE-2", floor=m.grad_scale, **common
-    )
+    check_against(expected, got, p.case, p.queries, p.docs, p.replay, RTOL)
 
 
 @reference_settings(max_examples=120)

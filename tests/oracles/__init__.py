@@ -294,6 +294,30 @@ def assert_close(
         )
 
 
+def check_against(
+    expected: Any, got: Any, case: LossCase, queries: Any, docs: Any, replay: str, rtol: float
+) -> None:
+    """Every output of ``got`` against ``expected`` (any object with the Result fields), each under
+    its clause: loss LOSS-1, per-query losses LOSS-2, gradients GRAD-1, dL/dscale SCALE-2."""
+    m = natural_magnitudes(case, queries, docs)
+    for field, clause, floor in (
+        ("loss", "LOSS-1", m.loss),
+        ("per_query_loss", "LOSS-2", m.loss),
+        ("grad_queries", "GRAD-1", m.grad_queries),
+        ("grad_docs", "GRAD-1", m.grad_docs),
+        ("grad_scale", "SCALE-2", m.grad_scale),
+    ):
+        assert_close(
+            getattr(got, field),
+            getattr(expected, field),
+            rtol=rtol,
+            what=field,
+            clause=clause,
+            replay=replay,
+            floor=floor,
+        )
+
+
 def mpmath_cases() -> Iterator[tuple[tuple[str, ...], str, int, str | None, str]]:
     """Every (directions, partition_mode, K, hardness_mode, similarity) of the mpmath family."""
     for directions in QD_SUBSETS:
