@@ -2,7 +2,9 @@
 
 One run measures, on the same inputs and in fresh subprocesses (so each peak RSS is its own):
 
-* ``reference``: :func:`infonce_spec.reference.loss_and_grad` (float64, chunked rows);
+* ``reference``: :func:`infonce_spec.reference.loss_and_grad` (float64, chunked rows; at this size
+  the N x N square products are held whole, each similarity formed and back-propagated once);
+* ``ref-streamed``: the same with ``products="streamed"`` (every product per chunk, as for large N);
 * ``floor``: the matmul floor — the same similarity products and their backward products
   (``S = A B^T``, ``G B``, ``G^T A`` per direction block) in numpy float64, nothing else;
 * ``st-autograd``: torch float64 autograd of sentence-transformers' MultipleNegativesRankingLoss
@@ -34,17 +36,18 @@ kind, n, k, d, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sy
 rng = np.random.default_rng(0)
 q = rng.normal(size=(n, d)); docs = rng.normal(size=(k, n, d))
 DIRS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
-if kind == "reference":
+if kind in ("reference", "ref-streamed"):
     from infonce_spec.reference import Config, loss_and_grad
     cfg = Config(directions=DIRS, partition_mode="joint", scale=20.0, similarity="cos")
-    run = lambda: loss_and_grad(q, docs, cfg)
+    products = "streamed" if kind == "ref-streamed" else "auto"
+    run = lambda: loss_and_grad(q, docs, cfg, products=products)
 elif kind == "floor":
     def run():
         uq = q / np.linalg.norm(q, axis=1, keepdims=True)
         ud = docs.reshape(k * n, d)
         ud = ud / np.linalg.norm(ud, axis=1, keepdims=True)
         gq = np.zeros_like(uq); gd = np.zeros_like(ud)
-        step = max(1, (1 << 21) // (2 * k * n + 2 * n))
+        step = max(1, (1 << 22) // (2 * k * n + 2 * n))  # the reference's CHUNK_ELEMENTS
         for s in range(0, n, step):
             e = min(s + step, n)
             for a, b, ga, gb in ((uq, ud, gq, gd), (uq, uq, gq, gq), (ud, uq, gd, gq), (ud, ud, gd, gd)):
@@ -107,7 +110,7 @@ def main() -> int:
     )
     rows = {
         kind: measure(kind, n, k, d, args.repeats, args.threads)
-        for kind in ("floor", "reference", "st-autograd")
+        for kind in ("floor", "reference", "ref-streamed", "st-autograd")
     }
     floor = rows["floor"]
     print(f"{'variant':<12} {'best s':>9} {'median s':>9} {'vs floor':>9} {'peak RSS MB':>12}")
@@ -123,6 +126,9 @@ def main() -> int:
         print(f"reference / floor = {ref['best_s'] / floor['best_s']:.2f} (target <= 1.5)")
     if ref and st:
         print(f"st-autograd / reference = {st['best_s'] / ref['best_s']:.2f} (target >= 2.5)")
+    streamed = rows["ref-streamed"]
+    if streamed and st:
+        print(f"st-autograd / ref-streamed = {st['best_s'] / streamed['best_s']:.2f} (for information)")
     if args.large:
         big = measure("reference", 16384, k, d, 1, args.threads)
         if big:

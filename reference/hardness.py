@@ -22,24 +22,22 @@ from .config import Config
 __all__ = ["hardness_multiplier", "hardness_selection"]
 
 
-def hardness_selection(xp: Any, rows: Any, doc_query_index: Any, k: int, mode: str) -> Any:
-    """Boolean ``(rows, K*N)`` mask of the query_to_doc entries that carry a penalty (HARD-3).
+def hardness_selection(xp: Any, rows: Any, candidates: Any, n: int, mode: str) -> Any:
+    """Boolean ``(rows, width)`` mask of the query_to_doc entries that carry a penalty (HARD-3).
 
-    ``rows`` is the ``(c, 1)`` column of query indices, ``doc_query_index`` the ``(1, K*N)`` row of
-    each flattened candidate's query index ``j``.
+    ``rows`` is the ``(c, 1)`` column of query indices ``g``, ``candidates`` the ``(1, width)`` row
+    of flattened candidate indices ``k * N + j`` (LAYOUT-3).
     """
-    own = rows == doc_query_index
+    own = rows == candidates % n
     if mode == "in_batch_negatives":
         return ~own
-    n = int(doc_query_index.shape[1]) // k
-    column = xp.reshape(xp.arange(k * n, device=array_api_compat.device(rows)), (1, k * n))
     if mode == "hard_negatives":
-        return own & (column >= n)
+        return own & (candidates >= n)
     # all_negatives: everything but the positive (0, g), whose flattened index is g itself.
-    return ~(own & (column < n))
+    return ~(own & (candidates < n))
 
 
-def hardness_multiplier(xp: Any, rows: Any, doc_query_index: Any, k: int, config: Config) -> Any:
+def hardness_multiplier(xp: Any, rows: Any, candidates: Any, n: int, config: Config) -> Any:
     """``1 + alpha / scale`` on selected entries and ``1`` elsewhere, so that
     ``(scale * s) * multiplier = scale * s + alpha * s`` (HARD-2).
 
@@ -47,7 +45,7 @@ def hardness_multiplier(xp: Any, rows: Any, doc_query_index: Any, k: int, config
     (HARD-5), which :mod:`.loss` applies.
     """
     assert config.hardness_mode is not None
-    selected = hardness_selection(xp, rows, doc_query_index, k, config.hardness_mode)
+    selected = hardness_selection(xp, rows, candidates, n, config.hardness_mode)
     device = array_api_compat.device(rows)
     return xp.where(
         selected,

@@ -2,10 +2,11 @@
 
 For every chunk of query rows: build the logit blocks (:mod:`.rows`), take their softmax
 (:mod:`.partition`), subtract the one-hot of the positive, and chain ``dL/dlogits`` through the
-similarity by matrix products: a block ``Z = scale * A B^T`` sends ``scale * G B`` to its row
-vectors ``A`` and ``scale * G^T A`` to its column vectors ``B``. Gradients with respect to the
-unit rows ``u`` are finally pulled back through the normalisation (:mod:`.similarity`). No
-autodiff is involved; peak memory is ``O(chunk x candidates)`` (plus the ``O(K N D)`` gradients).
+similarity by matrix products (:mod:`.products`): a piece ``Z = scale * A B^T`` sends
+``scale * G B`` to its row vectors ``A`` and ``scale * G^T A`` to its column vectors ``B``.
+Gradients with respect to the unit rows ``u`` are finally pulled back through the normalisation
+(:mod:`.similarity`). No autodiff is involved; peak memory is ``O(chunk x candidates)`` (plus the
+``O(K N D)`` gradients and, while they fit in ``HELD_ELEMENTS``, the N x N square products).
 """
 
 from __future__ import annotations
@@ -16,17 +17,18 @@ from typing import Any
 from .config import Config
 from .layout import as_batch
 from .partition import partition
-from .rows import positive_logits, row_blocks
+from .products import ProductMode, Products
+from .rows import PIECES, positive_logits, row_blocks
 from .similarity import pullback, unit_rows
 
 __all__ = ["CHUNK_ELEMENTS", "Result", "loss", "loss_and_grad"]
 
 #: Target number of logits per chunk; the chunk holds ``CHUNK_ELEMENTS // candidates`` rows ...
-CHUNK_ELEMENTS = 1 << 21
+CHUNK_ELEMENTS = 1 << 22
 #: ... but never fewer than this many rows (unless N is smaller): with a handful of rows each matrix
 #: product re-reads all K*N candidate vectors for little work, and the loop becomes memory-bound.
-#: Peak memory stays O(chunk x candidates): 32 x 294912 float64 logits (N = 16384, K = 8) are 75 MB.
-MIN_CHUNK_ROWS = 32
+#: Peak memory stays O(chunk x candidates): 128 x 294912 float64 logits (N = 16384, K = 8) are 302 MB.
+MIN_CHUNK_ROWS = 128
 
 
 @dataclass(frozen=True)
@@ -44,23 +46,33 @@ class Result:
     grad_scale: float
 
 
-def _candidates(config: Config, n: int, k: int) -> int:
-    widths = {"query_to_doc": k * n, "query_to_query": n, "doc_to_query": n, "doc_to_doc": k * n}
-    return sum(widths[d] for d in config.directions)
+def _pieces(config: Config) -> list[tuple[str, str]]:
+    return [piece for direction in config.directions for piece in PIECES[direction]]
 
 
 def _chunk_rows(config: Config, n: int, k: int, chunk_size: int | None) -> int:
     if chunk_size is None:
-        chunk_size = max(MIN_CHUNK_ROWS, CHUNK_ELEMENTS // _candidates(config, n, k))
+        widths = {"q": n, "d0": n, "dh": (k - 1) * n}
+        candidates = sum(widths[col_side] for _, col_side in _pieces(config))
+        chunk_size = max(MIN_CHUNK_ROWS, CHUNK_ELEMENTS // candidates)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     return min(chunk_size, n)
 
 
-def loss_and_grad(queries: Any, docs: Any, config: Config, *, chunk_size: int | None = None) -> Result:
+def loss_and_grad(
+    queries: Any,
+    docs: Any,
+    config: Config,
+    *,
+    chunk_size: int | None = None,
+    products: ProductMode = "auto",
+) -> Result:
     """L, the per-query losses and every gradient, exactly, for ``queries`` (N, D) and ``docs`` (K, N, D).
 
-    ``chunk_size`` (rows per chunk) only changes memory use, never the result beyond rounding.
+    ``chunk_size`` (rows per chunk) and ``products`` (``"held"`` or ``"streamed"`` square products,
+    :mod:`.products`; ``"auto"`` picks by size) only change speed and memory use, never the result
+    beyond rounding.
     """
     if not isinstance(config, Config):
         raise TypeError(f"config must be an infonce_spec.reference.Config, got {type(config).__name__}")
@@ -71,43 +83,28 @@ def loss_and_grad(queries: Any, docs: Any, config: Config, *, chunk_size: int | 
     doc_rows = xp.reshape(batch.docs, (k * n, d))
     u_q = unit_rows(xp, q, sim)
     u_d = unit_rows(xp, doc_rows, sim)
-    grad_u_q = xp.zeros_like(u_q)
-    grad_u_d = xp.zeros_like(u_d)
-    scale = config.scale
+    step = _chunk_rows(config, n, k, chunk_size)
+    sims = Products(xp, u_q, u_d, config.scale, set(_pieces(config)), products)
 
-    # The positive logit p_g = scale * s(q_g, d[0, g]) (QD-2) and its one-hot term of dL/dlogits.
-    # The accumulators hold dL/du / scale; the factor is applied once at the end.
-    s_pos = xp.sum(u_q * u_d[:n, :], axis=1)
-    grad_u_q -= u_d[:n, :] / n
-    grad_u_d[:n, :] -= u_q / n
-    grad_scale = -float(xp.sum(s_pos)) / n
+    # The positive logit p_g = scale * s(q_g, d[0, g]) (QD-2) and its one-hot term of dL/dlogits
+    # (the accumulators hold dL/du / scale).
+    s_pos = xp.sum(u_q * sims.vectors["d0"], axis=1)
+    sims.grad["q"] -= sims.vectors["d0"] / n
+    sims.grad["d0"] -= u_q / n
+    sims.grad_scale -= float(xp.sum(s_pos)) / n
 
-    sides = {"q": u_q, "d0": u_d[:n, :], "d": u_d}
     log_z_parts = []
     positive_parts = []
-    step = _chunk_rows(config, n, k, chunk_size)
     for start in range(0, n, step):
         stop = min(start + step, n)
-        blocks = row_blocks(xp, u_q, u_d, start, stop, config)
+        blocks = row_blocks(xp, sims, start, stop, config)
         positive_parts.append(positive_logits(xp, blocks[0], start))
         log_z, grads = partition(xp, blocks, config.partition_mode, n)
         log_z_parts.append(log_z)
-        for block, grad in zip(blocks, grads, strict=True):
-            row_vectors = sides[block.row_side][start:stop, :]
-            g_rows = grad @ sides[block.col_side]
-            # SCALE-2: dL/dscale = sum G * s = sum_rows a_r . (G b)_r; HARD-5: h adds nothing here
-            # and dL/ds = scale * G everywhere, since the penalty is stop-gradient.
-            grad_scale += float(xp.sum(g_rows * row_vectors))
-            if block.row_side == "q":
-                grad_u_q[start:stop, :] += g_rows
-            else:
-                grad_u_d[start:stop, :] += g_rows
-            if block.col_side == "q":
-                grad_u_q += grad.T @ row_vectors
-            else:
-                grad_u_d += grad.T @ row_vectors
-    grad_u_q *= scale
-    grad_u_d *= scale
+        pieces = [piece for block in blocks for piece in block.pieces]
+        for piece, grad in zip(pieces, grads, strict=True):
+            sims.backward(piece.row_side, piece.col_side, start, stop, grad)
+    grad_u_q, grad_u_d, grad_scale = sims.finish()
 
     per_query = xp.concat(log_z_parts) - xp.concat(positive_parts)
     grad_q = pullback(xp, q, u_q, grad_u_q, sim)

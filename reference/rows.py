@@ -13,6 +13,10 @@ doc_to_doc      ``d[0, g]``             ``d[k, j]`` for all ``k, j``    ``j == g
 
 Hard negatives (``k >= 1``) are candidates only, never rows (ROW-1). A chunk holds the rows of
 queries ``start .. stop-1``; its blocks are ``(stop - start) x candidates``, never ``N x K*N``.
+
+Each block is made of *pieces*, one per side its candidates come from (:mod:`.products`): ``q`` the
+queries, ``d0`` the positives, ``dh`` the hard negatives. query_to_doc's candidates ``k * N + j``
+are its ``d0`` piece (``k = 0``) followed by its ``dh`` piece (``k >= 1``, absent when K = 1).
 """
 
 from __future__ import annotations
@@ -24,40 +28,54 @@ import array_api_compat
 
 from .config import Config
 from .hardness import hardness_multiplier
+from .products import Products
 
-__all__ = ["RowBlock", "positive_logits", "row_blocks"]
+__all__ = ["PIECES", "Piece", "RowBlock", "positive_logits", "row_blocks"]
+
+#: The row side and the column sides of each direction's pieces, in candidate order.
+PIECES: dict[str, tuple[tuple[str, str], ...]] = {
+    "query_to_doc": (("q", "d0"), ("q", "dh")),
+    "query_to_query": (("q", "q"),),
+    "doc_to_query": (("d0", "q"),),
+    "doc_to_doc": (("d0", "d0"), ("d0", "dh")),
+}
+#: The directions whose rows exclude the query's own candidates ``j == g``.
+_MASKED = ("query_to_query", "doc_to_doc")
+#: The first flattened candidate index ``k * N + j`` of a column side, in units of N.
+_FIRST_BLOCK = {"d0": 0, "dh": 1}
 
 
 @dataclass
-class RowBlock:
-    """One direction's logits for a chunk of queries.
+class Piece:
+    """The logits of a chunk's rows of ``row_side`` against every vector of ``col_side``.
 
-    ``row_side`` / ``col_side`` name the vectors the rows and columns are made of
-    (``"q"`` queries, ``"d0"`` positives, ``"d"`` all documents flattened as ``k * N + j``).
     ``logits`` is ``scale * s + h`` with ``-inf`` at masked entries.
     """
 
-    direction: str
     row_side: str
     col_side: str
     logits: Any
 
 
-def _column_query_index(xp: Any, n: int, k: int, device: Any) -> Any:
-    """For each flattened document column ``k * N + j`` its query index ``j`` (LAYOUT-3)."""
-    return xp.reshape(xp.arange(k * n, device=device) % n, (1, k * n))
+@dataclass
+class RowBlock:
+    """One direction's logits for a chunk of queries: its pieces side by side."""
+
+    direction: str
+    pieces: list[Piece]
 
 
-def _mask_own(xp: Any, logits: Any, start: int, n: int, k: int) -> Any:
-    """Set the entries ``(g, k' * N + g)`` of a chunk of rows ``start ..`` to ``-inf``, for every ``k' < k``.
+def _mask_own(xp: Any, logits: Any, start: int, n: int) -> Any:
+    """Set the entries ``(g, k' * N + g)`` of a chunk of rows ``start ..`` to ``-inf``, for every
+    block ``k'`` of N columns of the piece.
 
-    In the row-major flattened block the entry of row ``r`` (query ``start + r``) and column
-    ``k' N + start + r`` sits at ``start + k' N + r (k N + 1)``: one strided slice per column
+    In the row-major flattened piece the entry of row ``r`` (query ``start + r``) and column
+    ``k' N + start + r`` sits at ``start + k' N + r (width + 1)``: one strided slice per column
     block, so no ``(rows x candidates)`` boolean mask is built (MASK-QQ-1, MASK-DD-1, MASK-DD-2).
     """
     rows, width = (int(s) for s in logits.shape)
     flat = xp.reshape(logits, (rows * width,))
-    for block in range(k):
+    for block in range(width // n):
         flat[_own_entries(start + block * n, rows, width)] = -float("inf")
     return xp.reshape(flat, (rows, width))
 
@@ -68,39 +86,41 @@ def _own_entries(first: int, rows: int, width: int) -> slice:
 
 
 def positive_logits(xp: Any, query_to_doc: RowBlock, start: int) -> Any:
-    """The positive logits ``p_g`` (QD-2) of the chunk, read off the query_to_doc block itself.
+    """The positive logits ``p_g`` (QD-2) of the chunk, read off query_to_doc's ``d0`` piece itself.
 
     Reading them from the block (rather than recomputing ``s(q_g, d[0, g])``) makes ``p_g``
     bitwise one of the entries of its own logsumexp, so ``l_g >= 0`` holds exactly (LOSS-2).
     Call before the block is consumed by the partition.
     """
-    rows, width = (int(s) for s in query_to_doc.logits.shape)
-    flat = xp.reshape(query_to_doc.logits, (rows * width,))
+    logits = query_to_doc.pieces[0].logits
+    rows, width = (int(s) for s in logits.shape)
+    flat = xp.reshape(logits, (rows * width,))
     return xp.asarray(flat[_own_entries(start, rows, width)], copy=True)
 
 
-def row_blocks(xp: Any, u_q: Any, u_d: Any, start: int, stop: int, config: Config) -> list[RowBlock]:
+def row_blocks(xp: Any, products: Products, start: int, stop: int, config: Config) -> list[RowBlock]:
     """The selected directions' logit blocks for queries ``start .. stop-1`` (canonical order)."""
-    n = int(u_q.shape[0])
-    k = int(u_d.shape[0]) // n
-    device = array_api_compat.device(u_q)
-    # SCALE-1: the row vectors are scaled before the products, so each block is ``scale * s``
-    # straight out of the matrix product (a (rows x D) multiply instead of a (rows x candidates) one).
-    scaled_q = config.scale * u_q[start:stop, :]
-    scaled_d0 = config.scale * u_d[start:stop, :]
+    n = products.width("q")
     blocks: list[RowBlock] = []
-    # query_to_doc is always selected (DIR-1).
-    logits = scaled_q @ u_d.T
-    if config.hardness_active:
-        rows = xp.reshape(xp.arange(start, stop, device=device), (stop - start, 1))
-        logits *= hardness_multiplier(xp, rows, _column_query_index(xp, n, k, device), k, config)
-    blocks.append(RowBlock("query_to_doc", "q", "d", logits))
-    if "query_to_query" in config.directions:
-        logits = _mask_own(xp, scaled_q @ u_q.T, start, n, 1)
-        blocks.append(RowBlock("query_to_query", "q", "q", logits))
-    if "doc_to_query" in config.directions:
-        blocks.append(RowBlock("doc_to_query", "d0", "q", scaled_d0 @ u_q.T))
-    if "doc_to_doc" in config.directions:
-        logits = _mask_own(xp, scaled_d0 @ u_d.T, start, n, k)
-        blocks.append(RowBlock("doc_to_doc", "d0", "d", logits))
+    for direction in config.directions:  # query_to_doc first (DIR-1, canonical order)
+        pieces = []
+        for row_side, col_side in PIECES[direction]:
+            if products.width(col_side) == 0:
+                continue  # K = 1: no hard negatives
+            logits = products.logits(row_side, col_side, start, stop)
+            if direction in _MASKED:
+                logits = _mask_own(xp, logits, start, n)
+            elif direction == "query_to_doc" and config.hardness_active:
+                logits *= _hardness(xp, logits, start, stop, _FIRST_BLOCK[col_side] * n, n, config)
+            pieces.append(Piece(row_side, col_side, logits))
+        blocks.append(RowBlock(direction, pieces))
     return blocks
+
+
+def _hardness(xp: Any, logits: Any, start: int, stop: int, first: int, n: int, config: Config) -> Any:
+    """The HARD-2 multiplier of a query_to_doc piece whose columns are candidates ``first ..``."""
+    device = array_api_compat.device(logits)
+    rows = xp.reshape(xp.arange(start, stop, device=device), (stop - start, 1))
+    width = int(logits.shape[1])
+    candidates = xp.reshape(xp.arange(first, first + width, device=device), (1, width))
+    return hardness_multiplier(xp, rows, candidates, n, config)

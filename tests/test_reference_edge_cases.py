@@ -413,17 +413,38 @@ def test_chunk_size_does_not_change_the_result(p: Problem) -> None:
     for c in sorted({1, 2, max(1, n - 1)}):
         got = loss_and_grad(p.queries, p.docs, config, chunk_size=c)
         check_against(whole, got, p.case, p.queries, p.docs, f"chunk_size={c}; {p.replay}", rtol=1e-13)
+        streamed = loss_and_grad(p.queries, p.docs, config, chunk_size=c, products="streamed")
+        check_against(
+            whole, streamed, p.case, p.queries, p.docs, f"chunk_size={c}, streamed; {p.replay}", rtol=1e-13
+        )
 
 
+def test_products_auto_holds_the_square_products_while_they_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``products="auto"`` holds the N x N products up to HELD_ELEMENTS and streams them beyond."""
+    from infonce_spec.reference import products as products_module
+
+    q, docs = make_inputs(8, 2, 3, seed=5)
+    pieces = {("q", "d0"), ("q", "q"), ("d0", "q"), ("d0", "d0")}  # 3 square pairs: 2 * 3 * 64 numbers
+    monkeypatch.setattr(products_module, "HELD_ELEMENTS", 2 * 3 * 64)
+    assert products_module.Products(np, q, docs.reshape(16, 3), 1.0, pieces, "auto").hold
+    assert not products_module.Products(np, q, docs.reshape(16, 3), 1.0, pieces, "streamed").hold
+    monkeypatch.setattr(products_module, "HELD_ELEMENTS", 2 * 3 * 64 - 1)
+    assert not products_module.Products(np, q, docs.reshape(16, 3), 1.0, pieces, "auto").hold
+    assert products_module.Products(np, q, docs.reshape(16, 3), 1.0, pieces, "held").hold
+
+
+@pytest.mark.parametrize("products", ["held", "streamed"])
 @pytest.mark.parametrize("namespace", list(NAMESPACES))
 @pytest.mark.parametrize("directions", QD_SUBSETS, ids=[short_label(d) for d in QD_SUBSETS])
-def test_every_direction_in_every_namespace(directions: tuple[str, ...], namespace: str) -> None:
-    """Each row kind (and its masks) works in each namespace and gives numpy's numbers."""
+def test_every_direction_in_every_namespace(
+    directions: tuple[str, ...], namespace: str, products: str
+) -> None:
+    """Each row kind (and its masks) works in each namespace, held or streamed, and gives numpy's numbers."""
     q, docs = make_inputs(3, 2, 4, seed=77)
     case = LossCase(directions, "joint", 6.0, "dot", "in_batch_negatives", 1.0)
     config = Config(**case.kwargs())
     wrap = NAMESPACES[namespace]
-    got = _Numpy(loss_and_grad(wrap(q), wrap(docs), config))
+    got = _Numpy(loss_and_grad(wrap(q), wrap(docs), config, chunk_size=2, products=products))
     check_against(
         loss_and_grad(q, docs, config), got, case, q, docs, f"replay: {namespace}, {case!r}", rtol=1e-13
     )

@@ -2,9 +2,9 @@
 
 Every directions subset containing query_to_doc (DIR-1) x partition mode (PART-1; per_direction
 only where PART-4 allows it) x K in {1, 2, 4} x hardness mode (None and the three, strength > 0)
-x similarity (cos, dot), at N = 3, D = 3. Each case compares the loss, the per-query losses and
-every gradient (queries, docs, scale) within 1e-12 *relative to the largest element of the
-oracle's array* (``|ref - oracle| <= 1e-12 * max|oracle|`` element-wise; for scalars, the scalar).
+x similarity (cos, dot), at N = 3, D = 3, with the square products held and streamed. Each case
+compares the loss, the per-query losses and every gradient (queries, docs, scale) within 1e-12
+*relative to the largest element of the oracle's array* (``|ref - oracle| <= 1e-12 * max|oracle|`` element-wise; for scalars, the scalar).
 The oracle (tests/oracles/mpmath_oracle.py) evaluates the spec's rows one logit at a time and
 differentiates them by its own forward mode -- not the reference's softmax-minus-one-hot.
 
@@ -65,31 +65,24 @@ def test_reference_matches_mpmath(case: tuple) -> None:
         "hardness_strength": STRENGTH if mode else 0.0,
     }
     expected = oracle(queries, docs, **kwargs)
-    got = loss_and_grad(queries, docs, Config(**kwargs))
-    replay = f"replay: tests/test_reference_mpmath.py::test_reference_matches_mpmath[{case_id}]"
-    assert_close(got.loss, expected.loss, rtol=RTOL, what="loss", clause="LOSS-1", replay=replay)
-    assert_close(
-        got.per_query_loss,
-        expected.per_query_loss,
-        rtol=RTOL,
-        what="per_query_loss",
-        clause="LOSS-2",
-        replay=replay,
-    )
-    assert_close(
-        got.grad_queries,
-        expected.grad_queries,
-        rtol=RTOL,
-        what="grad_queries",
-        clause="GRAD-1",
-        replay=replay,
-    )
-    assert_close(
-        got.grad_docs, expected.grad_docs, rtol=RTOL, what="grad_docs", clause="GRAD-1", replay=replay
-    )
-    assert_close(
-        got.grad_scale, expected.grad_scale, rtol=RTOL, what="grad_scale", clause="SCALE-2", replay=replay
-    )
+    for products in ("held", "streamed"):
+        got = loss_and_grad(queries, docs, Config(**kwargs), products=products)
+        replay = f"replay: tests/test_reference_mpmath.py::test_reference_matches_mpmath[{case_id}] (products={products!r})"
+        for field, clause in (
+            ("loss", "LOSS-1"),
+            ("per_query_loss", "LOSS-2"),
+            ("grad_queries", "GRAD-1"),
+            ("grad_docs", "GRAD-1"),
+            ("grad_scale", "SCALE-2"),
+        ):
+            assert_close(
+                getattr(got, field),
+                getattr(expected, field),
+                rtol=RTOL,
+                what=field,
+                clause=clause,
+                replay=replay,
+            )
 
 
 DISALLOWED = [s for s in QD_SUBSETS if not set(s) <= PER_DIRECTION_ALLOWED]

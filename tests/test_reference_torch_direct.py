@@ -3,7 +3,7 @@
 The oracle (tests/oracles/torch_direct.py) loops over queries and builds each row's candidate list
 element by element (masked candidates left out), then ``logsumexp``; ``scale`` is a tensor with
 ``requires_grad``. Configurations and shapes (N <= 6, K <= 4, D <= 5, every hardness mode and
-strength) come from hypothesis. Loss, per-query losses and every gradient (queries, docs, scale)
+strength) come from hypothesis; the square products are both held and streamed. Loss, per-query losses and every gradient (queries, docs, scale)
 must agree within ``1e-10 * max(max|oracle|, floor)`` element-wise, where ``floor`` is the size of
 the terms each output is a sum of (the error model of :mod:`tests.oracles`): two float64
 evaluations of a cancelling sum legitimately differ by ~``u * sum|terms|``.
@@ -21,9 +21,10 @@ RTOL = 1e-10
 
 
 def compare_with_direct(p: Problem) -> None:
-    got = loss_and_grad(p.queries, p.docs, Config(**p.case.kwargs()))
     expected = direct_loss_and_grad(p.queries, p.docs, **p.case.kwargs())
-    check_against(expected, got, p.case, p.queries, p.docs, p.replay, RTOL)
+    for products in ("held", "streamed"):
+        got = loss_and_grad(p.queries, p.docs, Config(**p.case.kwargs()), products=products)
+        check_against(expected, got, p.case, p.queries, p.docs, f"{p.replay} (products={products!r})", RTOL)
 
 
 @reference_settings(max_examples=120)

@@ -217,8 +217,14 @@ def test_config_must_be_a_config() -> None:
 
 @pytest.mark.parametrize("chunk_size", [0, -1, 1.5, True, "2"])
 def test_bad_chunk_size_raises(chunk_size: Any) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="chunk_size"):
         loss_and_grad(Q, DOCS, Config(), chunk_size=chunk_size)
+
+
+@pytest.mark.parametrize("products", ["", "hold", None, 1])
+def test_bad_products_raises(products: Any) -> None:
+    with pytest.raises(ValueError, match="products must be one of"):
+        loss_and_grad(Q, DOCS, Config(), products=products)
 
 
 # --------------------------------------------------------------------------------------------------
