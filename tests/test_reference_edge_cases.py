@@ -424,13 +424,14 @@ def test_products_auto_holds_the_square_products_while_they_fit(monkeypatch: pyt
     from infonce_spec.reference import products as products_module
 
     q, docs = make_inputs(8, 2, 3, seed=5)
+    u_d = docs.reshape(16, 3)
     pieces = {("q", "d0"), ("q", "q"), ("d0", "q"), ("d0", "d0")}  # 3 square pairs: 2 * 3 * 64 numbers
     monkeypatch.setattr(products_module, "HELD_ELEMENTS", 2 * 3 * 64)
-    assert products_module.Products(np, q, docs.reshape(16, 3), 1.0, pieces, "auto").hold
-    assert not products_module.Products(np, q, docs.reshape(16, 3), 1.0, pieces, "streamed").hold
+    assert products_module.Products(np, q, u_d, 1.0, pieces, "auto").hold
+    assert not products_module.Products(np, q, u_d, 1.0, pieces, "streamed").hold
     monkeypatch.setattr(products_module, "HELD_ELEMENTS", 2 * 3 * 64 - 1)
-    assert not products_module.Products(np, q, docs.reshape(16, 3), 1.0, pieces, "auto").hold
-    assert products_module.Products(np, q, docs.reshape(16, 3), 1.0, pieces, "held").hold
+    assert not products_module.Products(np, q, u_d, 1.0, pieces, "auto").hold
+    assert products_module.Products(np, q, u_d, 1.0, pieces, "held").hold
 
 
 @pytest.mark.parametrize("products", ["held", "streamed"])

@@ -41,6 +41,36 @@ def _compare_same(
     ctx.close(a.grad_docs, b_gd, bounds.grad_docs, quantity="grad_docs", clause=clause, what=SAME)
 
 
+def _compare_rescaled(
+    ctx: Context,
+    other: Outputs,
+    base: Outputs,
+    bounds: tuple[Bounds, Bounds],
+    factors: tuple[Any, Any],
+    *,
+    name: str,
+    argument: str,
+    clause: str,
+) -> None:
+    """``base`` (the adapter on x) against ``other`` (on the rescaled input ``argument``): the same
+    loss, and gradients equal to ``other``'s times ``factors`` (queries, docs), named ``name``; each
+    within the first bound plus the second one rescaled alike."""
+    b1, b2 = bounds
+    what = f"the same adapter on x, against it on {argument}"
+    ctx.close(
+        other.loss, base.loss, b1.loss + b2.loss, quantity=f"loss({argument})", clause=clause, what=what
+    )
+    for field, factor in zip(("grad_queries", "grad_docs"), factors, strict=True):
+        ctx.close(
+            factor * getattr(other, field),
+            getattr(base, field),
+            getattr(b1, field) + factor * getattr(b2, field),
+            quantity=f"{name} * {field}({argument})",
+            clause=clause,
+            what=what,
+        )
+
+
 class BatchPermutation(Property):
     name = "invariance/batch_permutation"
     clauses = ("LOSS-1", "LAYOUT-3")
@@ -116,23 +146,7 @@ class CosRescaling(Property):
         scaled = ctx.embeddings(q2, d2, config)
         b1 = embedding_bounds(q, d, config, ctx.compute_dtype)
         b2 = embedding_bounds(q2, d2, config, ctx.compute_dtype, input_rel_err=UNIT_ROUNDOFF[ctx.dtype])
-        ctx.close(scaled.loss, base.loss, b1.loss + b2.loss, quantity="loss", clause=self.clause, what=SAME)
-        ctx.close(
-            scaled.grad_queries * cq,
-            base.grad_queries,
-            b1.grad_queries + b2.grad_queries * cq,
-            quantity="c * grad_queries(c x)",
-            clause=self.clause,
-            what="grad_queries(x), same adapter",
-        )
-        ctx.close(
-            scaled.grad_docs * cd,
-            base.grad_docs,
-            b1.grad_docs + b2.grad_docs * cd,
-            quantity="c * grad_docs(c x)",
-            clause=self.clause,
-            what="grad_docs(x), same adapter",
-        )
+        _compare_rescaled(ctx, scaled, base, (b1, b2), (cq, cd), name="c", argument="c x", clause=self.clause)
 
 
 class DotScaleIdentity(Property):
@@ -157,30 +171,15 @@ class DotScaleIdentity(Property):
         other = ctx.embeddings(q2, d2, unit)
         b1 = embedding_bounds(q, d, config, ctx.compute_dtype)
         b2 = embedding_bounds(q2, d2, unit, ctx.compute_dtype, input_rel_err=UNIT_ROUNDOFF[ctx.dtype])
-        what = "the same adapter with scale s on x"
-        ctx.close(
-            other.loss,
-            base.loss,
-            b1.loss + b2.loss,
-            quantity="loss(scale 1, sqrt(s) x)",
+        _compare_rescaled(
+            ctx,
+            other,
+            base,
+            (b1, b2),
+            (r, r),
+            name="sqrt(s)",
+            argument="scale 1, sqrt(s) x",
             clause=self.clause,
-            what=what,
-        )
-        ctx.close(
-            r * other.grad_queries,
-            base.grad_queries,
-            b1.grad_queries + r * b2.grad_queries,
-            quantity="sqrt(s) grad_queries(scale 1, sqrt(s) x)",
-            clause=self.clause,
-            what=what,
-        )
-        ctx.close(
-            r * other.grad_docs,
-            base.grad_docs,
-            b1.grad_docs + r * b2.grad_docs,
-            quantity="sqrt(s) grad_docs(scale 1, sqrt(s) x)",
-            clause=self.clause,
-            what=what,
         )
 
 

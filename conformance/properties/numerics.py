@@ -15,7 +15,7 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from infonce_spec.reference import loss_and_grad
+from infonce_spec.reference import Config, loss_and_grad
 
 from ..compare import ConformanceFailure
 from ..protocol import Capabilities
@@ -28,6 +28,19 @@ __all__ = ["CosEps", "LargeLogits"]
 
 #: Target norms of the cos-eps rows: zero, far below, just below, just above, far above 1e-12.
 EPS_NORMS = (0.0, 1e-14, 5e-13, 2e-12, 1e-9)
+
+
+def _case(x: np.ndarray, n: int, k: int, d: int, config: Config, ctx: Context) -> dict[str, Any]:
+    """The case made of the ``N (K + 1) x D`` rows ``x``: rounded to the adapter's dtype, rows whose
+    cos eps branch the loss stage's precision cannot tell rejected, split into queries and docs, and
+    results that float16 cannot hold rejected."""
+    x = round_to_dtype(x, ctx.dtype)
+    if config.similarity == "cos":
+        assume(not cos_eps_ambiguous(x, ctx.compute_dtype))
+    q, docs = x[:n], x[n:].reshape(k, n, d)
+    if ctx.dtype == "float16":
+        assume_representable(loss_and_grad(q, docs, config), ctx.dtype)
+    return {"queries": q, "docs": docs, "config": config}
 
 
 class LargeLogits(Property):
@@ -43,13 +56,7 @@ class LargeLogits(Property):
         x = draw_embeddings(data, n * (k + 1), d, label="embeddings")
         if config.similarity == "dot":
             x = x * data.draw(st.sampled_from([1e3, 10.0, 1e2]), label="norm_factor")
-        x = round_to_dtype(x, ctx.dtype)
-        if config.similarity == "cos":
-            assume(not cos_eps_ambiguous(x, ctx.compute_dtype))
-        q, docs = x[:n], x[n:].reshape(k, n, d)
-        if ctx.dtype == "float16":
-            assume_representable(loss_and_grad(q, docs, config), ctx.dtype)
-        return {"queries": q, "docs": docs, "config": config}
+        return _case(x, n, k, d, config, ctx)
 
     def check(self, case: dict[str, Any], ctx: Context) -> None:
         reference_check(case, ctx, self.clause)
@@ -75,12 +82,7 @@ class CosEps(Property):
         for row, norm in picks:
             length = float(np.linalg.norm(x[row]))
             x[row] = 0.0 if norm == 0.0 or length == 0.0 else x[row] * (norm / length)
-        x = round_to_dtype(x, ctx.dtype)
-        assume(not cos_eps_ambiguous(x, ctx.compute_dtype))
-        q, docs = x[:n], x[n:].reshape(k, n, d)
-        if ctx.dtype == "float16":
-            assume_representable(loss_and_grad(q, docs, config), ctx.dtype)
-        return {"queries": q, "docs": docs, "config": config}
+        return _case(x, n, k, d, config, ctx)
 
     def check(self, case: dict[str, Any], ctx: Context) -> None:
         """The value (loss, NaN included) is that of ``x / max(||x||, 1e-12)``: SIM-1; the loss right
