@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ConformanceFailure", "Mismatch", "check_close", "check_shape", "fail"]
+__all__ = ["AdapterFault", "ConformanceFailure", "Mismatch", "check_close", "check_shape", "fail"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,39 @@ class ConformanceFailure(AssertionError):
         self.case: dict[str, Any] | None = None
         self.property_name: str | None = None
         super().__init__(f"[{clause}] {message}")
+
+
+class AdapterFault(Exception):
+    """The implementation under test misbehaved instead of answering: it raised, hung, died, or
+    returned something that is not a result (``None``, a wrong type, shape or dtype, a non-finite
+    value where finite is claimed).
+
+    A fault is one verdict -- never shrunk like a number, never filed under every property that met
+    it. ``kind`` is a short word (``exception``, ``timeout``, ``crash``, ``memory``, ``output``);
+    ``clause`` is the output-contract clause the fault breaks when there is one (e.g. ``SCALE-2`` for
+    a missing scale gradient, ``LAYOUT-2`` for a wrongly shaped ``grad_docs``), else ``None``;
+    ``call`` names the adapter method, ``rank`` the data-parallel rank (``None`` in process);
+    ``frame`` is the last frame of the adapter's traceback (or the hung frame's stack) as text.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        *,
+        clause: str | None = None,
+        call: str | None = None,
+        rank: int | None = None,
+        frame: str | None = None,
+    ) -> None:
+        self.kind = kind
+        self.detail = message
+        self.clause = clause
+        self.call = call
+        self.rank = rank
+        self.frame = frame
+        self.case: dict[str, Any] | None = None
+        super().__init__(message)
 
 
 def fail(clause: str, message: str) -> ConformanceFailure:
