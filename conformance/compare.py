@@ -12,7 +12,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AdapterFault", "ConformanceFailure", "Mismatch", "check_close", "check_shape", "fail"]
+__all__ = [
+    "AdapterFault",
+    "ConformanceFailure",
+    "Mismatch",
+    "PremiseFailure",
+    "check_close",
+    "check_shape",
+    "fail",
+]
 
 
 @dataclass(frozen=True)
@@ -39,13 +47,38 @@ class Mismatch:
 class ConformanceFailure(AssertionError):
     """A property found a violation of ``clause``. ``case`` is attached by the runner (the reproducer)."""
 
-    def __init__(self, clause: str, message: str, *, mismatch: Mismatch | None = None) -> None:
+    def __init__(
+        self,
+        clause: str,
+        message: str,
+        *,
+        mismatch: Mismatch | None = None,
+        also: tuple[ConformanceFailure, ...] = (),
+    ) -> None:
         self.clause = clause
         self.detail = message
         self.mismatch = mismatch
+        #: Further, independent verdicts found on the same case (e.g. DP-2 for the reported losses and
+        #: DP-3 for the gradients): each is a failure of its own clause.
+        self.also = also
         self.case: dict[str, Any] | None = None
         self.property_name: str | None = None
         super().__init__(f"[{clause}] {message}")
+
+
+class PremiseFailure(ConformanceFailure):
+    """The property could not check its own clause on this case: a simpler variant of the same case
+    (the feature under test switched off -- no perturbation, moderate logits, no hardness, ``joint``,
+    one direction at a time, W = 1, the uncached path) is already wrong.
+
+    ``clause`` is what that simpler check blames (where the bug is more likely to be); ``premise``
+    says which variant failed. The diagnosis files the property as "follows from" the root cause it
+    finds, never as a failure of the property's own clause.
+    """
+
+    def __init__(self, clause: str, premise: str, message: str, *, mismatch: Mismatch | None = None) -> None:
+        self.premise = premise
+        super().__init__(clause, f"premise not met ({premise}): {message}", mismatch=mismatch)
 
 
 class AdapterFault(Exception):
