@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "spec" / "infonce-spec.md"
 CLAUSE = re.compile(r"\b((?:[A-Z]{2,}-)+\d+)\b")
 ANCHOR = re.compile(r'<a id="((?:[A-Z]{2,}-)+\d+)"></a>')
+ANCHOR_LINK = re.compile(r"\]\(#((?:[A-Z]{2,}-)+\d+)\)")
 NOT_CLAUSES = {"UTF-8", "RFC-2119", "SHA-256"}
 
 
@@ -94,3 +95,37 @@ def test_worked_example_numbers_match_the_reference():
                     atol=1e-15,
                     err_msg=f"GRAD-1 worked example {case.get('name')}: {field}",
                 )
+
+
+def _index_rows() -> dict[str, tuple[str, ...]]:
+    """The spec's clause index (Appendix A): ID -> the clauses it presupposes (last column)."""
+    text = _spec_text()
+    rows: dict[str, tuple[str, ...]] = {}
+    for line in text[text.index('<a id="clause-index">') :].splitlines():
+        m = re.match(r"\| \[((?:[A-Z]{2,}-)+\d+)\]", line)
+        if m:
+            rows[m.group(1)] = tuple(ANCHOR_LINK.findall(line.rsplit("|", 2)[-2]))
+    return rows
+
+
+def test_clause_table_is_the_spec_index():
+    """infonce_spec.clauses (the code's clause table) is Appendix A: same IDs, same order, same
+    presuppositions, and the titles are the bold-face titles of the clauses' definitions."""
+    from infonce_spec.clauses import CLAUSES
+
+    rows = _index_rows()
+    assert list(rows) == [c.id for c in CLAUSES], "clause order differs between the spec index and the code"
+    wrong = {c.id: (rows[c.id], c.presupposes) for c in CLAUSES if rows[c.id] != c.presupposes}
+    assert not wrong, f"presupposes differ (spec, code): {wrong}"
+    text = _spec_text()
+    for c in CLAUSES:
+        assert f'<a id="{c.id}"></a>**{c.id}** ({c.title})' in text, (
+            f"{c.id}: title {c.title!r} not in the spec"
+        )
+
+
+def test_presupposition_graph_is_acyclic():
+    from infonce_spec.clauses import CLAUSES, presupposes
+
+    cyclic = [c.id for c in CLAUSES if c.id in presupposes(c.id)]
+    assert not cyclic, f"clauses that presuppose themselves (a cycle): {cyclic}"
