@@ -1,11 +1,19 @@
-"""``infonce-conformance`` (also ``python -m infonce_spec.conformance``).
+"""The command line: ``infonce-conformance`` (also ``python -m infonce_spec.conformance``).
 
-* ``run [--adapter mod:attr ...] [--profile quick|ci|thorough] [--world-sizes 1,2,3,4] [--report out.md]
-  [--json out.json] [--reproducers DIR] [--select TEXT]`` -- exit 0 iff every claimed clause passes.
+* ``run [--adapter NAME ...] [--profile quick|ci|thorough] [--world-sizes 1,2,3,4] [--report out.md]
+  [--json out.json] [--reproducers DIR] [--select TEXT]`` -- every claimed clause, per adapter.
   Without ``--adapter`` it checks our bundled torch implementations (uncached, cached, data parallel).
-* ``replay file.npz [--adapter mod:attr]`` -- re-run a failure's reproducer (exit 1 if it still fails).
-* ``list [--adapter mod:attr]`` -- the properties and the clauses they check (and what is claimed).
-* ``verify results.json`` -- check results computed elsewhere against the golden vectors (spec/vectors).
+* ``replay file.npz [--adapter NAME]`` -- re-run a failure's reproducer.
+* ``list [--adapter NAME]`` -- the bundled adapters, the properties and the clauses they check.
+* ``verify results.json`` -- check results computed elsewhere against the golden vectors.
+
+An adapter NAME is ``package.module:attribute``, ``path/to/file.py:attribute`` or ``module:attribute``
+of a module in the current folder; it is loaded the way pytest loads test files
+(:func:`~infonce_spec.conformance.protocol.load_adapter`).
+
+Exit codes (:class:`ExitCode`, like pytest's): 0 conformant, 1 not conformant, 2 usage or load
+error (one line, no traceback), 3 interrupted (the results that finished are written), 4 internal
+error (one line, and the file the traceback was written to).
 
 Under ``torchrun`` only the data-parallel properties run (at the launcher's world size; NCCL when CUDA
 is available); rank 0 prints and writes the reports.
@@ -14,12 +22,56 @@ is available); rank 0 prints and writes the reports.
 from __future__ import annotations
 
 import argparse
+import enum
+import json
 import os
 import sys
-from collections.abc import Sequence
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-__all__ = ["main"]
+from infonce_spec import SPEC_VERSION, __version__
+
+from .protocol import AdapterLoadError
+
+__all__ = ["ExitCode", "UsageError", "main"]
+
+DESCRIPTION = (
+    "Check an implementation of the InfoNCE / MultipleNegativesRankingLoss family against "
+    f"infonce-spec {SPEC_VERSION}, clause by clause, through a small adapter."
+)
+ADAPTER_HELP = (
+    "package.module:attribute, path/to/file.py:attribute, or module:attribute of a module in the "
+    "current folder (loaded as pytest loads test files: the file's folder and the current folder "
+    "are importable)"
+)
+EXIT_CODES_HELP = """exit codes:
+  0  conformant: every claimed clause passes
+  1  not conformant: a claimed clause fails
+  2  usage or load error (bad option, unknown --select, an adapter that cannot be loaded)
+  3  interrupted (the results that finished are written)
+  4  internal error of the suite (the traceback is written to a file, named on stderr)"""
+#: Width of the console when stdout is not a terminal (CI logs): wide enough that rich never cuts
+#: a table cell; long cells wrap at spaces instead.
+LOG_WIDTH = 400
+
+
+class ExitCode(enum.IntEnum):
+    """The exit status of ``infonce-conformance`` (pytest's convention)."""
+
+    OK = 0
+    NOT_CONFORMANT = 1
+    USAGE_ERROR = 2
+    INTERRUPTED = 3
+    INTERNAL_ERROR = 4
+
+
+class UsageError(Exception):
+    """A command line the suite cannot act on; printed as one line, exit status 2."""
 
 
 def _world_sizes(text: str) -> tuple[int, ...]:
@@ -36,20 +88,36 @@ def _world_sizes(text: str) -> tuple[int, ...]:
 
 def _parser() -> argparse.ArgumentParser:
     from .golden import VERIFY_HELP, add_verify_arguments
+    from .runner import BUNDLED_ADAPTERS, PROFILES
 
-    parser = argparse.ArgumentParser(prog="infonce-conformance", description=__doc__.split("\n\n")[0])
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="infonce-conformance", description=DESCRIPTION, epilog=EXIT_CODES_HELP, formatter_class=formatter
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"infonce-conformance: infonce-spec package {__version__}, spec {SPEC_VERSION}",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="check implementations against the spec, clause by clause")
+    run = sub.add_parser(
+        "run",
+        help="check implementations against the spec, clause by clause",
+        description="Check implementations against the spec, clause by clause. " + DESCRIPTION,
+        epilog=EXIT_CODES_HELP,
+        formatter_class=formatter,
+    )
     run.add_argument(
         "--adapter",
         action="append",
         default=[],
-        metavar="MOD:ATTR",
-        help="adapter to check, as package.module:attribute (repeatable; default: the bundled torch ones)",
+        metavar="NAME",
+        help=f"adapter to check, as {ADAPTER_HELP}; repeatable; default: the bundled torch ones "
+        f"({', '.join(BUNDLED_ADAPTERS)})",
     )
     run.add_argument(
         "--profile",
-        choices=["quick", "ci", "thorough"],
+        choices=list(PROFILES),
         default="ci",
         help="example budget: quick (smoke), ci (default; derandomized), thorough (random, long)",
     )
@@ -73,43 +141,150 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="TEXT",
-        help="run only properties whose name or clauses contain TEXT (repeatable)",
+        help="run only properties whose name or clauses contain TEXT (repeatable; a TEXT that "
+        "matches nothing is an error)",
     )
     run.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a data-parallel step")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    replay = sub.add_parser("replay", help="re-run a failure's reproducer (.npz)")
+    replay = sub.add_parser(
+        "replay",
+        help="re-run a failure's reproducer (.npz)",
+        description="Re-run a failure's reproducer: exit 1 if it still fails, 0 if it now passes.",
+    )
     replay.add_argument("path", type=Path)
-    replay.add_argument("--adapter", help="adapter to replay against (default: the one that failed)")
-    lst = sub.add_parser("list", help="list the properties and the clauses they check")
-    lst.add_argument("--adapter", help="also say what this adapter claims")
+    replay.add_argument(
+        "--adapter",
+        metavar="NAME",
+        help=f"adapter to replay against, as {ADAPTER_HELP} (default: the one that failed)",
+    )
+    lst = sub.add_parser("list", help="list the bundled adapters, the properties and the clauses they check")
+    lst.add_argument("--adapter", metavar="NAME", help=f"also say what this adapter claims ({ADAPTER_HELP})")
     verify = sub.add_parser("verify", help=VERIFY_HELP.split("\n")[0], description=VERIFY_HELP)
     add_verify_arguments(verify)
     return parser
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _selector(texts: Sequence[str]) -> Callable[[Any], bool] | None:
+    """The ``--select`` filter; a TEXT matching no property is a usage error naming the choices."""
+    if not texts:
+        return None
+    from .properties import properties
+
+    def matches(prop: Any, text: str) -> bool:
+        return text in prop.name or any(text in clause for clause in prop.clauses)
+
+    props = properties()
+    unknown = [t for t in texts if not any(matches(p, t) for p in props)]
+    if unknown:
+        clauses = sorted({c for p in props for c in p.clauses})
+        raise UsageError(
+            f"--select {', '.join(map(repr, unknown))} matches no property; choose a property name or "
+            f"a clause (or a part of one): properties {', '.join(p.name for p in props)}; "
+            f"clauses {', '.join(clauses)}"
+        )
+    return lambda prop: any(matches(prop, t) for t in texts)
+
+
+def _console(rank0: bool) -> Any:
+    """A rich console; outside a terminal (CI logs) it is wide, so tables wrap instead of cutting."""
     from rich.console import Console
+
+    console = Console(quiet=not rank0)
+    if not console.is_terminal:
+        console = Console(quiet=not rank0, width=LOG_WIDTH)
+    return console
+
+
+def _heading(console: Any, text: str) -> None:
+    from rich.markup import escape
+
+    if console.is_terminal:
+        console.rule(f"[bold]{escape(text)}[/]")
+    else:
+        console.print(f"== {escape(text)} ==")
+
+
+@dataclass
+class RunOutcome:
+    """What a ``run`` produced: every adapter's report (a partial one if interrupted), the adapters
+    that could not be loaded, and whether the run was interrupted."""
+
+    reports: list[Any] = field(default_factory=list)
+    load_errors: list[tuple[str, str]] = field(default_factory=list)
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.interrupted:
+            return ExitCode.INTERRUPTED
+        if self.load_errors:
+            return ExitCode.USAGE_ERROR
+        return ExitCode.OK if all(r.ok for r in self.reports) else ExitCode.NOT_CONFORMANT
+
+
+def _failing_clauses(rep: Any) -> list[str]:
+    """The clauses whose verdict is FAIL in one adapter's report."""
+    return [clause for clause, _, verdict, _ in rep.clause_verdicts() if verdict == "FAIL"]
+
+
+def summary_line(outcome: RunOutcome) -> str:
+    """One line over every adapter of the run: adapters passed / failed, properties, failing clauses.
+
+    Hook for the diagnosis work: when reports carry root causes, count them here ("N root causes")
+    instead of (or before) the failing clauses.
+    """
+    reports = outcome.reports
+    statuses = [r.status for rep in reports for r in rep.results]
+    passed, unclaimed = statuses.count("pass"), statuses.count("not claimed")
+    failed = len(statuses) - passed - unclaimed
+    ok = [rep for rep in reports if rep.ok]
+    bad = [rep for rep in reports if not rep.ok]
+    clauses = sorted({c for rep in bad for c in _failing_clauses(rep)})
+    verdict = {
+        ExitCode.OK: "PASS",
+        ExitCode.NOT_CONFORMANT: "FAIL",
+        ExitCode.USAGE_ERROR: "ERROR",
+        ExitCode.INTERRUPTED: "INTERRUPTED",
+    }[outcome.exit_code]
+    total = len(reports) + len(outcome.load_errors)
+    parts = [f"{len(ok)} of {total} adapters conformant" + (f", {len(bad)} not" if bad else "")]
+    if outcome.load_errors:
+        parts.append(f"{len(outcome.load_errors)} could not be loaded")
+    parts.append(f"properties: {passed} pass, {failed} FAIL, {unclaimed} not claimed")
+    parts.append(f"failing clauses: {', '.join(clauses)}" if clauses else "no failing clause")
+    if outcome.interrupted:
+        parts.append("interrupted: partial results")
+    return f"{verdict}: {'; '.join(parts)} ({outcome.seconds:.1f} s)"
+
+
+def _run_adapters(specs: Sequence[str], args: argparse.Namespace, console: Any, outcome: RunOutcome) -> None:
+    """THE RUN LOOP: load and run each adapter in turn, appending to ``outcome`` as results finish.
+
+    An adapter that cannot be loaded is one line (and exit status 2 at the end); the other adapters
+    still run and every completed report is written. An interrupt (``KeyboardInterrupt``; the fault
+    handling may turn other signals into it) propagates from here after the interrupted adapter's
+    finished properties are kept as a partial report.
+    """
     from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .distributed import in_torchrun
-    from .report import dumps_json, print_report, to_markdown
-    from .runner import BUNDLED_ADAPTERS, run_adapter
+    from .protocol import load_adapter
+    from .report import print_report
+    from .runner import RunReport, run_adapter
 
-    rank0 = not in_torchrun() or os.environ.get("RANK") == "0"
-    console = Console(stderr=False, quiet=not rank0)
-    specs = args.adapter or list(BUNDLED_ADAPTERS)
-    select = None
-    if args.select:
-        texts = args.select
-
-        def select(p):  # type: ignore[no-untyped-def]
-            return any(t in p.name or any(t in c for c in p.clauses) for t in texts)
-
-    reports = []
-    show = rank0 and not args.no_progress and console.is_terminal
+    select = _selector(args.select)
+    show = not args.no_progress and console.is_terminal
     for spec in specs:
-        console.rule(f"[bold]{escape(spec)}[/]")
+        _heading(console, spec)
+        try:
+            loaded = load_adapter(spec)
+        except AdapterLoadError as exc:
+            outcome.load_errors.append((spec, str(exc)))
+            print(f"infonce-conformance: error: {exc}", file=sys.stderr)
+            continue
+        done: list[Any] = []
+        start = time.perf_counter()
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -120,10 +295,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ) as progress:
             task = progress.add_task("starting", total=None)
 
-            def started(name: str, task: int = task, progress: Progress = progress) -> None:
+            def started(name: str, task: Any = task, progress: Progress = progress) -> None:
                 progress.update(task, description=escape(name))
 
-            def finished(r, task: int = task, progress: Progress = progress) -> None:  # type: ignore[no-untyped-def]
+            def finished(r: Any, task: Any = task, progress: Progress = progress, done: list = done) -> None:
+                done.append(r)
                 progress.advance(task)
                 colour = {"pass": "green", "not claimed": "yellow"}.get(r.status, "bold red")
                 console.print(
@@ -131,46 +307,105 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     f"{r.seconds:6.2f} s"
                 )
 
-            rep = run_adapter(
-                spec,
-                profile=args.profile,
-                world_sizes=args.world_sizes,
-                reproducer_dir=args.reproducers if rank0 else None,
-                select=select,
-                timeout=args.timeout,
-                on_result=finished,
-                on_start=started,
-            )
-        reports.append(rep)
+            try:
+                rep = run_adapter(
+                    loaded,
+                    profile=args.profile,
+                    world_sizes=args.world_sizes,
+                    reproducer_dir=args.reproducers if args.rank0 else None,
+                    select=select,
+                    timeout=args.timeout,
+                    on_result=finished,
+                    on_start=started,
+                )
+            except KeyboardInterrupt:
+                outcome.reports.append(
+                    RunReport(
+                        loaded.spec,
+                        loaded.capabilities,
+                        args.profile,
+                        tuple(args.world_sizes),
+                        done,
+                        time.perf_counter() - start,
+                    )
+                )
+                raise
+        outcome.reports.append(rep)
         print_report(rep, console)
-    if rank0 and args.report:
+
+
+def _write_reports(args: argparse.Namespace, outcome: RunOutcome, console: Any) -> None:
+    """The Markdown and JSON reports of every completed (or interrupted) adapter, and the load errors."""
+    from .report import to_json, to_markdown
+
+    if not args.rank0:
+        return
+    if args.report:
+        text = to_markdown(outcome.reports) if outcome.reports else "# infonce-conformance report\n"
+        if outcome.interrupted:
+            text += "\n**Interrupted**: the run was stopped; the results above are the ones that finished.\n"
+        if outcome.load_errors:
+            text += "\n## Adapters that could not be loaded\n\n"
+            text += "".join(f"- `{spec}`: {error}\n" for spec, error in outcome.load_errors)
         args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(to_markdown(reports))
+        args.report.write_text(text)
         console.print(f"Markdown report: {args.report}")
-    if rank0 and args.json:
+    if args.json:
+        data = to_json(outcome.reports)
+        data["ok"] = outcome.exit_code == ExitCode.OK
+        data["exit_code"] = int(outcome.exit_code)
+        data["interrupted"] = outcome.interrupted
+        data["load_errors"] = [{"adapter": spec, "error": error} for spec, error in outcome.load_errors]
+        data["summary"] = summary_line(outcome)
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(dumps_json(reports))
+        args.json.write_text(json.dumps(data, indent=2, default=str))
         console.print(f"JSON report: {args.json}")
-    return 0 if all(r.ok for r in reports) else 1
 
 
-def _cmd_replay(args: argparse.Namespace) -> int:
+def _cmd_run(args: argparse.Namespace) -> ExitCode:
+    from .distributed import in_torchrun
+    from .runner import BUNDLED_ADAPTERS
+
+    args.rank0 = not in_torchrun() or os.environ.get("RANK") == "0"
+    _selector(args.select)  # a usage error before anything runs
+    console = _console(args.rank0)
+    outcome = RunOutcome()
+    start = time.perf_counter()
+    try:
+        _run_adapters(args.adapter or list(BUNDLED_ADAPTERS), args, console, outcome)
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+        print("infonce-conformance: interrupted; writing the results that finished", file=sys.stderr)
+    outcome.seconds = time.perf_counter() - start
+    _write_reports(args, outcome, console)
+    console.print(summary_line(outcome), markup=False, highlight=False)
+    return outcome.exit_code
+
+
+def _cmd_replay(args: argparse.Namespace) -> ExitCode:
     from .replay import replay
 
+    if not args.path.is_file():
+        raise UsageError(f"no such reproducer: {args.path}")
     res = replay(args.path, args.adapter)
     if res.failed:
         print(f"FAIL [{res.clause}] {res.property} ({res.adapter}): {res.message}")
-        return 1
+        return ExitCode.NOT_CONFORMANT
     print(f"pass {res.property} ({res.adapter}): the stored case no longer fails")
-    return 0
+    return ExitCode.OK
 
 
-def _cmd_list(args: argparse.Namespace) -> int:
+def _cmd_list(args: argparse.Namespace) -> ExitCode:
     from .clauses import CLAUSES
     from .properties import properties
     from .protocol import load_adapter
+    from .runner import BUNDLED_ADAPTERS
 
     caps = load_adapter(args.adapter).capabilities if args.adapter else None
+    print("bundled adapters (what `run` checks without --adapter):")
+    for spec in BUNDLED_ADAPTERS:
+        print(f"    {spec}")
+    print()
     props = properties()
     for p in props:
         claim = ""
@@ -181,12 +416,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
     covered = {c for p in props for c in p.clauses}
     missing = [c for c, _ in CLAUSES if c not in covered]
     print(f"\n{len(props)} properties; clauses not checked by any property: {', '.join(missing) or 'none'}")
-    return 0
+    return ExitCode.OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The console script's entry point."""
-    args = _parser().parse_args(argv)
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return _cmd_run(args)
     if args.command == "replay":
@@ -196,6 +429,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .golden import run_verify
 
     return run_verify(args)
+
+
+def _write_traceback(exc: BaseException) -> Path:
+    fd, name = tempfile.mkstemp(prefix="infonce-conformance-traceback-", suffix=".txt")
+    with os.fdopen(fd, "w") as out:
+        out.write(f"infonce-conformance {__version__} (spec {SPEC_VERSION}), argv {sys.argv!r}\n\n")
+        out.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    return Path(name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The console script's entry point; returns an :class:`ExitCode` (argparse's own usage errors
+    exit 2 directly)."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(_dispatch(args))
+    except (UsageError, AdapterLoadError) as exc:
+        print(f"infonce-conformance: error: {exc}", file=sys.stderr)
+        return ExitCode.USAGE_ERROR
+    except KeyboardInterrupt:
+        print("infonce-conformance: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:  # the reader went away (``... | head``): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
+    except Exception as exc:
+        path = _write_traceback(exc)
+        text = " ".join(str(exc).split())
+        print(
+            f"infonce-conformance: internal error: {type(exc).__name__}: {text} (traceback written to {path})",
+            file=sys.stderr,
+        )
+        return ExitCode.INTERNAL_ERROR
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ import hashlib
 import importlib
 import importlib.util
 import sys
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -60,6 +61,7 @@ from infonce_spec.reference import DIRECTIONS, HARDNESS_MODES, PARTITION_MODES, 
 
 __all__ = [
     "DTYPES",
+    "AdapterLoadError",
     "Capabilities",
     "ConformanceAdapter",
     "DropoutCase",
@@ -367,12 +369,53 @@ class LoadedAdapter:
         self.capabilities = caps
 
 
+#: How ``load_adapter`` names an adapter (quoted in its errors).
+ADAPTER_NAME_FORMS = "'package.module:attribute' or 'path/to/file.py:attribute'"
+
+
+class AdapterLoadError(ValueError):
+    """The adapter named on the command line cannot be loaded: a missing file, module or attribute,
+    a module that raises on import, a constructor that raises, or an object that is not an adapter.
+
+    Its message is one line (what was asked, what went wrong, and where in the user's code), meant
+    to be printed as it stands: the command line exits 2 with it, the pytest plugin turns it into
+    one collection error.
+    """
+
+
+def _where(exc: BaseException) -> str:
+    """`` (file.py, line N)`` of the innermost frame outside the import machinery, or ``""``."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f" ({Path(exc.filename).name}, line {exc.lineno})"
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if not f.filename.startswith("<") and Path(f.filename).resolve() != Path(__file__).resolve()
+    ]
+    return f" ({Path(frames[-1].filename).name}, line {frames[-1].lineno})" if frames else ""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _importable(*folders: Path) -> None:
+    """Make ``folders`` importable, the way pytest makes a test file's folder importable (prepend)."""
+    for folder in reversed(folders):
+        entry = str(folder)
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+
+
 def _import_file(path: Path) -> Any:
-    """Import a ``.py`` file under a stable private module name (the same in every worker)."""
+    """Import a ``.py`` file under a stable private module name (the same in every worker); its folder
+    and the current folder are importable first, so it can import its sibling modules."""
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
     name = f"_infonce_adapter_{path.stem}_{digest}"
     if name in sys.modules:
         return sys.modules[name]
+    _importable(path.parent, Path.cwd())
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import adapter file {path}")
@@ -386,21 +429,76 @@ def _import_file(path: Path) -> Any:
     return module
 
 
+def _import_module(module_name: str, spec: str) -> Any:
+    """Import ``module_name`` with the current folder importable (``adapter:Cls`` next to the user)."""
+    _importable(Path.cwd())
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module_name + ".").startswith(exc.name + "."):  # the adapter's own module
+            raise AdapterLoadError(
+                f"cannot load adapter {spec!r}: no module named {exc.name!r} (looked in the current "
+                f"folder {Path.cwd()} and on sys.path; a file is named 'path/to/file.py:attribute')"
+            ) from None
+        raise
+
+
+def _candidates(module: Any) -> list[str]:
+    """Names in ``module`` that look like adapters (they carry ``capabilities`` and ``embeddings``)."""
+    return sorted(
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and hasattr(value, "capabilities") and hasattr(value, "embeddings")
+    )
+
+
 def load_adapter(spec: str) -> LoadedAdapter:
     """Import ``package.module:attribute`` (or ``path/to/file.py:attribute``); a class is instantiated
-    with no arguments. A file path is made absolute, so the returned ``spec`` works in any worker."""
+    with no arguments. A file path is made absolute, so the returned ``spec`` works in any worker.
+
+    Modules load the way pytest loads test files: an adapter file's folder and the current folder
+    are importable, so ``./adapter.py:MyAdapter`` may import its sibling modules and
+    ``adapter:MyAdapter`` finds ``adapter.py`` in the current folder. Whatever goes wrong raises
+    :class:`AdapterLoadError` with a one-line message.
+    """
     if ":" not in spec:
-        raise ValueError(f"adapter must be named 'package.module:attribute', got {spec!r}")
+        raise AdapterLoadError(f"adapter must be named {ADAPTER_NAME_FORMS}, got {spec!r}")
+    asked = spec  # the name as given, for the messages
     module_name, _, attr = spec.rpartition(":")
-    if module_name.endswith(".py"):
-        path = Path(module_name).resolve()
-        module: Any = _import_file(path)
-        spec = f"{path}:{attr}"
-    else:
-        module = importlib.import_module(module_name)
+    if not module_name or not attr:
+        raise AdapterLoadError(f"adapter must be named {ADAPTER_NAME_FORMS}, got {spec!r}")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name).resolve()
+            if not path.is_file():
+                raise AdapterLoadError(f"cannot load adapter {asked!r}: no such file {path}")
+            module: Any = _import_file(path)
+            spec = f"{path}:{attr}"
+        else:
+            module = _import_module(module_name, spec)
+    except AdapterLoadError:
+        raise
+    except Exception as exc:
+        raise AdapterLoadError(
+            f"cannot load adapter {asked!r}: importing {module_name} raised {_one_line(exc)}{_where(exc)}"
+        ) from exc
     obj: Any = module
     for part in attr.split("."):
+        if not hasattr(obj, part):
+            found = _candidates(module)
+            hint = f"; adapters it defines: {', '.join(found)}" if found else ""
+            raise AdapterLoadError(
+                f"cannot load adapter {asked!r}: {module_name} has no attribute {part!r}{hint}"
+            )
         obj = getattr(obj, part)
     if isinstance(obj, type):
-        obj = obj()
-    return LoadedAdapter(spec=spec, adapter=obj)
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise AdapterLoadError(
+                f"cannot load adapter {asked!r}: {attr}() raised {_one_line(exc)}{_where(exc)}"
+            ) from exc
+    try:
+        return LoadedAdapter(spec=spec, adapter=obj)
+    except TypeError as exc:
+        raise AdapterLoadError(f"cannot load adapter {asked!r}: {exc}") from exc

@@ -11,7 +11,9 @@ infonce-spec is enough):
 A property the adapter does not claim is *skipped* with the reason ``not claimed: needs ...``; a
 failure shows the clause, the worst element against its bound, the shrunk example and the replay
 command. Runs are derandomized with no hypothesis database (``quick`` and ``ci`` profiles), so CI is
-deterministic and writes nothing but the reproducers of failures. Without ``--infonce-adapter`` the
+deterministic and writes nothing but the reproducers of failures. The generated tests are collected
+like any others ("collected N items" counts them; ``-k`` selects among them); an adapter that
+cannot be loaded is one collection error, in one line. Without ``--infonce-adapter`` the
 plugin adds nothing to the collection (it is loaded in every pytest run of an environment that has
 infonce-spec installed).
 """
@@ -164,10 +166,28 @@ def run_one(
 
 
 class ConformanceCollector(pytest.Collector):
-    """The parent of one adapter's generated tests (JUnit classname = the adapter's name)."""
+    """One adapter's generated tests (JUnit classname = the adapter's name). Collecting loads the
+    adapter, so an adapter that cannot be loaded is one collection error, in one line."""
+
+    def __init__(self, *, spec: str, sizes: tuple[int, ...], options: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec, self.sizes, self.options = spec, sizes, options
 
     def collect(self) -> list[Any]:
-        return []
+        _loaded(self.spec)
+        return [
+            ConformanceItem.from_parent(
+                self, name=test_id, spec=self.spec, prop=name, world_size=w, options=self.options
+            )
+            for name, w, test_id in _cases(self.sizes)
+        ]
+
+    def repr_failure(self, excinfo: Any, style: Any = None) -> Any:
+        from .protocol import AdapterLoadError
+
+        if isinstance(excinfo.value, AdapterLoadError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
 
 
 class ConformanceItem(pytest.Item):
@@ -191,23 +211,31 @@ class ConformanceItem(pytest.Item):
         return self.path, None, f"infonce-conformance {self.name}"
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: Any, config: Any, items: list[Any]) -> None:
+    """Collect one test per property (and world size) for every ``--infonce-adapter``.
+
+    The tests go through pytest's own collection (:meth:`pytest.Session.genitems`), so they are
+    counted in "collected N items", ``-k`` and ``--deselect`` apply, and an adapter that cannot be
+    loaded is a collection error.
+    """
     specs = config.getoption("infonce_adapter", default=None)
     if not specs:
         return  # inert: nothing added, nothing reordered
-    sizes = tuple(int(x) for x in str(config.getoption("infonce_world_sizes")).split(",") if x.strip())
+    text = str(config.getoption("infonce_world_sizes"))
+    try:
+        sizes = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise pytest.UsageError(
+            f"--infonce-world-sizes must be comma-separated integers, got {text!r}"
+        ) from None
     options = {
         "profile": config.getoption("infonce_profile"),
         "reproducer_dir": config.getoption("infonce_reproducers"),
     }
     for spec in specs:
-        parent = ConformanceCollector.from_parent(session, name=spec)
-        for name, w, test_id in _cases(sizes):
-            items.append(
-                ConformanceItem.from_parent(
-                    parent, name=test_id, spec=spec, prop=name, world_size=w, options=options
-                )
-            )
+        parent = ConformanceCollector.from_parent(session, name=spec, spec=spec, sizes=sizes, options=options)
+        items.extend(session.genitems(parent))
 
 
 def conformance_tests(
@@ -217,7 +245,17 @@ def conformance_tests(
     world_sizes: Sequence[int] = (1, 2),
     reproducer_dir: str | None = "infonce-conformance-failures",
 ) -> Any:
-    """A parametrized pytest test function checking ``spec``: ``test_conformance = conformance_tests("m:A")``."""
+    """A parametrized pytest test function checking ``spec``: ``test_conformance = conformance_tests("m:A")``.
+
+    The adapter is loaded here, while pytest imports the test module: one that cannot be loaded is
+    a one-line collection error of that module.
+    """
+    from .protocol import AdapterLoadError
+
+    try:
+        _loaded(spec)
+    except AdapterLoadError as exc:
+        pytest.fail(str(exc), pytrace=False)
     params = [pytest.param(name, w, id=test_id) for name, w, test_id in _cases(world_sizes)]
 
     @pytest.mark.parametrize(("conformance_property", "world_size"), params)

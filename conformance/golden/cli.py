@@ -30,8 +30,9 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
 def run_verify(args: argparse.Namespace) -> int:
     """Run ``verify`` from parsed arguments; print the verdict, write the reports, return the exit status.
 
-    0: no check fails and every required check ran (``--allow-not-covered``: no check fails);
-    1: otherwise; 2: the results or the vectors cannot be read.
+    0: PASS -- no check fails and every required check ran (``--allow-not-covered``: INCOMPLETE,
+    nothing fails, is 0 too); 1: FAIL, or INCOMPLETE without ``--allow-not-covered``; 2: the
+    results or the vectors cannot be read.
     """
     try:
         report = verify(args.results, args.vectors)
@@ -53,7 +54,11 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def _run_show(args: argparse.Namespace) -> int:
-    _, cases = load_cases(args.vectors)
+    try:
+        _, cases = load_cases(args.vectors)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"show: {exc}", file=sys.stderr)
+        return 2
     for file, case in cases:
         if case["id"] == args.case:
             print(f"{case['id']} is in {file}", file=sys.stderr)

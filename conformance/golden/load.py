@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -11,12 +12,29 @@ from .format import FORMAT, decode
 
 
 # loader
+def _shipped_vectors() -> Path | None:
+    """The vectors that come with the package: ``infonce_spec/vectors`` in a wheel, ``spec/vectors``
+    of the checkout in an editable install (pyproject maps the one onto the other)."""
+    found = importlib.util.find_spec("infonce_spec.vectors")
+    locations = list(found.submodule_search_locations or []) if found is not None else []
+    locations.append(str(Path(__file__).resolve().parents[2] / "spec" / "vectors"))  # a source checkout
+    for location in locations:
+        if (Path(location) / "MANIFEST.json").is_file():
+            return Path(location)
+    return None
+
+
 def default_vectors_dir() -> Path:
-    """``$INFONCE_VECTORS``, else ``spec/vectors`` of this checkout, else ``./spec/vectors``."""
+    """``$INFONCE_VECTORS``, else the vectors shipped with the package (from any working folder)."""
     if os.environ.get("INFONCE_VECTORS"):
         return Path(os.environ["INFONCE_VECTORS"])
-    here = Path(__file__).resolve().parents[1] / "spec" / "vectors"
-    return here if (here / "MANIFEST.json").is_file() else Path("spec/vectors")
+    shipped = _shipped_vectors()
+    if shipped is None:
+        raise FileNotFoundError(
+            "the golden vectors are not installed with infonce_spec (package infonce_spec.vectors); "
+            "pass --vectors DIR or set INFONCE_VECTORS"
+        )
+    return shipped
 
 
 def load_cases(vectors: Path | str | None = None) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:

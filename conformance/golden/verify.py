@@ -66,11 +66,21 @@ class Report:
         """True iff no check fails and every required check ran (and so passed)."""
         return not self.failed and not self.missing
 
+    @property
+    def verdict(self) -> str:
+        """``PASS`` (every required check ran and passed), ``FAIL`` (a check fails) or ``INCOMPLETE``
+        (nothing fails, but the results leave required checks unanswered)."""
+        if self.failed:
+            return "FAIL"
+        return "INCOMPLETE" if self.missing else "PASS"
+
     def summary(self) -> str:
         counts = {v: sum(c.verdict == v for c in self.checks) for v in ("pass", "FAIL", "not covered")}
         bad = [c for c, row in self.clauses.items() if row["verdict"] == "FAIL"]
-        head = "PASS" if self.ok else "FAIL"
-        text = f"{head}: {counts['pass']} checks pass, {counts['FAIL']} FAIL, {counts['not covered']} not covered"
+        text = (
+            f"{self.verdict}: {counts['pass']} checks pass, {counts['FAIL']} FAIL, "
+            f"{counts['not covered']} not covered"
+        )
         text += f" ({len(self.missing)} of them required)" if self.missing else ""
         return text + (f"; clauses FAIL: {', '.join(bad)}" if bad else "")
 
@@ -83,6 +93,7 @@ class Report:
             "tolerances": self.tolerances,
             "claims": self.claims,
             "ok": self.ok,
+            "verdict": self.verdict,
             "summary": self.summary(),
             "clauses": self.clauses,
             "not_covered_by_vectors": NOT_COVERED,
@@ -201,6 +212,8 @@ def _case_checks(
         return list(checks.values())
     expected = case["expected"]
     for name, kind in _VALUE_FIELDS:
+        if name == "per_query_loss" and not claims["per_query_loss"]:
+            continue  # LOSS-2: required only from implementations that expose per-query losses
         if name not in got:
             checks["values"].details.append(f"{name}: missing from the results (required)")
         else:
@@ -309,6 +322,7 @@ def verify(results_path: Path | str, vectors_dir: Path | str | None = None) -> R
     claims = {
         "grad_scale": any("grad_scale" in e for e in entries),
         "data_parallel": any("ranks" in e for e in entries),
+        "per_query_loss": any("per_query_loss" in e for e in entries),
     }
     checks = [
         c
