@@ -1,17 +1,31 @@
 """The loss configuration and its validation (clauses DIR-1, DIR-2, PART-1, PART-4, SCALE-1, SIM-3, HARD-1).
 
 The option names and strings are exactly sentence-transformers' (``query_to_doc``, ``joint``,
-``in_batch_negatives``, ...), so a configuration can be read across without translation.
+``in_batch_negatives``, ...), taken from :mod:`infonce_spec.vocabulary`, so a configuration can be
+read across without translation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from numbers import Real
-from typing import Literal
 
 from infonce_spec.errors import SpecTypeError, SpecViolation
+from infonce_spec.vocabulary import (
+    DIRECTIONS,
+    HARDNESS_MODES,
+    PARTITION_MODES,
+    PER_DIRECTION_ALLOWED,
+    REQUIRED_DIRECTION,
+    SIMILARITIES,
+    Direction,
+    HardnessMode,
+    PartitionMode,
+    Similarity,
+)
 
 __all__ = [
     "DIRECTIONS",
@@ -26,24 +40,28 @@ __all__ = [
     "Similarity",
 ]
 
-Direction = Literal["query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"]
-PartitionMode = Literal["joint", "per_direction"]
-Similarity = Literal["cos", "dot"]
-HardnessMode = Literal["in_batch_negatives", "hard_negatives", "all_negatives"]
-
-#: The four directions in canonical order (DIR-2: order is irrelevant, so configs are stored in this one).
-DIRECTIONS: tuple[Direction, ...] = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
-PARTITION_MODES: tuple[PartitionMode, ...] = ("joint", "per_direction")
-SIMILARITIES: tuple[Similarity, ...] = ("cos", "dot")
-HARDNESS_MODES: tuple[HardnessMode, ...] = ("in_batch_negatives", "hard_negatives", "all_negatives")
-#: PART-4: per_direction is defined only where every row contains the positive pair.
-PER_DIRECTION_ALLOWED: frozenset[str] = frozenset({"query_to_doc", "doc_to_query"})
-
 
 def _real(value: object, clause: str, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, Real):
         raise SpecTypeError(clause, f"{name} must be a real number, got {type(value).__name__} {value!r}")
     return float(value)
+
+
+def _check_directions(directions: object) -> list[str]:
+    """DIR-1: a non-empty collection of known names that contains query_to_doc."""
+    if isinstance(directions, str) or not hasattr(directions, "__iter__"):
+        raise SpecTypeError("DIR-1", f"directions must be a sequence of names, got {directions!r}")
+    names = list(directions)  # type: ignore[call-overload]
+    if not names:
+        raise SpecViolation("DIR-1", "directions must not be empty")
+    unknown = [n for n in names if n not in DIRECTIONS]
+    if unknown:
+        raise SpecViolation("DIR-1", f"unknown direction(s) {unknown!r}; valid: {list(DIRECTIONS)}")
+    if REQUIRED_DIRECTION not in names:
+        raise SpecViolation(
+            "DIR-1", f"directions must contain {REQUIRED_DIRECTION!r} (it holds the positive pair)"
+        )
+    return names
 
 
 @dataclass(frozen=True)
@@ -52,6 +70,9 @@ class Config:
 
     ``directions`` is canonicalised: duplicates are dropped and the order becomes
     :data:`DIRECTIONS` order (DIR-2), so two configs that mean the same loss compare equal.
+    :meth:`with_given_directions` makes the one exception: a copy that keeps an order and
+    repetitions as given, for handing to an implementation under test (DIR-2 says they must not
+    matter); the reference itself reads :attr:`selected_directions`, the set.
     """
 
     directions: tuple[Direction, ...] = ("query_to_doc",)
@@ -60,30 +81,21 @@ class Config:
     similarity: Similarity = "cos"
     hardness_mode: HardnessMode | None = None
     hardness_strength: float = 0.0
+    #: Keep ``directions`` in the given order, repetitions included (see :meth:`with_given_directions`).
+    keep_given_order: bool = field(default=False, repr=False, compare=False, kw_only=True)
 
     def __post_init__(self) -> None:
-        directions = self.directions
-        if isinstance(directions, str) or not hasattr(directions, "__iter__"):
-            raise SpecTypeError("DIR-1", f"directions must be a sequence of names, got {directions!r}")
-        names = list(directions)
-        if not names:
-            raise SpecViolation("DIR-1", "directions must not be empty")
-        unknown = [n for n in names if n not in DIRECTIONS]
-        if unknown:
-            raise SpecViolation("DIR-1", f"unknown direction(s) {unknown!r}; valid: {list(DIRECTIONS)}")
-        if "query_to_doc" not in names:
-            raise SpecViolation(
-                "DIR-1", "directions must contain 'query_to_doc' (it holds the positive pair)"
-            )
-        object.__setattr__(self, "directions", tuple(d for d in DIRECTIONS if d in names))
+        names = _check_directions(self.directions)
+        canonical = tuple(d for d in DIRECTIONS if d in names)
+        object.__setattr__(self, "directions", tuple(names) if self.keep_given_order else canonical)
 
         if self.partition_mode not in PARTITION_MODES:
             raise SpecViolation(
                 "PART-1",
                 f"partition_mode must be one of {list(PARTITION_MODES)}, got {self.partition_mode!r}",
             )
-        if self.partition_mode == "per_direction" and not set(self.directions) <= PER_DIRECTION_ALLOWED:
-            bad = sorted(set(self.directions) - PER_DIRECTION_ALLOWED)
+        if self.partition_mode == "per_direction" and not set(canonical) <= PER_DIRECTION_ALLOWED:
+            bad = sorted(set(canonical) - PER_DIRECTION_ALLOWED)
             raise SpecViolation(
                 "PART-4",
                 f"partition_mode='per_direction' is defined only for subsets of "
@@ -114,6 +126,11 @@ class Config:
         object.__setattr__(self, "hardness_strength", strength)
 
     @property
+    def selected_directions(self) -> tuple[Direction, ...]:
+        """The set of selected directions in canonical order (DIR-2): what the loss depends on."""
+        return tuple(d for d in DIRECTIONS if d in self.directions)
+
+    @property
     def temperature(self) -> float:
         """``1 / scale`` (SCALE-1)."""
         return 1.0 / self.scale
@@ -124,14 +141,10 @@ class Config:
         return self.hardness_mode is not None and self.hardness_strength > 0.0
 
     def replace(self, **changes: object) -> Config:
-        """A copy with ``changes`` applied (validated again)."""
-        fields = {
-            "directions": self.directions,
-            "partition_mode": self.partition_mode,
-            "scale": self.scale,
-            "similarity": self.similarity,
-            "hardness_mode": self.hardness_mode,
-            "hardness_strength": self.hardness_strength,
-        }
-        fields.update(changes)
-        return Config(**fields)  # type: ignore[arg-type]
+        """:func:`dataclasses.replace`: a copy with ``changes`` applied, validated again (VAL-1)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def with_given_directions(self, directions: Sequence[str]) -> Config:
+        """A copy whose ``directions`` are exactly ``directions`` (validated, DIR-1; order and
+        repetitions kept), for handing to an implementation under test (DIR-2)."""
+        return dataclasses.replace(self, directions=tuple(directions), keep_given_order=True)  # type: ignore[arg-type]

@@ -16,8 +16,8 @@ from typing import Any
 
 from infonce_spec.errors import SpecTypeError, SpecViolation
 
+from .api import loss_and_grad
 from .config import Config
-from .loss import loss_and_grad
 
 __all__ = ["RankExpectation", "rank_expectations", "rank_slice"]
 

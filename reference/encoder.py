@@ -14,8 +14,8 @@ import array_api_compat
 
 from infonce_spec.errors import SpecTypeError, SpecViolation
 
+from .api import Result, loss_and_grad
 from .config import Config
-from .loss import Result, loss_and_grad
 
 __all__ = ["EncoderResult", "linear_encoder_grad"]
 

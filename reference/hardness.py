@@ -1,54 +1,55 @@
-"""Hardness weighting of query_to_doc negatives (clauses HARD-2 .. HARD-6).
+"""§5 Hardness weighting of query_to_doc negatives (clauses HARD-2 .. HARD-6).
 
-With strength ``alpha`` the selected query_to_doc logits become ``scale * s + alpha * stopgrad(s)``:
-the penalty is *not* multiplied by ``scale`` (HARD-2) and carries no gradient (HARD-5). Selection
-(HARD-3), for candidate ``(k, j)`` of query ``g``:
+With strength α, every selected ``query_to_doc`` entry gets ``h = α · stopgrad(s)`` added to
+``scale · s`` (HARD-2): the term is not multiplied by scale, and it carries no gradient (HARD-5),
+which :mod:`.gradients` honours by using ``∂z/∂s = scale`` on every entry. Selection (HARD-3), for
+candidate ``(k, j)`` of query ``g``:
 
-* ``in_batch_negatives``: ``j != g`` (other queries' documents, every column);
-* ``hard_negatives``: ``j == g`` and ``k >= 1`` (the query's own hard negatives);
-* ``all_negatives``: every ``(k, j)`` except the positive ``(0, g)``.
+======================== ========================= ==========================================
+mode                     selected when             meaning
+======================== ========================= ==========================================
+``in_batch_negatives``   ``j != g``                every document of another query
+``hard_negatives``       ``j == g`` and ``k >= 1`` the query's own hard negatives
+``all_negatives``        ``(k, j) != (0, g)``      every entry but the positive
+======================== ========================= ==========================================
 
-The positive never carries a penalty (HARD-4).
+The positive ``(0, g)`` is never selected (HARD-4).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import array_api_compat
-
 from .config import Config
 
-__all__ = ["hardness_multiplier", "hardness_selection"]
+__all__ = ["hardness_term", "selected_entries"]
 
 
-def hardness_selection(xp: Any, rows: Any, candidates: Any, n: int, mode: str) -> Any:
-    """Boolean ``(rows, width)`` mask of the query_to_doc entries that carry a penalty (HARD-3).
+def selected_entries(own: Any, positive_column: Any, mode: str) -> Any:
+    """HARD-3: which entries carry a hardness term, as booleans.
 
-    ``rows`` is the ``(c, 1)`` column of query indices ``g``, ``candidates`` the ``(1, width)`` row
-    of flattened candidate indices ``k * N + j`` (LAYOUT-3).
+    ``own`` is ``j == g`` (the candidate is one of query g's documents) and ``positive_column`` is
+    ``k == 0``; both broadcast to the shape of the query_to_doc rows.
     """
-    own = rows == candidates % n
     if mode == "in_batch_negatives":
         return ~own
     if mode == "hard_negatives":
-        return own & (candidates >= n)
-    # all_negatives: everything but the positive (0, g), whose flattened index is g itself.
-    return ~(own & (candidates < n))
+        return own & ~positive_column
+    if mode == "all_negatives":
+        return ~(own & positive_column)
+    raise AssertionError(f"unknown hardness mode {mode!r} (Config validates it, HARD-1)")
 
 
-def hardness_multiplier(xp: Any, rows: Any, candidates: Any, n: int, config: Config) -> Any:
-    """``1 + alpha / scale`` on selected entries and ``1`` elsewhere, so that
-    ``(scale * s) * multiplier = scale * s + alpha * s`` (HARD-2).
+def hardness_term(xp: Any, s: Any, own: Any, positive_column: Any, config: Config) -> Any:
+    """``h[g, k·N + j] = α · stopgrad(s)`` on the selected entries, 0 elsewhere (HARD-2, HARD-4).
 
-    Only the *value* carries the penalty; the gradient with respect to ``s`` uses ``scale`` alone
-    (HARD-5), which :mod:`.loss` applies.
+    ``s`` is the (N, K·N) block of query_to_doc similarities. With hardness inactive (HARD-6) h is 0.
+    The reference computes on values only, so ``stopgrad`` is the value itself; :mod:`.gradients`
+    gives h no derivative (HARD-5).
     """
+    zero = xp.zeros_like(s)
+    if not config.hardness_active:
+        return zero
     assert config.hardness_mode is not None
-    selected = hardness_selection(xp, rows, candidates, n, config.hardness_mode)
-    device = array_api_compat.device(rows)
-    return xp.where(
-        selected,
-        xp.asarray(1.0 + config.hardness_strength / config.scale, dtype=xp.float64, device=device),
-        xp.asarray(1.0, dtype=xp.float64, device=device),
-    )
+    selected = selected_entries(own, positive_column, config.hardness_mode)
+    return xp.where(selected, config.hardness_strength * s, zero)

@@ -2,7 +2,9 @@
 
 Queries are ``(N, D)``; documents are ``(K, N, D)`` with ``docs[0]`` the positives and ``docs[1:]``
 the hard negatives. Candidate ``(k, j)`` has the flattened index ``k * N + j`` (LAYOUT-3).
-Whatever the input dtype, the reference computes in float64 in the input's own Array API namespace.
+Whatever the input dtype, the reference computes in float64 in the input's own Array API namespace,
+on the values only: a torch tensor that requires grad is read through ``detach()``, so the reference
+builds no autograd graph and returns plain float64 tensors.
 """
 
 from __future__ import annotations
@@ -50,9 +52,15 @@ def _namespace(queries: object, docs: object) -> Any:
         raise SpecTypeError("LAYOUT-5", f"queries and docs must come from one array library: {exc}") from None
 
 
+def _values(x: Any) -> Any:
+    """The values of ``x`` without autograd history (a torch tensor is detached; others as they are)."""
+    return x.detach() if array_api_compat.is_torch_array(x) else x
+
+
 def as_batch(queries: object, docs: object) -> Batch:
     """Check the shapes, dtypes and values of the inputs and return them as float64 (VAL-1)."""
     xp = _namespace(queries, docs)
+    queries, docs = _values(queries), _values(docs)
     for name, value in (("queries", queries), ("docs", docs)):
         if not xp.isdtype(value.dtype, "real floating"):  # type: ignore[attr-defined]
             raise SpecTypeError("LAYOUT-5", f"{name} must have a real floating dtype, got {value.dtype}")  # type: ignore[attr-defined]

@@ -1,73 +1,47 @@
-"""Partition of the logit rows into softmax normalisers (clauses PART-2, PART-3, LOSS-1).
+"""§6 Partition and loss (clauses PART-2, PART-3, LOSS-1, LOSS-2, NUM-1).
 
-* ``joint`` (PART-2): one log-partition over all selected rows of query ``g`` together,
-  ``l_g = logsumexp(concat rows) - p_g``.
-* ``per_direction`` (PART-3): one log-partition per direction, averaged,
-  ``l_g = mean_dir logsumexp(row_dir) - p_g``.
+* ``joint`` (PART-2): ``l_g = logsumexp({z_e : e ∈ E_g}) − p_g``, one partition over every
+  selected row of query g together;
+* ``per_direction`` (PART-3): ``l_g = mean_δ logsumexp({z_e : e ∈ E_g^δ}) − p_g``, one partition
+  per direction, averaged over the m selected directions;
+* ``L = (1/N) Σ_g l_g`` (LOSS-1); ``l_g`` are the per-query losses (LOSS-2).
 
-Besides the log-partition of each query, :func:`partition` returns ``dL/dlogits`` for every piece
-*without* the positive's ``-1/N`` (the caller adds it): the softmax probabilities times the
-weight of the row in ``L = mean_g l_g`` (``1/N`` joint, ``1/(N * |directions|)`` per direction).
-Masked entries (``-inf``) get probability exactly 0 (GRAD-2).
+Excluded entries hold ``-inf`` and so add ``exp(-inf) = 0`` to a partition (GRAD-2).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import array_api_compat
+from .rows import Rows
 
-from .rows import RowBlock
-
-__all__ = ["partition"]
+__all__ = ["log_partitions", "logsumexp", "loss", "per_query_losses"]
 
 
-def _row_max(xp: Any, pieces: list[Any]) -> Any:
-    m = xp.max(pieces[0], axis=1, keepdims=True)
-    for logits in pieces[1:]:
-        m = xp.maximum(m, xp.max(logits, axis=1, keepdims=True))
-    return m
+def logsumexp(xp: Any, z: Any) -> Any:
+    """``log Σ_c exp(z[g, c])`` of every row, shifted by the row maximum (NUM-1)."""
+    m = xp.max(z, axis=1, keepdims=True)
+    return xp.reshape(m, (-1,)) + xp.log(xp.sum(xp.exp(z - m), axis=1))
 
 
-def _exp_over(xp: Any, z: Any) -> Any:
-    """``exp(z)``, written over ``z`` where the namespace can (numpy, torch: ``out=``), which spares
-    a chunk-sized allocation; a new array elsewhere (the Array API has no ``out``)."""
-    if array_api_compat.is_numpy_array(z) or array_api_compat.is_torch_array(z):
-        return xp.exp(z, out=z)
-    return xp.exp(z)
-
-
-def _softmax_group(xp: Any, logits: list[Any], weight: float) -> tuple[Any, list[Any]]:
-    """``logsumexp`` over the concatenation of ``logits`` (shifted by the row max, NUM-1) and
-    ``weight * softmax`` split back into the pieces."""
-    m = _row_max(xp, logits)
-    exps = []
-    for z in logits:
-        z -= m  # in place: the logits are not needed afterwards
-        exps.append(_exp_over(xp, z))
-    z_sum = xp.sum(exps[0], axis=1, keepdims=True)
-    for e in exps[1:]:
-        z_sum = z_sum + xp.sum(e, axis=1, keepdims=True)
-    lse = m + xp.log(z_sum)
-    factor = weight / z_sum
-    for e in exps:
-        e *= factor
-    return xp.reshape(lse, (-1,)), exps
-
-
-def partition(xp: Any, blocks: list[RowBlock], partition_mode: str, n: int) -> tuple[Any, list[Any]]:
-    """The log-partition term of each query in the chunk and ``dL/dlogits`` per piece (no positive
-    term), in the order of the blocks' pieces.
-
-    The pieces' logits are consumed (overwritten in place).
-    """
+def log_partitions(xp: Any, rows: dict[str, Rows], partition_mode: str) -> dict[str, Any]:
+    """The log-partition of each partition of query g: ``{"joint": (N,)}`` (PART-2) or one (N,)
+    per direction (PART-3)."""
     if partition_mode == "joint":
-        return _softmax_group(xp, [p.logits for b in blocks for p in b.pieces], 1.0 / n)
-    weight = 1.0 / (n * len(blocks))
-    log_z = None
-    grads = []
-    for block in blocks:
-        lse, block_grads = _softmax_group(xp, [p.logits for p in block.pieces], weight)
-        log_z = lse if log_z is None else log_z + lse
-        grads.extend(block_grads)
-    return log_z / len(blocks), grads
+        return {"joint": logsumexp(xp, xp.concat([r.logits for r in rows.values()], axis=1))}
+    return {name: logsumexp(xp, r.logits) for name, r in rows.items()}
+
+
+def per_query_losses(xp: Any, log_z: dict[str, Any], positive: Any) -> Any:
+    """``l_g``: the mean of the log-partitions (one in joint mode, PART-2; m per_direction, PART-3)
+    minus the positive logit ``p_g`` (QD-2)."""
+    parts = list(log_z.values())
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total / len(parts) - positive
+
+
+def loss(xp: Any, per_query: Any) -> float:
+    """LOSS-1: ``L = (1/N) Σ_g l_g``."""
+    return float(xp.mean(per_query))

@@ -1,22 +1,21 @@
-"""The logit rows of a chunk of queries, with their masks (clauses QD-1, QQ-1, DQ-1, DD-1, MASK-*).
+"""§4 Directions and logit rows (clauses QD-1, QD-2, QQ-1, MASK-QQ-1, DQ-1, DD-1, MASK-DD-1, MASK-DD-2, ROW-1).
 
-For query ``g`` every selected direction contributes one row of logits ``scale * s(a, b) (+ h)``:
+Each selected direction gives every query g one row of logits ``z = scale · s(a_g, b_c) + h``
+(SCALE-1, HARD-2) over its candidates ``b_c``; all N rows of a direction are one (N, width) matrix.
+The parts of each direction are declared in :data:`infonce_spec.vocabulary.DIRECTION_SPECS`:
 
-=============== ======================= ============================== =====================
-direction       row vector              candidates                     masked (excluded)
-=============== ======================= ============================== =====================
-query_to_doc    ``q_g``                 ``d[k, j]`` for all ``k, j``    none (QD-1)
-query_to_query  ``q_g``                 ``q_j``                         ``j == g`` (MASK-QQ-1)
-doc_to_query    ``d[0, g]``             ``q_j``                         none, ``j == g`` kept (DQ-1)
-doc_to_doc      ``d[0, g]``             ``d[k, j]`` for all ``k, j``    ``j == g``, every ``k`` (MASK-DD-1/2)
-=============== ======================= ============================== =====================
+=============== ============== ============================= ====================== ==========
+direction       row vector     candidates                    excluded               hardness
+=============== ============== ============================= ====================== ==========
+query_to_doc    ``q_g``        ``d[k, j]``, all k, j          none                   §5
+query_to_query  ``q_g``        ``q_j``                        ``j = g``              never
+doc_to_query    ``d[0, g]``    ``q_j``                        none (``j = g`` kept)  never
+doc_to_doc      ``d[0, g]``    ``d[k, j]``, all k, j          ``j = g``, every k     never
+=============== ============== ============================= ====================== ==========
 
-Hard negatives (``k >= 1``) are candidates only, never rows (ROW-1). A chunk holds the rows of
-queries ``start .. stop-1``; its blocks are ``(stop - start) x candidates``, never ``N x K*N``.
-
-Each block is made of *pieces*, one per side its candidates come from (:mod:`.products`): ``q`` the
-queries, ``d0`` the positives, ``dh`` the hard negatives. query_to_doc's candidates ``k * N + j``
-are its ``d0`` piece (``k = 0``) followed by its ``dh`` piece (``k >= 1``, absent when K = 1).
+Candidates over documents are in the order of LAYOUT-3, ``c = k·N + j``. Hard negatives are never
+row vectors (ROW-1). An excluded entry holds the logit ``-inf`` (allowed by §4; GRAD-2 makes its
+probability and its derivative exactly 0).
 """
 
 from __future__ import annotations
@@ -26,101 +25,86 @@ from typing import Any
 
 import array_api_compat
 
+from infonce_spec.vocabulary import DIRECTION_SPECS, REQUIRED_DIRECTION, DirectionSpec, Side
+
 from .config import Config
-from .hardness import hardness_multiplier
-from .products import Products
+from .hardness import hardness_term
+from .layout import Batch
+from .similarity import similarities, unit_rows
 
-__all__ = ["PIECES", "Piece", "RowBlock", "positive_logits", "row_blocks"]
-
-#: The row side and the column sides of each direction's pieces, in candidate order.
-PIECES: dict[str, tuple[tuple[str, str], ...]] = {
-    "query_to_doc": (("q", "d0"), ("q", "dh")),
-    "query_to_query": (("q", "q"),),
-    "doc_to_query": (("d0", "q"),),
-    "doc_to_doc": (("d0", "d0"), ("d0", "dh")),
-}
-#: The directions whose rows exclude the query's own candidates ``j == g``.
-_MASKED = ("query_to_query", "doc_to_doc")
-#: The first flattened candidate index ``k * N + j`` of a column side, in units of N.
-_FIRST_BLOCK = {"d0": 0, "dh": 1}
+__all__ = ["Rows", "candidate_vectors", "logit_rows", "positive_logits", "side_vectors"]
 
 
-@dataclass
-class Piece:
-    """The logits of a chunk's rows of ``row_side`` against every vector of ``col_side``.
+@dataclass(frozen=True)
+class Rows:
+    """The rows of one direction for every query: (N, width) matrices over its candidates.
 
-    ``logits`` is ``scale * s + h`` with ``-inf`` at masked entries.
+    ``s`` the similarities ``s(a_g, b_c)``, ``own`` where the candidate is one of query g's own
+    (``j = g``), ``positive_column`` where it lies in document column ``k = 0`` (or is a query),
+    ``excluded`` the masked entries, ``logits`` ``scale · s + h`` with ``-inf`` where excluded.
     """
 
-    row_side: str
-    col_side: str
+    direction: DirectionSpec
+    s: Any
+    own: Any
+    positive_column: Any
+    excluded: Any
     logits: Any
 
 
-@dataclass
-class RowBlock:
-    """One direction's logits for a chunk of queries: its pieces side by side."""
+def side_vectors(batch: Batch, similarity: str) -> dict[Side, Any]:
+    """The unit rows ``n(x)`` (§3) of each side: queries (N, D), positives (N, D), hard negatives ((K-1)·N, D)."""
+    xp, n = batch.xp, batch.n
+    docs = unit_rows(xp, xp.reshape(batch.docs, (batch.k * n, batch.d)), similarity)  # LAYOUT-3 order
+    return {
+        "queries": unit_rows(xp, batch.queries, similarity),
+        "positives": docs[:n, :],
+        "hard_negatives": docs[n:, :],
+    }
 
-    direction: str
-    pieces: list[Piece]
+
+def candidate_vectors(xp: Any, vectors: dict[Side, Any], direction: DirectionSpec) -> Any:
+    """The candidates ``b_c`` of a direction in candidate order (LAYOUT-3 over documents)."""
+    return xp.concat([vectors[side] for side in direction.column_sides], axis=0)
 
 
-def _mask_own(xp: Any, logits: Any, start: int, n: int) -> Any:
-    """Set the entries ``(g, k' * N + g)`` of a chunk of rows ``start ..`` to ``-inf``, for every
-    block ``k'`` of N columns of the piece.
+def _candidate_indices(xp: Any, n: int, width: int, device: Any) -> tuple[Any, Any]:
+    """``own`` (N, width): candidate c is query g's own, ``j = c mod N == g``; ``positive_column``
+    (1, width): ``k = c div N == 0`` (LAYOUT-3; for candidates over queries, c = j)."""
+    g = xp.reshape(xp.arange(n, device=device), (n, 1))
+    c = xp.reshape(xp.arange(width, device=device), (1, width))
+    return (c % n) == g, c < n
 
-    In the row-major flattened piece the entry of row ``r`` (query ``start + r``) and column
-    ``k' N + start + r`` sits at ``start + k' N + r (width + 1)``: one strided slice per column
-    block, so no ``(rows x candidates)`` boolean mask is built (MASK-QQ-1, MASK-DD-1, MASK-DD-2).
+
+def logit_rows(xp: Any, vectors: dict[Side, Any], config: Config) -> dict[str, Rows]:
+    """The rows of every selected direction (QD-1, QQ-1, DQ-1, DD-1), canonical order (DIR-2)."""
+    n = int(vectors["queries"].shape[0])
+    device = array_api_compat.device(vectors["queries"])
+    minus_inf = xp.asarray(-float("inf"), dtype=xp.float64, device=device)
+    out: dict[str, Rows] = {}
+    for name in config.selected_directions:
+        direction = DIRECTION_SPECS[name]
+        a = vectors[direction.row_side]  # q_g or d[0, g] (ROW-1)
+        b = candidate_vectors(xp, vectors, direction)
+        s = similarities(a, b)
+        own, positive_column = _candidate_indices(xp, n, int(b.shape[0]), device)
+        own = xp.broadcast_to(own, s.shape)
+        positive_column = xp.broadcast_to(positive_column, s.shape)
+        # MASK-QQ-1 (j = g), MASK-DD-1 and MASK-DD-2 (j = g, every k); nothing in QD-1 and DQ-1.
+        excluded = own if direction.excludes_own else xp.zeros_like(own)
+        z = config.scale * s  # SCALE-1
+        if direction.hardness:
+            z = z + hardness_term(xp, s, own, positive_column, config)  # HARD-2 .. HARD-6
+        out[name] = Rows(direction, s, own, positive_column, excluded, xp.where(excluded, minus_inf, z))
+    return out
+
+
+def positive_logits(xp: Any, rows: dict[str, Rows]) -> Any:
+    """QD-2: ``p_g = z_qd[g, g] = scale · s(q_g, d[0, g])``, the query_to_doc entry ``(0, g)``.
+
+    Read off the row itself (a sum of one entry and zeros, exact), so p_g is bitwise a member of its
+    own partition and ``l_g >= 0`` holds exactly (LOSS-2). It carries no hardness term (HARD-4).
     """
-    rows, width = (int(s) for s in logits.shape)
-    flat = xp.reshape(logits, (rows * width,))
-    for block in range(width // n):
-        flat[_own_entries(start + block * n, rows, width)] = -float("inf")
-    return xp.reshape(flat, (rows, width))
-
-
-def _own_entries(first: int, rows: int, width: int) -> slice:
-    """The strided slice of a flattened ``(rows, width)`` block holding entry ``(r, first - start + r)``."""
-    return slice(first, first + (rows - 1) * (width + 1) + 1, width + 1)
-
-
-def positive_logits(xp: Any, query_to_doc: RowBlock, start: int) -> Any:
-    """The positive logits ``p_g`` (QD-2) of the chunk, read off query_to_doc's ``d0`` piece itself.
-
-    Reading them from the block (rather than recomputing ``s(q_g, d[0, g])``) makes ``p_g``
-    bitwise one of the entries of its own logsumexp, so ``l_g >= 0`` holds exactly (LOSS-2).
-    Call before the block is consumed by the partition.
-    """
-    logits = query_to_doc.pieces[0].logits
-    rows, width = (int(s) for s in logits.shape)
-    flat = xp.reshape(logits, (rows * width,))
-    return xp.asarray(flat[_own_entries(start, rows, width)], copy=True)
-
-
-def row_blocks(xp: Any, products: Products, start: int, stop: int, config: Config) -> list[RowBlock]:
-    """The selected directions' logit blocks for queries ``start .. stop-1`` (canonical order)."""
-    n = products.width("q")
-    blocks: list[RowBlock] = []
-    for direction in config.directions:  # query_to_doc first (DIR-1, canonical order)
-        pieces = []
-        for row_side, col_side in PIECES[direction]:
-            if products.width(col_side) == 0:
-                continue  # K = 1: no hard negatives
-            logits = products.logits(row_side, col_side, start, stop)
-            if direction in _MASKED:
-                logits = _mask_own(xp, logits, start, n)
-            elif direction == "query_to_doc" and config.hardness_active:
-                logits *= _hardness(xp, logits, start, stop, _FIRST_BLOCK[col_side] * n, n, config)
-            pieces.append(Piece(row_side, col_side, logits))
-        blocks.append(RowBlock(direction, pieces))
-    return blocks
-
-
-def _hardness(xp: Any, logits: Any, start: int, stop: int, first: int, n: int, config: Config) -> Any:
-    """The HARD-2 multiplier of a query_to_doc piece whose columns are candidates ``first ..``."""
-    device = array_api_compat.device(logits)
-    rows = xp.reshape(xp.arange(start, stop, device=device), (stop - start, 1))
-    width = int(logits.shape[1])
-    candidates = xp.reshape(xp.arange(first, first + width, device=device), (1, width))
-    return hardness_multiplier(xp, rows, candidates, n, config)
+    qd = rows[REQUIRED_DIRECTION]
+    positive = qd.own & qd.positive_column
+    return xp.sum(xp.where(positive, qd.logits, xp.zeros_like(qd.logits)), axis=1)

@@ -1,43 +1,33 @@
-"""Similarity functions and their backward pass (clauses SIM-1, SIM-2, GRAD-3).
+"""§3 Similarity and scale (clauses SIM-1, SIM-2, SCALE-1).
 
-Both similarities are written as ``s(a, b) = u(a) . u(b)`` with ``u`` the identity for ``dot``
-and ``u(x) = x / max(||x||_2, 1e-12)`` for ``cos`` (what ``torch.nn.functional.normalize`` does).
-The loss is then a function of the rows ``u``; :func:`pullback` carries a gradient with respect
-to ``u`` back to the raw embeddings.
+Both similarities are written as ``s(a, b) = n(a) · n(b)``, with ``n`` the identity for ``dot``
+(SIM-2) and ``n(x) = x / max(‖x‖, ε)``, ε = 1e-12, for ``cos`` (SIM-1; what
+``torch.nn.functional.normalize`` does). The vectors ``n(x)`` are the *unit rows*; every logit
+of §4 is ``scale · n(a) · n(b)`` (SCALE-1), plus a hardness term (§5). Their backward, GRAD-3,
+is in :mod:`.gradients`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["COS_EPS", "pullback", "unit_rows"]
+from infonce_spec.vocabulary import COS_EPS
 
-#: SIM-1: the norm floor of the cos similarity.
-COS_EPS = 1e-12
+__all__ = ["COS_EPS", "norms", "similarities", "unit_rows"]
 
 
-def _norms(xp: Any, x: Any) -> Any:
+def norms(xp: Any, x: Any) -> Any:
+    """``‖x‖`` of every row (keeping the last axis, for broadcasting)."""
     return xp.sqrt(xp.sum(x * x, axis=-1, keepdims=True))
 
 
 def unit_rows(xp: Any, x: Any, similarity: str) -> Any:
-    """``u(x)`` row-wise over the last axis (SIM-1 for ``cos``, SIM-2 for ``dot``)."""
+    """``n(x)`` row by row: ``x / max(‖x‖, ε)`` for cos (SIM-1), ``x`` for dot (SIM-2)."""
     if similarity == "dot":
         return x
-    return x / xp.maximum(_norms(xp, x), xp.asarray(COS_EPS, dtype=x.dtype))
+    return x / xp.maximum(norms(xp, x), xp.asarray(COS_EPS, dtype=x.dtype))
 
 
-def pullback(xp: Any, x: Any, u: Any, grad_u: Any, similarity: str) -> Any:
-    """Gradient with respect to ``x`` given the gradient ``grad_u`` with respect to ``u = u(x)``.
-
-    For ``cos`` (GRAD-3): where ``||x|| >= 1e-12``, ``(grad_u - u (u . grad_u)) / ||x||``;
-    below the floor ``u = x / 1e-12`` is linear, so the gradient is ``grad_u / 1e-12``.
-    """
-    if similarity == "dot":
-        return grad_u
-    norms = _norms(xp, x)
-    above = norms >= COS_EPS
-    projected = (grad_u - u * xp.sum(u * grad_u, axis=-1, keepdims=True)) / xp.where(
-        above, norms, xp.asarray(1.0, dtype=x.dtype)
-    )
-    return xp.where(above, projected, grad_u / COS_EPS)
+def similarities(a: Any, b: Any) -> Any:
+    """``s[i, c] = n(a_i) · n(b_c)`` for unit rows ``a`` (rows, D) and ``b`` (candidates, D)."""
+    return a @ b.T

@@ -1,5 +1,7 @@
 """Family 6: edge cases of the reference -- tiny shapes, the cos floor, ties, huge logits, DIR-2,
-HARD-6, array namespaces and dtypes, chunking, LOSS-2 and NUM-1.
+HARD-6, array namespaces and dtypes, chunking, LOSS-2 and NUM-1. The oracle comparisons and the
+numerical edge cases run on the normative reference and on the engine alike
+(:mod:`tests.reference_implementations`); chunking and product modes are the engine's own knobs.
 
 Comparisons with the mpmath oracle here use ``1e-12 * max(max|oracle|, floor)`` element-wise with
 the error model's floor (:func:`tests.oracles.natural_magnitudes`): at logits of 1e9 a float64
@@ -19,7 +21,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infonce_spec.reference import Config, loss_and_grad
+from infonce_spec.reference import Config, engine, loss_and_grad
 from tests.oracles import (
     HARDNESS_MODES,
     QD_SUBSETS,
@@ -36,6 +38,7 @@ from tests.oracles import (
 from tests.oracles import check_against as _check_against
 from tests.oracles.mpmath_oracle import oracle
 from tests.oracles.torch_direct import direct_loss_and_grad
+from tests.reference_implementations import IMPLEMENTATIONS
 
 RTOL = 1e-12
 
@@ -45,8 +48,10 @@ def check_against(expected, got, case: LossCase, queries, docs, replay: str, rto
 
 
 def check_mpmath(case: LossCase, queries: np.ndarray, docs: np.ndarray, replay: str) -> None:
-    got = loss_and_grad(queries, docs, Config(**case.kwargs()))
-    check_against(oracle(queries, docs, **case.kwargs()), got, case, queries, docs, replay)
+    expected = oracle(queries, docs, **case.kwargs())
+    for name, implementation in IMPLEMENTATIONS.items():
+        got = implementation(queries, docs, Config(**case.kwargs()))
+        check_against(expected, got, case, queries, docs, f"{replay} ({name})")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -146,12 +151,15 @@ def test_cos_floor_matches_eps_branch(name: str, directions: tuple[str, ...]) ->
     """SIM-1 / GRAD-3: finite loss and gradients; below 1e-12 the gradient is that of x / 1e-12."""
     q, docs = _with_small_rows(ZERO_ROWS[name])
     case = LossCase(directions, "joint", 5.0, "cos", "in_batch_negatives", 1.0)
-    got = loss_and_grad(q, docs, Config(**case.kwargs()))
-    for field in ("per_query_loss", "grad_queries", "grad_docs"):
-        assert np.all(np.isfinite(getattr(got, field))), f"[NUM-1] {field} not finite for {name}"
-    replay = f"replay: {name} rows in make_inputs(3, 2, 3, seed=21) with {case!r}"
-    check_against(oracle(q, docs, **case.kwargs()), got, case, q, docs, replay)
-    check_against(direct_loss_and_grad(q, docs, **case.kwargs()), got, case, q, docs, replay, rtol=1e-10)
+    expected = oracle(q, docs, **case.kwargs())
+    direct = direct_loss_and_grad(q, docs, **case.kwargs())
+    for implementation_name, implementation in IMPLEMENTATIONS.items():
+        got = implementation(q, docs, Config(**case.kwargs()))
+        for field in ("per_query_loss", "grad_queries", "grad_docs"):
+            assert np.all(np.isfinite(getattr(got, field))), f"[NUM-1] {field} not finite for {name}"
+        replay = f"replay: {name} rows in make_inputs(3, 2, 3, seed=21) with {case!r} ({implementation_name})"
+        check_against(expected, got, case, q, docs, replay)
+        check_against(direct, got, case, q, docs, replay, rtol=1e-10)
 
 
 @pytest.mark.peers
@@ -215,13 +223,16 @@ def test_huge_logits_are_finite_and_match_mpmath(
     q *= norm
     docs *= norm
     case = LossCase(directions, "joint", scale, similarity, "in_batch_negatives", 0.5)
-    got = loss_and_grad(q, docs, Config(**case.kwargs()))
-    assert math.isfinite(got.loss) and math.isfinite(got.grad_scale), (
-        f"[NUM-1] {name}: {got.loss}, {got.grad_scale}"
-    )
-    for field in ("per_query_loss", "grad_queries", "grad_docs"):
-        assert np.all(np.isfinite(getattr(got, field))), f"[NUM-1] {name}: {field} not finite"
-    check_against(oracle(q, docs, **case.kwargs()), got, case, q, docs, f"replay: {name} with {case!r}")
+    expected = oracle(q, docs, **case.kwargs())
+    for implementation_name, implementation in IMPLEMENTATIONS.items():
+        got = implementation(q, docs, Config(**case.kwargs()))
+        what = f"{name} ({implementation_name})"
+        assert math.isfinite(got.loss) and math.isfinite(got.grad_scale), (
+            f"[NUM-1] {what}: {got.loss}, {got.grad_scale}"
+        )
+        for field in ("per_query_loss", "grad_queries", "grad_docs"):
+            assert np.all(np.isfinite(getattr(got, field))), f"[NUM-1] {what}: {field} not finite"
+        check_against(expected, got, case, q, docs, f"replay: {what} with {case!r}")
 
 
 @reference_settings(max_examples=60)
@@ -232,15 +243,18 @@ def test_huge_logits_are_finite_and_match_mpmath(
 def test_large_logits_stay_finite(p: Problem, blow_up: float) -> None:
     """NUM-1 and GRAD-2: finite inputs give finite outputs; masked entries never produce NaN."""
     q, docs = p.queries * blow_up, p.docs * blow_up
-    got = loss_and_grad(q, docs, Config(**p.case.kwargs()))
-    values = [
-        got.loss,
-        got.grad_scale,
-        *np.ravel(got.per_query_loss),
-        *np.ravel(got.grad_queries),
-        *np.ravel(got.grad_docs),
-    ]
-    assert all(math.isfinite(v) for v in values), f"[NUM-1] non-finite output (x{blow_up}). {p.replay}"
+    for name, implementation in IMPLEMENTATIONS.items():
+        got = implementation(q, docs, Config(**p.case.kwargs()))
+        values = [
+            got.loss,
+            got.grad_scale,
+            *np.ravel(got.per_query_loss),
+            *np.ravel(got.grad_queries),
+            *np.ravel(got.grad_docs),
+        ]
+        assert all(math.isfinite(v) for v in values), (
+            f"[NUM-1] non-finite output (x{blow_up}, {name}). {p.replay}"
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -253,9 +267,10 @@ def test_large_logits_stay_finite(p: Problem, blow_up: float) -> None:
 def test_per_query_losses_are_non_negative(p: Problem) -> None:
     """LOSS-2, exactly: the reference reads ``p_g`` off its own logit row, so the max-shifted
     logsumexp over a row that contains ``p_g`` can never round below it."""
-    got = loss_and_grad(p.queries, p.docs, Config(**p.case.kwargs()))
-    worst = float(np.min(got.per_query_loss))
-    assert worst >= 0.0, f"[LOSS-2] per-query loss {worst!r} < 0. {p.replay}"
+    for name, implementation in IMPLEMENTATIONS.items():
+        got = implementation(p.queries, p.docs, Config(**p.case.kwargs()))
+        worst = float(np.min(got.per_query_loss))
+        assert worst >= 0.0, f"[LOSS-2] per-query loss {worst!r} < 0 ({name}). {p.replay}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -338,10 +353,12 @@ def _to_numpy(x) -> np.ndarray:
     return np.from_dlpack(x)  # array_api_strict
 
 
+@pytest.mark.parametrize("implementation", list(IMPLEMENTATIONS))
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("namespace", list(NAMESPACES))
-def test_namespaces_and_dtypes(namespace: str, dtype: str) -> None:
+def test_namespaces_and_dtypes(namespace: str, dtype: str, implementation: str) -> None:
     """Results come back in the input's namespace, float64, whatever the input dtype (LAYOUT-5)."""
+    loss_and_grad = IMPLEMENTATIONS[implementation]
     q, docs = make_inputs(4, 3, 5, seed=55, spread=1.0)
     q, docs = q.astype(dtype), docs.astype(dtype)
     case = LossCase(QD_SUBSETS[-1], "joint", 10.0, "cos", "all_negatives", 2.0)
@@ -401,19 +418,19 @@ def test_chunk_size_does_not_change_the_result(p: Problem) -> None:
     """chunk_size is a memory knob: c >= N gives the very same numbers; c < N the same up to rounding."""
     config = Config(**p.case.kwargs())
     n = p.queries.shape[0]
-    whole = loss_and_grad(p.queries, p.docs, config)
+    whole = engine.loss_and_grad(p.queries, p.docs, config)
     for c in sorted({n, n + 1, n + 5}):
         _assert_same(
-            loss_and_grad(p.queries, p.docs, config, chunk_size=c),
+            engine.loss_and_grad(p.queries, p.docs, config, chunk_size=c),
             whole,
             f"chunk_size={c}",
             "LOSS-1",
             p.replay,
         )
     for c in sorted({1, 2, max(1, n - 1)}):
-        got = loss_and_grad(p.queries, p.docs, config, chunk_size=c)
+        got = engine.loss_and_grad(p.queries, p.docs, config, chunk_size=c)
         check_against(whole, got, p.case, p.queries, p.docs, f"chunk_size={c}; {p.replay}", rtol=1e-13)
-        streamed = loss_and_grad(p.queries, p.docs, config, chunk_size=c, products="streamed")
+        streamed = engine.loss_and_grad(p.queries, p.docs, config, chunk_size=c, products="streamed")
         check_against(
             whole, streamed, p.case, p.queries, p.docs, f"chunk_size={c}, streamed; {p.replay}", rtol=1e-13
         )
@@ -421,7 +438,7 @@ def test_chunk_size_does_not_change_the_result(p: Problem) -> None:
 
 def test_products_auto_holds_the_square_products_while_they_fit(monkeypatch: pytest.MonkeyPatch) -> None:
     """``products="auto"`` holds the N x N products up to HELD_ELEMENTS and streams them beyond."""
-    from infonce_spec.reference import products as products_module
+    from infonce_spec.reference.engine import products as products_module
 
     q, docs = make_inputs(8, 2, 3, seed=5)
     u_d = docs.reshape(16, 3)
@@ -434,18 +451,19 @@ def test_products_auto_holds_the_square_products_while_they_fit(monkeypatch: pyt
     assert products_module.Products(np, q, u_d, 1.0, pieces, "held").hold
 
 
-@pytest.mark.parametrize("products", ["held", "streamed"])
+@pytest.mark.parametrize("implementation", list(IMPLEMENTATIONS))
 @pytest.mark.parametrize("namespace", list(NAMESPACES))
 @pytest.mark.parametrize("directions", QD_SUBSETS, ids=[short_label(d) for d in QD_SUBSETS])
 def test_every_direction_in_every_namespace(
-    directions: tuple[str, ...], namespace: str, products: str
+    directions: tuple[str, ...], namespace: str, implementation: str
 ) -> None:
-    """Each row kind (and its masks) works in each namespace, held or streamed, and gives numpy's numbers."""
+    """Each row kind (and its masks) works in each namespace -- normative, engine held or streamed
+    -- and gives numpy's numbers."""
     q, docs = make_inputs(3, 2, 4, seed=77)
     case = LossCase(directions, "joint", 6.0, "dot", "in_batch_negatives", 1.0)
     config = Config(**case.kwargs())
     wrap = NAMESPACES[namespace]
-    got = _Numpy(loss_and_grad(wrap(q), wrap(docs), config, chunk_size=2, products=products))
+    got = _Numpy(IMPLEMENTATIONS[implementation](wrap(q), wrap(docs), config))
     check_against(
         loss_and_grad(q, docs, config), got, case, q, docs, f"replay: {namespace}, {case!r}", rtol=1e-13
     )

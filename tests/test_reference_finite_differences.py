@@ -16,6 +16,8 @@ is >= 1e-3 (:func:`tests.oracles.problems`). With hardness *active* the referenc
 definition not the derivative of the loss function (HARD-5 stop-gradient), so random directions
 use configs with no active hardness (None, or a mode at strength 0, HARD-6); the scale derivative
 is checked with every hardness mode, since h does not depend on scale (HARD-2).
+
+Every draw checks the normative reference and the engine alike (:mod:`tests.reference_implementations`).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infonce_spec.reference import Config, loss, loss_and_grad
+from infonce_spec.reference import Config
 from tests.oracles import Problem, loss_cases, problems, reference_settings
+from tests.reference_implementations import IMPLEMENTATIONS
 
 H = 1e-3
 TOL = 1e-8
@@ -65,10 +68,11 @@ def test_directional_derivative_matches_central_differences(p: Problem, directio
     a_s = max(p.case.scale * _similarity_bound(p), 1.0)
     vq = _unit_rows(rng, p.queries.shape) * np.linalg.norm(p.queries, axis=-1, keepdims=True) / a_s
     vd = _unit_rows(rng, p.docs.shape) * np.linalg.norm(p.docs, axis=-1, keepdims=True) / a_s
-    result = loss_and_grad(p.queries, p.docs, config)
-    exact = float(np.sum(result.grad_queries * vq) + np.sum(result.grad_docs * vd))
-    fd = _stencil(lambda t: loss(p.queries + t * vq, p.docs + t * vd, config))
-    _check(fd, exact, result.loss, f"grad . V (direction_seed={direction_seed})", "GRAD-1", p)
+    for name, loss_and_grad in IMPLEMENTATIONS.items():
+        result = loss_and_grad(p.queries, p.docs, config)
+        exact = float(np.sum(result.grad_queries * vq) + np.sum(result.grad_docs * vd))
+        fd = _stencil(lambda t, f=loss_and_grad: f(p.queries + t * vq, p.docs + t * vd, config).loss)
+        _check(fd, exact, result.loss, f"{name}: grad . V (direction_seed={direction_seed})", "GRAD-1", p)
 
 
 @reference_settings(max_examples=80)
@@ -77,6 +81,11 @@ def test_scale_derivative_matches_central_differences(p: Problem) -> None:
     """SCALE-2 (and HARD-2: the hardness term does not move with scale)."""
     config = Config(**p.case.kwargs())
     sigma = 1.0 / max(_similarity_bound(p), 1.0)
-    result = loss_and_grad(p.queries, p.docs, config)
-    fd = _stencil(lambda t: loss(p.queries, p.docs, config.replace(scale=p.case.scale + t * sigma)))
-    _check(fd, sigma * result.grad_scale, result.loss, "sigma * dL/dscale", "SCALE-2", p)
+    for name, loss_and_grad in IMPLEMENTATIONS.items():
+        result = loss_and_grad(p.queries, p.docs, config)
+        fd = _stencil(
+            lambda t, f=loss_and_grad: (
+                f(p.queries, p.docs, config.replace(scale=p.case.scale + t * sigma)).loss
+            )
+        )
+        _check(fd, sigma * result.grad_scale, result.loss, f"{name}: sigma * dL/dscale", "SCALE-2", p)

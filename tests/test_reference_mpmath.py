@@ -2,7 +2,8 @@
 
 Every directions subset containing query_to_doc (DIR-1) x partition mode (PART-1; per_direction
 only where PART-4 allows it) x K in {1, 2, 4} x hardness mode (None and the three, strength > 0)
-x similarity (cos, dot), at N = 3, D = 3, with the square products held and streamed. Each case
+x similarity (cos, dot), at N = 3, D = 3, on the normative reference and on the engine (square
+products held, and streamed in chunks of 2 rows). Each case
 compares the loss, the per-query losses and every gradient (queries, docs, scale) within 1e-12
 *relative to the largest element of the oracle's array* (``|ref - oracle| <= 1e-12 * max|oracle|`` element-wise; for scalars, the scalar).
 The oracle (tests/oracles/mpmath_oracle.py) evaluates the spec's rows one logit at a time and
@@ -20,9 +21,10 @@ import numpy as np
 import pytest
 
 from infonce_spec.errors import SpecViolation
-from infonce_spec.reference import Config, loss_and_grad
+from infonce_spec.reference import Config
 from tests.oracles import PER_DIRECTION_ALLOWED, QD_SUBSETS, assert_close, mpmath_cases, short_label
 from tests.oracles.mpmath_oracle import DPS, directional_derivative, oracle
+from tests.reference_implementations import IMPLEMENTATIONS
 
 RTOL = 1e-12
 N, D = 3, 3
@@ -65,9 +67,9 @@ def test_reference_matches_mpmath(case: tuple) -> None:
         "hardness_strength": STRENGTH if mode else 0.0,
     }
     expected = oracle(queries, docs, **kwargs)
-    for products in ("held", "streamed"):
-        got = loss_and_grad(queries, docs, Config(**kwargs), products=products)
-        replay = f"replay: tests/test_reference_mpmath.py::test_reference_matches_mpmath[{case_id}] (products={products!r})"
+    for name, loss_and_grad in IMPLEMENTATIONS.items():
+        got = loss_and_grad(queries, docs, Config(**kwargs))
+        replay = f"replay: tests/test_reference_mpmath.py::test_reference_matches_mpmath[{case_id}] ({name})"
         for field, clause in (
             ("loss", "LOSS-1"),
             ("per_query_loss", "LOSS-2"),

@@ -3,7 +3,8 @@
 The oracle (tests/oracles/torch_direct.py) loops over queries and builds each row's candidate list
 element by element (masked candidates left out), then ``logsumexp``; ``scale`` is a tensor with
 ``requires_grad``. Configurations and shapes (N <= 6, K <= 4, D <= 5, every hardness mode and
-strength) come from hypothesis; the square products are both held and streamed. Loss, per-query losses and every gradient (queries, docs, scale)
+strength) come from hypothesis; the normative reference and the engine (square products held, and
+streamed by chunk) are both checked. Loss, per-query losses and every gradient (queries, docs, scale)
 must agree within ``1e-10 * max(max|oracle|, floor)`` element-wise, where ``floor`` is the size of
 the terms each output is a sum of (the error model of :mod:`tests.oracles`): two float64
 evaluations of a cancelling sum legitimately differ by ~``u * sum|terms|``.
@@ -13,18 +14,19 @@ from __future__ import annotations
 
 from hypothesis import given
 
-from infonce_spec.reference import Config, loss_and_grad
+from infonce_spec.reference import Config
 from tests.oracles import Problem, check_against, problems, reference_settings
 from tests.oracles.torch_direct import direct_loss_and_grad
+from tests.reference_implementations import IMPLEMENTATIONS
 
 RTOL = 1e-10
 
 
 def compare_with_direct(p: Problem) -> None:
     expected = direct_loss_and_grad(p.queries, p.docs, **p.case.kwargs())
-    for products in ("held", "streamed"):
-        got = loss_and_grad(p.queries, p.docs, Config(**p.case.kwargs()), products=products)
-        check_against(expected, got, p.case, p.queries, p.docs, f"{p.replay} (products={products!r})", RTOL)
+    for name, loss_and_grad in IMPLEMENTATIONS.items():
+        got = loss_and_grad(p.queries, p.docs, Config(**p.case.kwargs()))
+        check_against(expected, got, p.case, p.queries, p.docs, f"{p.replay} ({name})", RTOL)
 
 
 @reference_settings(max_examples=120)

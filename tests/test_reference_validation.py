@@ -18,7 +18,15 @@ import pytest
 import torch
 
 from infonce_spec.errors import SpecTypeError, SpecViolation
-from infonce_spec.reference import Config, linear_encoder_grad, loss, loss_and_grad, rank_expectations
+from infonce_spec.reference import (
+    Config,
+    engine,
+    linear_encoder_grad,
+    loss,
+    loss_and_grad,
+    normative,
+    rank_expectations,
+)
 
 
 def _arrays(n: int = 3, k: int = 2, d: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -209,22 +217,27 @@ def test_bad_world_size_raises(world_size: Any, type_error: bool) -> None:
     _expect("DP-1", lambda: rank_expectations(q, docs, Config(), world_size), type_error=type_error)
 
 
-def test_config_must_be_a_config() -> None:
+@pytest.mark.parametrize(
+    "entry",
+    [loss_and_grad, normative.loss_and_grad, engine.loss_and_grad],
+    ids=["auto", "normative", "engine"],
+)
+def test_config_must_be_a_config(entry: Callable[..., Any]) -> None:
     """A plain dict is not silently accepted as a configuration."""
     with pytest.raises(TypeError):
-        loss_and_grad(Q, DOCS, {"scale": 20.0})  # type: ignore[arg-type]
+        entry(Q, DOCS, {"scale": 20.0})
 
 
 @pytest.mark.parametrize("chunk_size", [0, -1, 1.5, True, "2"])
 def test_bad_chunk_size_raises(chunk_size: Any) -> None:
     with pytest.raises(ValueError, match="chunk_size"):
-        loss_and_grad(Q, DOCS, Config(), chunk_size=chunk_size)
+        engine.loss_and_grad(Q, DOCS, Config(), chunk_size=chunk_size)
 
 
 @pytest.mark.parametrize("products", ["", "hold", None, 1])
 def test_bad_products_raises(products: Any) -> None:
     with pytest.raises(ValueError, match="products must be one of"):
-        loss_and_grad(Q, DOCS, Config(), products=products)
+        engine.loss_and_grad(Q, DOCS, Config(), products=products)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,27 +1,30 @@
-"""The loss and its closed-form gradients (clauses LOSS-1, LOSS-2, GRAD-1, GRAD-2, SCALE-2).
+"""The engine: the loss and its closed-form gradients, fast (clauses LOSS-1, LOSS-2, GRAD-1, GRAD-2, SCALE-2).
 
+The same function as :func:`infonce_spec.reference.normative.loss_and_grad`, computed for speed
+and bounded memory; it agrees with it to rounding (the oracle families of ``tests/`` run on both).
 For every chunk of query rows: build the logit blocks (:mod:`.rows`), take their softmax
 (:mod:`.partition`), subtract the one-hot of the positive, and chain ``dL/dlogits`` through the
 similarity by matrix products (:mod:`.products`): a piece ``Z = scale * A B^T`` sends
 ``scale * G B`` to its row vectors ``A`` and ``scale * G^T A`` to its column vectors ``B``.
 Gradients with respect to the unit rows ``u`` are finally pulled back through the normalisation
-(:mod:`.similarity`). No autodiff is involved; peak memory is ``O(chunk x candidates)`` (plus the
+(GRAD-3). No autodiff is involved; peak memory is ``O(chunk x candidates)`` (plus the
 ``O(K N D)`` gradients and, while they fit in ``HELD_ELEMENTS``, the N x N square products).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from .config import Config
-from .layout import as_batch
+from ..config import Config
+from ..gradients import pullback
+from ..layout import as_batch
+from ..result import Result
+from ..similarity import unit_rows
 from .partition import partition
 from .products import ProductMode, Products
 from .rows import PIECES, positive_logits, row_blocks
-from .similarity import pullback, unit_rows
 
-__all__ = ["CHUNK_ELEMENTS", "Result", "loss", "loss_and_grad"]
+__all__ = ["CHUNK_ELEMENTS", "MIN_CHUNK_ROWS", "loss_and_grad"]
 
 #: Target number of logits per chunk; the chunk holds ``CHUNK_ELEMENTS // candidates`` rows ...
 CHUNK_ELEMENTS = 1 << 22
@@ -31,23 +34,8 @@ CHUNK_ELEMENTS = 1 << 22
 MIN_CHUNK_ROWS = 128
 
 
-@dataclass(frozen=True)
-class Result:
-    """The loss and its gradients, arrays in the input's namespace, float64.
-
-    ``loss`` is L (LOSS-1); ``per_query_loss`` the ``l_g`` (N,) (LOSS-2); ``grad_queries`` (N, D),
-    ``grad_docs`` (K, N, D) and ``grad_scale`` are dL/d(queries), dL/d(docs), dL/d(scale) (GRAD-1, SCALE-2).
-    """
-
-    loss: float
-    per_query_loss: Any
-    grad_queries: Any
-    grad_docs: Any
-    grad_scale: float
-
-
 def _pieces(config: Config) -> list[tuple[str, str]]:
-    return [piece for direction in config.directions for piece in PIECES[direction]]
+    return [piece for direction in config.selected_directions for piece in PIECES[direction]]
 
 
 def _chunk_rows(config: Config, n: int, k: int, chunk_size: int | None) -> int:
@@ -70,7 +58,7 @@ def loss_and_grad(
 ) -> Result:
     """L, the per-query losses and every gradient, exactly, for ``queries`` (N, D) and ``docs`` (K, N, D).
 
-    ``chunk_size`` (rows per chunk) and ``products`` (``"held"`` or ``"streamed"`` square products,
+    The engine's knobs ``chunk_size`` (rows per chunk) and ``products`` (``"held"`` or ``"streamed"`` square products,
     :mod:`.products`; ``"auto"`` picks by size) only change speed and memory use, never the result
     beyond rounding.
     """
@@ -116,8 +104,3 @@ def loss_and_grad(
         grad_docs=xp.reshape(grad_d, (k, n, d)),
         grad_scale=grad_scale,
     )
-
-
-def loss(queries: Any, docs: Any, config: Config) -> float:
-    """L (LOSS-1) for ``queries`` (N, D) and ``docs`` (K, N, D)."""
-    return loss_and_grad(queries, docs, config).loss

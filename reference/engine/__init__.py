@@ -1,0 +1,20 @@
+"""The reference's engine: the same loss and gradients as :mod:`infonce_spec.reference.normative`,
+computed for speed and bounded memory.
+
+Held or streamed N x N similarity products, row chunks, transposed gradient accumulators, strided
+masks and the hardness multiplier (:mod:`.products`, :mod:`.rows`, :mod:`.partition`,
+:mod:`.loss`). It agrees with the normative reference to rounding; the oracle families of
+``tests/`` run on both. :func:`infonce_spec.reference.loss_and_grad` calls it for large batches.
+"""
+
+from .loss import CHUNK_ELEMENTS, MIN_CHUNK_ROWS, loss_and_grad
+from .products import HELD_ELEMENTS, PRODUCT_MODES, ProductMode
+
+__all__ = [
+    "CHUNK_ELEMENTS",
+    "HELD_ELEMENTS",
+    "MIN_CHUNK_ROWS",
+    "PRODUCT_MODES",
+    "ProductMode",
+    "loss_and_grad",
+]
