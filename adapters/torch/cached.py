@@ -31,7 +31,7 @@ from torch import nn
 from .autocast import AutocastState
 from .batching import check_mini_batch_size, mini_batches, slice_batch
 from .chunked import ChunkedResult, chunked_loss_and_grads
-from .config import LossConfig, ScaleLike
+from .config import LossConfig
 from .gather import reduce_scatter_sum
 from .modules import LossOptionsMixin, check_inputs, embed
 from .rng import RngSnapshot
@@ -114,32 +114,17 @@ class CachedInfoNCELoss(LossOptionsMixin, nn.Module):
         encoder: nn.Module,
         *,
         mini_batch_size: int = 32,
-        directions: Sequence[str] = ("query_to_doc",),
-        partition_mode: str = "joint",
-        scale: ScaleLike = 20.0,
-        similarity: str = "cos",
-        hardness_mode: str | None = None,
-        hardness_strength: float = 0.0,
-        gather_across_devices: bool = False,
-        group: Any = None,
         embedding_key: str = "sentence_embedding",
         check_finite: bool = True,
+        **options: Any,
     ) -> None:
+        """``options``: the loss options, keyword by keyword, as :class:`~.config.LossConfig` declares them."""
         nn.Module.__init__(self)
         self.encoder = encoder
         self.mini_batch_size = check_mini_batch_size(mini_batch_size)
         self.embedding_key = embedding_key
         self.check_finite = check_finite
-        self._init_options(
-            directions=directions,
-            partition_mode=partition_mode,
-            scale=scale,
-            similarity=similarity,
-            hardness_mode=hardness_mode,
-            hardness_strength=hardness_strength,
-            gather_across_devices=gather_across_devices,
-            group=group,
-        )
+        self._init_options(options)
 
     def _needs_grad(self, config: LossConfig) -> bool:
         if not torch.is_grad_enabled():

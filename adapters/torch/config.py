@@ -2,7 +2,9 @@
 
 The option names and strings are the spec's (and sentence-transformers'): ``directions``,
 ``partition_mode``, ``scale``, ``similarity``, ``hardness_mode``, ``hardness_strength``,
-``gather_across_devices``. Every rejected option raises :class:`~infonce_spec.errors.SpecViolation`
+``gather_across_devices``; the names come from :mod:`infonce_spec.vocabulary` (names only: the
+math below is this package's own). :class:`LossConfig` is the one declaration of the options: the
+modules take them as keyword arguments and validate them through it. Every rejected option raises :class:`~infonce_spec.errors.SpecViolation`
 (or :class:`~infonce_spec.errors.SpecTypeError`) naming the clause it breaks.
 """
 
@@ -11,11 +13,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from numbers import Real
-from typing import Literal
 
 import torch
 
 from infonce_spec.errors import SpecTypeError, SpecViolation
+from infonce_spec.vocabulary import (
+    DIRECTIONS,
+    HARDNESS_MODES,
+    PARTITION_MODES,
+    PER_DIRECTION_ALLOWED,
+    REQUIRED_DIRECTION,
+    SIMILARITIES,
+)
 
 __all__ = [
     "ALL_DIRECTIONS",
@@ -26,16 +35,12 @@ __all__ = [
     "ScaleLike",
 ]
 
-Direction = Literal["query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"]
 ScaleLike = float | torch.Tensor
 
 #: DIR-2: the canonical order; a config's directions are stored deduplicated in this order.
-ALL_DIRECTIONS: tuple[str, ...] = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
-PARTITION_MODES: tuple[str, ...] = ("joint", "per_direction")
-SIMILARITIES: tuple[str, ...] = ("cos", "dot")
-HARDNESS_MODES: tuple[str, ...] = ("in_batch_negatives", "hard_negatives", "all_negatives")
+ALL_DIRECTIONS: tuple[str, ...] = DIRECTIONS
 #: PART-4: per_direction only where every row holds the positive pair.
-_PER_DIRECTION_OK = frozenset({"query_to_doc", "doc_to_query"})
+_PER_DIRECTION_OK = PER_DIRECTION_ALLOWED
 
 
 def _finite_real(value: object, clause: str, name: str) -> float:
@@ -99,8 +104,10 @@ class LossConfig:
         unknown = [name for name in names if name not in ALL_DIRECTIONS]
         if unknown:
             raise SpecViolation("DIR-1", f"unknown direction(s) {unknown!r}; valid: {list(ALL_DIRECTIONS)}")
-        if "query_to_doc" not in names:
-            raise SpecViolation("DIR-1", "directions must contain 'query_to_doc' (it holds the positive)")
+        if REQUIRED_DIRECTION not in names:
+            raise SpecViolation(
+                "DIR-1", f"directions must contain {REQUIRED_DIRECTION!r} (it holds the positive)"
+            )
         object.__setattr__(self, "directions", tuple(d for d in ALL_DIRECTIONS if d in names))
 
         if not isinstance(self.partition_mode, str) or self.partition_mode not in PARTITION_MODES:

@@ -3,10 +3,14 @@
 The encoder is any module mapping one input batch to embeddings (B, D); when it returns a mapping
 (sentence-transformers style) the embeddings are read from ``embedding_key``. ``forward`` takes
 K + 1 input batches: queries, then the document columns (positives first, LAYOUT-2).
+The loss options (``directions``, ``partition_mode``, ``scale``, ``similarity``, ``hardness_mode``,
+``hardness_strength``, ``gather_across_devices``, ``group``) are the fields of
+:class:`~.config.LossConfig`, declared there once and passed through as keyword arguments.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,7 +20,7 @@ from torch import nn
 from infonce_spec.errors import SpecTypeError, SpecViolation
 
 from .batching import batch_size_of
-from .config import LossConfig, ScaleLike
+from .config import LossConfig
 from .functional import loss_from_config
 
 __all__ = ["InfoNCELoss", "LossOptionsMixin", "embed"]
@@ -56,40 +60,22 @@ def check_inputs(inputs: Any) -> list[Any]:
 
 
 class LossOptionsMixin:
-    """Stores the loss options of the spec and builds a validated :class:`LossConfig` (VAL-1)."""
+    """Stores the loss options of the spec as attributes and builds a validated :class:`LossConfig` (VAL-1).
 
-    def _init_options(
-        self,
-        *,
-        directions: Sequence[str],
-        partition_mode: str,
-        scale: ScaleLike,
-        similarity: str,
-        hardness_mode: str | None,
-        hardness_strength: float,
-        gather_across_devices: bool,
-        group: Any,
-    ) -> None:
-        self.directions = directions
-        self.partition_mode = partition_mode
-        self.scale = scale  # an nn.Parameter here is registered by nn.Module (learnable, SCALE-2)
-        self.similarity = similarity
-        self.hardness_mode = hardness_mode
-        self.hardness_strength = hardness_strength
-        self.gather_across_devices = gather_across_devices
-        self.group = group
-        self.config()  # validate now, not at the first step
+    The options are the fields of :class:`LossConfig` (their defaults are its defaults); an unknown
+    keyword is a ``TypeError``, an invalid value the clause's error, both at construction.
+    """
+
+    def _init_options(self, options: Mapping[str, Any]) -> None:
+        config = LossConfig(**options)  # validate now, not at the first step
+        for field in dataclasses.fields(LossConfig):
+            # an nn.Parameter scale is registered by nn.Module here (learnable, SCALE-2)
+            setattr(self, field.name, getattr(config, field.name))
 
     def config(self) -> LossConfig:
+        """The current options, validated (attributes may have been changed since construction)."""
         return LossConfig(
-            directions=self.directions,  # type: ignore[arg-type]
-            partition_mode=self.partition_mode,
-            scale=self.scale,
-            similarity=self.similarity,
-            hardness_mode=self.hardness_mode,
-            hardness_strength=self.hardness_strength,
-            gather_across_devices=self.gather_across_devices,
-            group=self.group,
+            **{field.name: getattr(self, field.name) for field in dataclasses.fields(LossConfig)}
         )
 
     @property
@@ -112,31 +98,16 @@ class InfoNCELoss(LossOptionsMixin, nn.Module):
         self,
         encoder: nn.Module,
         *,
-        directions: Sequence[str] = ("query_to_doc",),
-        partition_mode: str = "joint",
-        scale: ScaleLike = 20.0,
-        similarity: str = "cos",
-        hardness_mode: str | None = None,
-        hardness_strength: float = 0.0,
-        gather_across_devices: bool = False,
-        group: Any = None,
         embedding_key: str = "sentence_embedding",
         check_finite: bool = True,
+        **options: Any,
     ) -> None:
+        """``options``: the loss options, keyword by keyword, as :class:`LossConfig` declares them."""
         nn.Module.__init__(self)
         self.encoder = encoder
         self.embedding_key = embedding_key
         self.check_finite = check_finite
-        self._init_options(
-            directions=directions,
-            partition_mode=partition_mode,
-            scale=scale,
-            similarity=similarity,
-            hardness_mode=hardness_mode,
-            hardness_strength=hardness_strength,
-            gather_across_devices=gather_across_devices,
-            group=group,
-        )
+        self._init_options(options)
 
     def forward(self, inputs: Sequence[Any]) -> torch.Tensor:
         batches = check_inputs(inputs)

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["COS_EPS", "similarity_matrix", "unit_rows"]
+from infonce_spec.vocabulary import COS_EPS
 
-#: SIM-1: the norm floor of the cosine similarity.
-COS_EPS = 1e-12
+__all__ = ["COS_EPS", "similarity_matrix", "unit_rows"]
 
 
 def unit_rows(x: torch.Tensor, similarity: str) -> torch.Tensor:
