@@ -97,14 +97,15 @@ def test_worked_example_numbers_match_the_reference():
                 )
 
 
-def _index_rows() -> dict[str, tuple[str, ...]]:
-    """The spec's clause index (Appendix A): ID -> the clauses it presupposes (last column)."""
+def _index_rows() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """The spec's clause index (Appendix A): ID -> (summary, the clauses it presupposes)."""
     text = _spec_text()
     rows: dict[str, tuple[str, ...]] = {}
     for line in text[text.index('<a id="clause-index">') :].splitlines():
         m = re.match(r"\| \[((?:[A-Z]{2,}-)+\d+)\]", line)
         if m:
-            rows[m.group(1)] = tuple(ANCHOR_LINK.findall(line.rsplit("|", 2)[-2]))
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            rows[m.group(1)] = (cells[1], tuple(ANCHOR_LINK.findall(cells[-1])))
     return rows
 
 
@@ -114,8 +115,10 @@ def test_clause_table_is_the_spec_index():
     from infonce_spec.clauses import CLAUSES
 
     rows = _index_rows()
+    summaries = {c.id: (rows[c.id][0], c.summary) for c in CLAUSES if rows[c.id][0] != c.summary}
+    assert not summaries, f"summaries differ (spec, code): {summaries}"
     assert list(rows) == [c.id for c in CLAUSES], "clause order differs between the spec index and the code"
-    wrong = {c.id: (rows[c.id], c.presupposes) for c in CLAUSES if rows[c.id] != c.presupposes}
+    wrong = {c.id: (rows[c.id], c.presupposes) for c in CLAUSES if rows[c.id][1] != c.presupposes}
     assert not wrong, f"presupposes differ (spec, code): {wrong}"
     text = _spec_text()
     for c in CLAUSES:
