@@ -36,9 +36,7 @@ def config_with_directions(config: Config, directions: tuple[str, ...]) -> Confi
 
     :class:`Config` canonicalises on construction; this copy is for handing to adapters only (the
     reference never needs it: it treats directions as a set)."""
-    out = config.replace()
-    object.__setattr__(out, "directions", tuple(directions))
-    return out
+    return config.with_given_directions(directions)
 
 
 def config_from_dict(fields: dict[str, Any]) -> Config:

@@ -57,7 +57,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from infonce_spec.reference import DIRECTIONS, HARDNESS_MODES, PARTITION_MODES, SIMILARITIES, Config
+from infonce_spec.reference import Config
+from infonce_spec.vocabulary import DIRECTIONS, HARDNESS_MODES, PARTITION_MODES, SIMILARITIES
 
 __all__ = [
     "DTYPES",

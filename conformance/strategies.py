@@ -20,8 +20,8 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from infonce_spec.reference import DIRECTIONS, HARDNESS_MODES, Config
-from infonce_spec.reference.config import PER_DIRECTION_ALLOWED
+from infonce_spec.reference import Config
+from infonce_spec.vocabulary import DIRECTIONS, HARDNESS_MODES, PER_DIRECTION_ALLOWED
 
 from .protocol import Capabilities
 from .tolerances import cos_eps_ambiguous, round_to_dtype

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from infonce_spec.reference import Config
+from infonce_spec.vocabulary import COS_EPS  # SIM-1 eps
 
 __all__ = [
     "COS_EPS",
@@ -70,8 +71,6 @@ KAPPA = 4.0
 #: A correctly rounded result is within ``u |g|``; allowing ``2 KAPPA u |g|`` keeps rounding alone at
 #: 1/8 of the bound (bfloat16 gradients of a float32 loss stage are dominated by it).
 OUTPUT_ROUNDING = 2 * KAPPA
-#: SIM-1 eps.
-COS_EPS = 1e-12
 _FINITE_MAX = {
     "float64": 1.7976931348623157e308,
     "float32": 3.4028234663852886e38,

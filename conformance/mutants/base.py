@@ -31,9 +31,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-__all__ = ["DIRECTIONS", "AllGatherWithGrad", "InfoNCE", "Options", "all_gather_no_grad", "world"]
+from infonce_spec.vocabulary import DIRECTIONS
 
-DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
+__all__ = ["DIRECTIONS", "AllGatherWithGrad", "InfoNCE", "Options", "all_gather_no_grad", "world"]
 
 
 @dataclass(frozen=True)
