@@ -2,8 +2,9 @@
 
 :class:`GlooHarness` -- one pool of ``W`` worker processes per world size and run (not per
 example), a ``gloo`` process group over a ``TCPStore`` that the parent binds to port 0 (the OS
-picks a free port; no probe-then-bind race), every wait under a timeout, a crashed or hung worker
-raised as :class:`HarnessError` (the property reports it as a failure of its clause), and
+picks a free port; no probe-then-bind race), every wait under a timeout, a crashed, hung or
+failing rank raised as one :class:`~.compare.AdapterFault` about the root rank (never its peers'
+process-group errors; the pool is replaced and the run goes on), and
 terminate/kill + join of every worker in ``close`` (no orphans). Workers are forked from a
 ``forkserver`` that has pre-imported torch and the adapter module (a spawn per worker would
 re-import torch each time); they import the adapter by its ``package.module:attribute`` name.
@@ -22,13 +23,25 @@ import datetime
 import multiprocessing
 import os
 import queue
+import shutil
 import sys
+import tempfile
 import time
 import traceback
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+from .compare import AdapterFault
+from .isolation import (
+    _last_frame,
+    close_workers,
+    exit_description,
+    prepare_worker,
+    read_dump,
+    run_call,
+    thread_stack,
+)
 
 __all__ = [
     "GlooHarness",
@@ -36,16 +49,11 @@ __all__ = [
     "RankError",
     "TorchrunHarness",
     "in_torchrun",
-    "plain_result",
 ]
 
 
-class HarnessError(RuntimeError):
-    """A rank raised, crashed or hung. ``kind`` is ``"error"``, ``"crash"``, ``"timeout"`` or ``"start"``."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        self.kind = kind
-        super().__init__(f"data-parallel worker {kind}: {message}")
+#: The name older callers import: every fault of the harness is an :class:`AdapterFault`.
+HarnessError = AdapterFault
 
 
 @dataclass(frozen=True)
@@ -59,45 +67,23 @@ class RankError:
     traceback: str
 
 
-def _as_float64(x: Any) -> Any:
-    if hasattr(x, "detach"):  # a torch tensor: any device, any floating dtype
-        x = x.detach().to("cpu").double().numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
-def plain_result(out: Any) -> Any:
-    """An adapter result with every array as a float64 NumPy array (picklable, device-free)."""
-    if dataclasses.is_dataclass(out) and not isinstance(out, type):
-        changes = {}
-        for f in dataclasses.fields(out):
-            value = getattr(out, f.name)
-            if f.name == "losses":
-                changes[f.name] = [float(_as_float64(v)) for v in value]
-            elif f.name in ("loss", "grad_scale"):
-                changes[f.name] = None if value is None else float(_as_float64(value))
-            else:
-                changes[f.name] = _as_float64(value)
-        return dataclasses.replace(out, **changes)
-    return out
-
-
-def _call(adapter: Any, method: str, case: Any, rank: int) -> tuple[str, Any]:
-    try:
-        return "ok", plain_result(getattr(adapter, method)(case))
-    except Exception as exc:
-        return "error", RankError(
-            rank,
-            type(exc).__name__,
-            isinstance(exc, (ValueError, TypeError)),
-            str(exc),
-            traceback.format_exc(),
-        )
+def _call(adapter: Any, claimed: str, method: str, case: Any, rank: int) -> tuple[str, Any]:
+    """One rank's call as ``(status, payload)``: ``ok`` (the result, dtypes kept), ``error`` (a
+    :class:`RankError`) or ``fault`` (``(kind, message, clause)`` of an output fault)."""
+    reply = run_call(adapter, claimed, method, case, rank)
+    if reply[0] == "ok":
+        return "ok", reply[1]
+    if reply[0] == "fault":
+        return "fault", reply[1:]
+    _, _exc, type_name, message, tb, value_or_type = reply
+    return "error", RankError(rank, type_name, value_or_type, message, tb)
 
 
 def _worker_main(
-    spec: str, rank: int, world: int, port: int, timeout: float, tasks: Any, results: Any
+    spec: str, rank: int, world: int, port: int, timeout: float, tasks: Any, results: Any, dump: str
 ) -> None:
-    """One rank: join the group, then run ``(seq, method, case)`` tasks until ``None``."""
+    """One rank: load the adapter, join the group, then run ``(seq, method, case)`` tasks until ``None``."""
+    prepare_worker(dump)
     try:
         import torch
         import torch.distributed as dist
@@ -105,7 +91,11 @@ def _worker_main(
         from .protocol import load_adapter
 
         torch.set_num_threads(1)
-        adapter = load_adapter(spec).adapter
+        loaded = load_adapter(spec)
+    except BaseException:
+        results.put((rank, -1, "load", traceback.format_exc()))
+        return
+    try:
         store = dist.TCPStore("127.0.0.1", port, world, False, timeout=datetime.timedelta(seconds=timeout))
         dist.init_process_group(
             "gloo", store=store, rank=rank, world_size=world, timeout=datetime.timedelta(seconds=timeout)
@@ -114,29 +104,37 @@ def _worker_main(
         results.put((rank, -1, "start", traceback.format_exc()))
         return
     results.put((rank, -1, "ready", None))
+    claimed = loaded.capabilities.dtype
     while True:
         item = tasks.get()
         if item is None:
             break
         seq, method, case = item
-        status, payload = _call(adapter, method, case, rank)
+        status, payload = _call(loaded.adapter, claimed, method, case, rank)
         results.put((rank, seq, status, payload))
     with contextlib.suppress(Exception):
         dist.destroy_process_group()
 
 
-def _mp_context(spec: str) -> Any:
-    """A forkserver context preloading torch and the adapter's module (spawn where unavailable)."""
+def mp_context(spec: str) -> Any:
+    """A forkserver context preloading torch and the adapter's module (spawn where unavailable).
+
+    Notes whether this module started the forkserver, so that :func:`stop_forkserver` stops it."""
+    global _STARTED_FORKSERVER
     methods = multiprocessing.get_all_start_methods()
     if "forkserver" not in methods:
         return multiprocessing.get_context("spawn")
+    from multiprocessing import forkserver
+
     ctx = multiprocessing.get_context("forkserver")
     # torch._dynamo: torch's functional collectives import it on their first call (~3 s per process).
     preload = ["torch", "torch.distributed", "torch._dynamo", "infonce_spec.conformance.distributed"]
     module = spec.partition(":")[0]
     if not module.endswith(".py") and "/" not in module:
         preload.append(module)
-    ctx.set_forkserver_preload(preload)
+    if getattr(forkserver._forkserver, "_forkserver_pid", None) is None:
+        _STARTED_FORKSERVER = True
+        ctx.set_forkserver_preload(preload)
     return ctx
 
 
@@ -144,7 +142,7 @@ _STARTED_FORKSERVER = False
 
 
 @contextlib.contextmanager
-def _no_main_reimport() -> Any:
+def no_main_reimport() -> Any:
     """Start workers without re-importing the caller's ``__main__`` (they need only the adapter's name).
 
     multiprocessing re-runs the main script in spawn/forkserver children (to unpickle objects defined
@@ -166,9 +164,16 @@ def _no_main_reimport() -> Any:
                 main.__dict__.pop("__spec__", None)
 
 
+_POOLS: weakref.WeakSet[GlooHarness] = weakref.WeakSet()
+
+
 def stop_forkserver() -> None:
-    """Stop the forkserver if this module started it (so a run leaves no process behind)."""
+    """Stop every worker of this process (data-parallel pools, single-process workers) and the
+    forkserver if this module started it, so a run leaves no process behind."""
     global _STARTED_FORKSERVER
+    for pool in list(_POOLS):
+        pool.close(graceful=False)
+    close_workers()
     if not _STARTED_FORKSERVER:
         return
     from multiprocessing import forkserver
@@ -180,19 +185,47 @@ def stop_forkserver() -> None:
     _STARTED_FORKSERVER = False
 
 
+def _collateral(error: RankError) -> bool:
+    """An error a rank got from the process group because *another* rank failed (a closed
+    connection, a collective timeout): its innermost frame is in ``torch.distributed``."""
+    frame = _last_frame(error.traceback) or ""
+    return error.type_name.startswith("Dist") or "torch/distributed/" in frame.replace("\\", "/")
+
+
+def _innermost_in_distributed(stack: str | None) -> bool:
+    """A hung rank's stack whose innermost frame waits in ``torch.distributed`` (for another rank)."""
+    for line in (stack or "").splitlines():
+        if line.lstrip().startswith("File "):
+            return "torch/distributed/" in line.replace("\\", "/")
+    return False
+
+
+def _error_fault(error: RankError, method: str, what: str) -> AdapterFault:
+    kind = "memory" if error.type_name == "MemoryError" else "exception"
+    return AdapterFault(
+        kind,
+        f"rank {error.rank} raised {error.type_name}: {error.message} {what}",
+        call=method,
+        rank=error.rank,
+        frame=_last_frame(error.traceback),
+    )
+
+
 class GlooHarness:
     """``W`` gloo workers running one adapter; :meth:`run` sends one case per rank and waits for all.
 
-    After a crash the pool is torn down and the next :meth:`run` starts a fresh one, at most
-    ``max_restarts`` times; after a hang (or too many crashes) every later :meth:`run` fails at once,
-    so shrinking never waits on a broken pool again and again.
+    Whatever goes wrong is raised as one :class:`AdapterFault` about one rank -- the root, not its
+    peers: a rank that died (exit code or signal), else the lowest rank whose own code raised
+    (``MemoryError`` as ``memory``), else the lowest rank that did not answer within ``timeout``
+    and is not itself waiting in a collective (with its stack). Errors the peers get from the
+    process group are never the verdict. The pool is then torn down, and the next :meth:`run` starts
+    a fresh one (as pytest-xdist replaces a crashed worker).
     """
 
-    def __init__(self, spec: str, world_size: int, *, timeout: float = 60.0, max_restarts: int = 2) -> None:
+    def __init__(self, spec: str, world_size: int, *, timeout: float = 60.0) -> None:
         self.spec = spec
         self.world_size = world_size
         self.timeout = timeout
-        self.max_restarts = max_restarts
         self.restarts = 0
         self.device = "cpu"
         self._procs: list[Any] = []
@@ -200,24 +233,25 @@ class GlooHarness:
         self._results: Any = None
         self._store: Any = None
         self._seq = 0
-        self._broken: str | None = None
+        self._dir = tempfile.mkdtemp(prefix="infonce-conformance-")
+        self._dumps = [os.path.join(self._dir, f"rank{r}.txt") for r in range(world_size)]
+        _POOLS.add(self)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
-    def start(self) -> None:
-        global _STARTED_FORKSERVER
-        from multiprocessing import forkserver
-
+    def start(self, method: str = "rank_embeddings") -> None:
+        """Start the pool; a rank that cannot load the adapter or join the group raises a ``load`` fault."""
         import torch.distributed as dist
 
-        if getattr(forkserver._forkserver, "_forkserver_pid", None) is None:
-            _STARTED_FORKSERVER = True
-        ctx = _mp_context(self.spec)
+        ctx = mp_context(self.spec)
+        # The group's own timeout is well beyond the harness's, so that the harness always decides
+        # first and a peer's "connection closed" never races the root rank's verdict.
+        group_timeout = 2 * self.timeout + 10
         self._store = dist.TCPStore(
             "127.0.0.1",
             0,
             self.world_size + 1,
             True,
-            timeout=datetime.timedelta(seconds=self.timeout),
+            timeout=datetime.timedelta(seconds=group_timeout),
             wait_for_workers=False,
         )
         port = self._store.port
@@ -226,24 +260,41 @@ class GlooHarness:
         self._procs = [
             ctx.Process(
                 target=_worker_main,
-                args=(self.spec, r, self.world_size, port, self.timeout, self._tasks[r], self._results),
+                args=(
+                    self.spec,
+                    r,
+                    self.world_size,
+                    port,
+                    group_timeout,
+                    self._tasks[r],
+                    self._results,
+                    self._dumps[r],
+                ),
                 daemon=True,
                 name=f"infonce-conformance-rank{r}",
             )
             for r in range(self.world_size)
         ]
-        with _no_main_reimport():
+        with no_main_reimport():
             for p in self._procs:
                 p.start()
-        ready: set[int] = set()
-        deadline = time.monotonic() + max(self.timeout, 60.0)
+        what = "while loading the adapter"
+        out = self._collect(-1, max(self.timeout, 60.0), method, what, grace=True)
+        problems = sorted((r, s, p) for r, (s, p) in out.items() if s != "ready")
         try:
-            while len(ready) < self.world_size:
-                rank, _, status, payload = self._get(deadline, "starting the process group")
-                if status != "ready":
-                    raise HarnessError("start", f"rank {rank} could not start:\n{payload}")
-                ready.add(rank)
-        except HarnessError:
+            self._raise_dead(method, what)
+            if problems:
+                r, status, tb = problems[0]
+                doing = "load the adapter" if status == "load" else "join the process group"
+                raise AdapterFault(
+                    "load",
+                    f"rank {r} could not {doing}: {tb.strip().splitlines()[-1]}",
+                    call=method,
+                    rank=r,
+                    frame=_last_frame(tb),
+                )
+            self._raise_missing(out, method, what)
+        except AdapterFault:
             self.close(graceful=False)
             raise
 
@@ -252,10 +303,11 @@ class GlooHarness:
         for q in self._tasks:
             with contextlib.suppress(Exception):
                 q.put_nowait(None)
+        procs = [p for p in self._procs if p._popen is not None]  # started ones (an interrupt may come first)
         deadline = time.monotonic() + (3.0 if graceful else 0.0)
-        for p in self._procs:
+        for p in procs:
             p.join(timeout=max(0.0, deadline - time.monotonic()))
-        for p in self._procs:
+        for p in procs:
             if p.is_alive():
                 p.terminate()
                 p.join(timeout=2.0)
@@ -275,64 +327,98 @@ class GlooHarness:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            shutil.rmtree(self._dir, ignore_errors=True)
+
     # -- running -------------------------------------------------------------------------------------------
-    def _get(self, deadline: float, what: str) -> tuple[int, int, str, Any]:
-        while True:
+    def _dead(self) -> list[tuple[int, int | None]]:
+        return [
+            (r, p.exitcode) for r, p in enumerate(self._procs) if p._popen is not None and not p.is_alive()
+        ]
+
+    def _collect(
+        self, seq: int, timeout: float, method: str, what: str, *, grace: bool
+    ) -> dict[int, tuple[str, Any]]:
+        """Answers ``{rank: (status, payload)}`` until all ranks answered, one died, ``timeout`` passed,
+        or (with ``grace``) one second after the first rank that did not answer ``ok``/``ready``."""
+        out: dict[int, tuple[str, Any]] = {}
+        deadline = time.monotonic() + timeout
+        while len(out) < self.world_size and not self._dead():
+            now = time.monotonic()
+            if now >= deadline:
+                break
             try:
-                return self._results.get(timeout=0.1)
+                rank, got_seq, status, payload = self._results.get(timeout=min(0.05, deadline - now))
             except queue.Empty:
-                pass
-            dead = [(r, p.exitcode) for r, p in enumerate(self._procs) if not p.is_alive()]
-            if dead:
-                raise HarnessError(
-                    "crash",
-                    f"rank(s) {[r for r, _ in dead]} died (exit codes {[c for _, c in dead]}) while {what}",
-                )
-            if time.monotonic() > deadline:
-                raise HarnessError(
-                    "timeout", f"no answer within {self.timeout:.0f} s while {what} (a hung rank)"
-                )
+                continue
+            if got_seq != seq:
+                continue
+            out[rank] = (status, payload)
+            if grace and status not in ("ok", "ready"):
+                deadline = min(deadline, time.monotonic() + min(1.0, self.timeout))
+        return out
+
+    def _raise_dead(self, method: str, what: str) -> None:
+        dead = self._dead()
+        if dead:
+            time.sleep(0.1)  # a rank dying takes its peers' connections with it: name the first to go
+            r, code = min(self._dead())
+            raise AdapterFault(
+                "crash", f"rank {r} died ({exit_description(code)}) {what}", call=method, rank=r
+            )
+
+    def _raise_missing(self, out: dict[int, tuple[str, Any]], method: str, what: str) -> None:
+        missing = [r for r in range(self.world_size) if r not in out]
+        if not missing:
+            return
+        stacks = {r: thread_stack(read_dump(self._procs[r], self._dumps[r]) or "") for r in missing}
+        hung = [r for r in missing if not _innermost_in_distributed(stacks[r])] or missing
+        r = hung[0]
+        raise AdapterFault(
+            "timeout",
+            f"rank {r} did not answer within {self.timeout:g} s {what}",
+            call=method,
+            rank=r,
+            frame=stacks[r],
+        )
 
     def run(self, method: str, cases: list[Any], *, allow_errors: bool = False) -> list[Any]:
         """Run ``adapter.<method>(cases[r])`` on every rank r; results in rank order.
 
-        With ``allow_errors`` a rank's exception comes back as a :class:`RankError`; otherwise it
-        raises :class:`HarnessError`. Crashes and hangs always raise.
+        With ``allow_errors`` a rank's exception comes back as a :class:`RankError` (DP-5 expects
+        them); otherwise it is raised as an :class:`AdapterFault`. Crashes, hangs and output faults
+        always raise (see the class docstring); the pool is then replaced on the next call.
         """
-        if self._broken is not None:
-            raise HarnessError("crash", f"the worker pool is broken after earlier failures ({self._broken})")
         if not self._procs:
-            try:
-                self.start()
-            except HarnessError as exc:
-                self._broken = str(exc)  # a pool that cannot start will not start on the next example
-                raise
+            self.start(method)
         self._seq += 1
         seq = self._seq
         for r, case in enumerate(cases):
             self._tasks[r].put((seq, method, case))
-        out: dict[int, Any] = {}
-        deadline = time.monotonic() + self.timeout
+        what = f"in {method}(case)"
+        out = self._collect(seq, self.timeout, method, what, grace=not allow_errors)
+        errors = sorted((r, p) for r, (s, p) in out.items() if s == "error")
+        faults = sorted((r, p) for r, (s, p) in out.items() if s == "fault")
         try:
-            while len(out) < len(cases):
-                rank, got_seq, _status, payload = self._get(deadline, f"running {method}")
-                if got_seq != seq:
-                    continue
-                out[rank] = payload
-        except HarnessError as exc:
+            self._raise_dead(method, what)
+            roots = [e for _, e in errors if not _collateral(e)]
+            if roots and not allow_errors:
+                raise _error_fault(roots[0], method, what)
+            if faults:
+                r, (kind, message, clause) = faults[0]
+                raise AdapterFault(kind, message, clause=clause, call=method, rank=r)
+            self._raise_missing(out, method, what)
+            if errors and not allow_errors:
+                raise _error_fault(errors[0][1], method, what)
+        except AdapterFault:
             self.close(graceful=False)
             self.restarts += 1
-            if exc.kind == "timeout" or self.restarts > self.max_restarts:
-                self._broken = str(exc)  # a hung adapter hangs again: do not wait for it once more
             raise
-        errors = [v for v in out.values() if isinstance(v, RankError)]
         if errors and len(errors) < len(cases):
             # Some ranks raised, the others finished: the group may be out of step; start afresh.
             self.close()
-        if errors and not allow_errors:
-            e = errors[0]
-            raise HarnessError("error", f"rank {e.rank} raised {e.type_name}: {e.message}\n{e.traceback}")
-        return [out[r] for r in range(len(cases))]
+        return [out[r][1] for r in range(len(cases))]
 
 
 def in_torchrun() -> bool:
@@ -360,7 +446,8 @@ class TorchrunHarness:
             backend = "nccl"
         if not dist.is_initialized():
             dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
-        self.adapter = load_adapter(spec).adapter
+        self.loaded = load_adapter(spec)
+        self.adapter = self.loaded.adapter
 
     def run(self, method: str, cases: list[Any], *, allow_errors: bool = False) -> list[Any]:
         import torch.distributed as dist
@@ -368,14 +455,18 @@ class TorchrunHarness:
         case = cases[self.rank]
         if hasattr(case, "device"):
             case = dataclasses.replace(case, device=self.device)
-        _status, payload = _call(self.adapter, method, case, self.rank)
+        status, payload = _call(self.adapter, self.loaded.capabilities.dtype, method, case, self.rank)
         gathered: list[Any] = [None] * self.world_size
-        dist.all_gather_object(gathered, payload)
-        errors = [v for v in gathered if isinstance(v, RankError)]
+        dist.all_gather_object(gathered, (status, payload))
+        what = f"in {method}(case)"
+        for r, (s, p) in enumerate(gathered):
+            if s == "fault":
+                kind, message, clause = p
+                raise AdapterFault(kind, message, clause=clause, call=method, rank=r)
+        errors = [p for s, p in gathered if s == "error"]
         if errors and not allow_errors:
-            e = errors[0]
-            raise HarnessError("error", f"rank {e.rank} raised {e.type_name}: {e.message}\n{e.traceback}")
-        return gathered
+            raise _error_fault(errors[0], method, what)
+        return [p for _, p in gathered]
 
     def close(self) -> None:
         import torch.distributed as dist

@@ -17,7 +17,8 @@ import numpy as np
 
 from infonce_spec.reference import Config
 
-from ..compare import check_close, check_shape
+from ..compare import AdapterFault, check_close
+from ..isolation import IsolatedAdapter, Returned, check_result_dtypes, isolated
 from ..protocol import Capabilities, EmbeddingCase, LoadedAdapter
 from ..tolerances import OUTPUT_ROUNDING, UNIT_ROUNDOFF, Bounds
 
@@ -134,10 +135,16 @@ class Context:
     worst_ratio: float = 0.0
     comparisons: int = 0
     notes: list[str] = field(default_factory=list)
+    _isolated: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def adapter(self) -> Any:
-        return self.loaded.adapter
+        """The adapter as the properties call it: behind its worker process, every call under the time
+        limit (:func:`~infonce_spec.conformance.isolation.isolated`); in process when it cannot be
+        re-imported by name."""
+        if self._isolated is None:
+            self._isolated = isolated(self.loaded)
+        return self._isolated
 
     @property
     def caps(self) -> Capabilities:
@@ -184,6 +191,8 @@ class Context:
     def embeddings(self, queries: np.ndarray, docs: np.ndarray, config: Config) -> Outputs:
         """Run the adapter at level 1 and read its result back as float64."""
         out = self.adapter.embeddings(EmbeddingCase(queries.copy(), docs.copy(), config))
+        if not isinstance(self.adapter, IsolatedAdapter):  # the worker checks the dtypes where it runs
+            check_result_dtypes(out, self.dtype, "embeddings")
         return to_outputs(out, queries.shape, docs.shape, self.caps.grad_scale)
 
     def compare(
@@ -222,19 +231,64 @@ class Context:
                 )
 
 
-def to_outputs(out: Any, q_shape: tuple[int, ...], d_shape: tuple[int, ...], want_scale: bool) -> Outputs:
-    """Validate an adapter's :class:`LossGrads` against the input shapes."""
+def _output(value: Any, shape: tuple[int, ...], quantity: str, clause: str, call: str) -> np.ndarray:
+    """One field of an adapter's result as a float64 array of ``shape``, or an ``output`` fault naming
+    the output-contract clause (a gradient has the layout of its input: LAYOUT-1/LAYOUT-2; the loss
+    is a scalar: LOSS-1; dL/dscale a scalar: SCALE-2)."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise AdapterFault(
+            "output",
+            f"{call}() returned {quantity} = {type(value).__name__}, which is not a float array ({exc}) "
+            f"[{clause}]",
+            clause=clause,
+            call=call,
+        ) from None
+    if arr.shape != tuple(shape):
+        raise AdapterFault(
+            "output",
+            f"{call}() returned {quantity} of shape {arr.shape}; the output contract is shape "
+            f"{tuple(shape)} [{clause}]",
+            clause=clause,
+            call=call,
+        )
+    return arr
+
+
+def to_outputs(
+    out: Any,
+    q_shape: tuple[int, ...],
+    d_shape: tuple[int, ...],
+    want_scale: bool,
+    *,
+    call: str = "embeddings",
+) -> Outputs:
+    """Validate an adapter's :class:`LossGrads` against the input shapes.
+
+    What is not a result is an ``output`` :class:`~infonce_spec.conformance.compare.AdapterFault`
+    (one verdict, never shrunk): a missing field, a value that is not a float array, a wrong shape
+    (filed under the output-contract clause: LOSS-1, LAYOUT-1, LAYOUT-2, SCALE-2). The dtype is
+    checked where the result is produced (:func:`~infonce_spec.conformance.isolation.check_result_dtypes`).
+    """
     for attr in ("loss", "grad_queries", "grad_docs"):
         if not hasattr(out, attr):
-            raise TypeError(
-                f"the adapter returned {type(out).__name__}, which has no {attr!r} (expected LossGrads)"
+            name = out.type_name if isinstance(out, Returned) else type(out).__name__
+            raise AdapterFault(
+                "output",
+                f"{call}() returned {name}, which has no {attr!r} (expected LossGrads)",
+                call=call,
             )
-    loss = check_shape(out.loss, (), "loss", "LOSS-1")
-    gq = check_shape(out.grad_queries, tuple(q_shape), "grad_queries", "LAYOUT-1")
-    gd = check_shape(out.grad_docs, tuple(d_shape), "grad_docs", "LAYOUT-2")
+    loss = _output(out.loss, (), "loss", "LOSS-1", call)
+    gq = _output(out.grad_queries, tuple(q_shape), "grad_queries", "LAYOUT-1", call)
+    gd = _output(out.grad_docs, tuple(d_shape), "grad_docs", "LAYOUT-2", call)
     gs = getattr(out, "grad_scale", None)
     if want_scale and gs is None:
-        raise TypeError("the adapter claims grad_scale but returned grad_scale=None")
-    return Outputs(
-        float(loss), gq, gd, None if gs is None else float(check_shape(gs, (), "grad_scale", "SCALE-2"))
-    )
+        raise AdapterFault(
+            "output",
+            f"{call}() returned grad_scale=None, but the adapter claims grad_scale [SCALE-2]",
+            clause="SCALE-2",
+            call=call,
+        )
+    scale = None if gs is None else float(_output(gs, (), "grad_scale", "SCALE-2", call))
+    return Outputs(float(loss), gq, gd, scale)

@@ -1,0 +1,536 @@
+"""Adapter calls where they can be stopped: a time limit on every call, a fault as one verdict.
+
+The implementation under test is untrusted: it may hang, die, run out of memory or answer with
+something that is not a result. The single-process calls (``embeddings``, ``encoder``,
+``dropout_encoder`` and the CACHE-5 peak-memory meter) therefore run in one persistent worker
+process per adapter (:class:`CallWorker`, forked from the same ``forkserver`` as the data-parallel
+workers of :mod:`.distributed`, importing the adapter by its ``package.module:attribute`` name).
+Every call has a time limit (``--timeout``, :func:`set_call_timeout`); what goes wrong is raised in
+the runner as one :class:`~.compare.AdapterFault`:
+
+* ``timeout`` -- "adapter did not answer within T s in embeddings(case)", with the stack of the hung
+  frame (``faulthandler`` in the worker, on ``SIGUSR1``); the worker is killed and replaced;
+* ``crash`` -- the worker died (exit code or signal named); it is replaced;
+* ``memory`` -- the adapter raised ``MemoryError``;
+* ``output`` -- a result in a lower precision than the claimed ``Capabilities.dtype``, or one that
+  cannot be sent back (:func:`check_result_dtypes`, applied where the result is produced);
+* ``load`` -- the adapter cannot be loaded in the worker (a constructor that raises there).
+
+Any other exception of the adapter is re-raised as itself (``ValueError``/``TypeError`` are what
+VAL-1 expects), with the worker's traceback attached as its ``__cause__``.
+
+An adapter that cannot be re-imported by its name (a :class:`~.protocol.LoadedAdapter` built around
+an object) runs in process, without a time limit; so does every adapter when the environment sets
+``INFONCE_CONFORMANCE_ISOLATION=0`` (for debuggers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import multiprocessing
+import os
+import re
+import signal
+import sys
+import tempfile
+import time
+import traceback
+import weakref
+from pathlib import Path
+from typing import Any
+
+from .compare import AdapterFault
+
+__all__ = [
+    "CALLS",
+    "CallWorker",
+    "IsolatedAdapter",
+    "Returned",
+    "adapter_frame",
+    "call_timeout",
+    "check_result_dtypes",
+    "close_workers",
+    "exit_description",
+    "isolated",
+    "portable",
+    "set_call_timeout",
+]
+
+#: The adapter methods that compute (everything else is read from the object in process).
+CALLS: tuple[str, ...] = ("embeddings", "encoder", "dropout_encoder", "rank_embeddings", "rank_encoder")
+
+#: Unit roundoff of the floating dtypes an adapter may return (lower precision = larger).
+_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
+
+_timeout = 60.0
+
+
+def set_call_timeout(seconds: float) -> None:
+    """The time limit of every adapter call (``--timeout``), in seconds."""
+    global _timeout
+    if not seconds > 0:
+        raise ValueError(f"the call timeout must be > 0 seconds, got {seconds!r}")
+    _timeout = float(seconds)
+
+
+def call_timeout() -> float:
+    """The current time limit of an adapter call, in seconds."""
+    return _timeout
+
+
+# -- results -----------------------------------------------------------------------------------------------
+class Returned:
+    """An adapter's result as it came back from a worker: its type's name, its fields (arrays as NumPy,
+    in their own dtype; bfloat16 widened to float32) and the dtype each field was returned in."""
+
+    __slots__ = ("dtypes", "fields", "type_name")
+
+    def __init__(self, type_name: str, fields: dict[str, Any], dtypes: dict[str, str]) -> None:
+        self.type_name = type_name
+        self.fields = fields
+        self.dtypes = dtypes
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return self.fields[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __reduce__(self) -> Any:
+        return (Returned, (self.type_name, self.fields, self.dtypes))
+
+    def __repr__(self) -> str:
+        return f"{self.type_name}({', '.join(self.fields)})"
+
+
+def _dtype_name(value: Any) -> str | None:
+    dt = getattr(value, "dtype", None)
+    if dt is None and isinstance(value, (list, tuple)) and value:
+        dt = getattr(value[0], "dtype", None)
+    return None if dt is None else str(dt).removeprefix("torch.")
+
+
+def _plain(value: Any) -> Any:
+    """A torch tensor as a NumPy array in its own dtype (bfloat16, which NumPy lacks, as float32)."""
+    if hasattr(value, "detach") and hasattr(value, "dtype"):
+        t = value.detach().to("cpu")
+        if str(t.dtype) == "torch.bfloat16":
+            t = t.float()
+        return t.numpy()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value) if isinstance(value, list) else tuple(map(_plain, value))
+    return value
+
+
+def portable(out: Any) -> Any:
+    """``out`` made device-free and picklable, keeping the dtypes: a dataclass becomes :class:`Returned`."""
+    if dataclasses.is_dataclass(out) and not isinstance(out, type):
+        fields, dtypes = {}, {}
+        for f in dataclasses.fields(out):
+            value = getattr(out, f.name)
+            name = _dtype_name(value)
+            if name is not None:
+                dtypes[f.name] = name
+            fields[f.name] = _plain(value)
+        return Returned(type(out).__name__, fields, dtypes)
+    return _plain(out)
+
+
+def result_dtypes(out: Any) -> dict[str, str]:
+    """The dtype of each array field of an adapter result (as returned, before any conversion)."""
+    if isinstance(out, Returned):
+        return dict(out.dtypes)
+    if dataclasses.is_dataclass(out) and not isinstance(out, type):
+        named = {f.name: _dtype_name(getattr(out, f.name)) for f in dataclasses.fields(out)}
+        return {k: v for k, v in named.items() if v is not None}
+    return {}
+
+
+def check_result_dtypes(out: Any, claimed: str, call: str, rank: int | None = None) -> None:
+    """Raise an ``output`` :class:`AdapterFault` when a field of ``out`` is in a lower precision than
+    the claimed ``Capabilities.dtype`` (or not of a real floating type).
+
+    The spec leaves the working precision free (§8.2); what an adapter claims is the suite's adapter
+    protocol: ``Capabilities.dtype`` is the precision of the returned results, and the tolerance
+    model is chosen from it. A float16 gradient from an adapter that claims float64 breaks that
+    claim, not a clause of the spec (``clause=None``); a higher precision than claimed is fine.
+    """
+    where = f"rank {rank}: " if rank is not None else ""
+    for name, dtype in result_dtypes(out).items():
+        if dtype not in _ROUNDOFF:
+            if dtype.startswith(("int", "uint", "bool", "complex")):
+                raise AdapterFault(
+                    "output",
+                    f"{where}{call}() returned {name} of dtype {dtype}, not of a real floating type "
+                    f"(the adapter claims dtype {claimed})",
+                    call=call,
+                    rank=rank,
+                )
+            continue  # an extended type (e.g. float128): at least as precise as float64
+        if _ROUNDOFF[dtype] > _ROUNDOFF[claimed]:
+            raise AdapterFault(
+                "output",
+                f"{where}{call}() returned {name} as {dtype}, but the adapter claims dtype {claimed} "
+                f"(Capabilities.dtype is the precision of the returned results; the tolerance model of "
+                f"{claimed} cannot judge a {dtype} result)",
+                call=call,
+                rank=rank,
+            )
+
+
+# -- faults ------------------------------------------------------------------------------------------------
+class _RemoteTraceback(Exception):
+    """The worker's traceback of an adapter exception (the ``__cause__`` of the re-raised one)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        super().__init__(text)
+
+    def __str__(self) -> str:
+        return f"\n(in the adapter's worker process)\n{self.text}"
+
+
+def _last_frame(tb_text: str) -> str | None:
+    """The innermost ``File ..., line ...`` entry of a formatted traceback, with its source line."""
+    lines = tb_text.rstrip().splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].lstrip().startswith('File "'):
+            tail = [lines[i].strip()]
+            if i + 1 < len(lines) and not lines[i + 1].lstrip().startswith(("File ", "Traceback")):
+                tail.append(lines[i + 1].strip())
+            return "\n".join(tail)
+    return None
+
+
+def adapter_frame(exc: BaseException) -> str | None:
+    """The last frame of the adapter's traceback for ``exc`` (from the worker when it ran there)."""
+    if isinstance(exc, AdapterFault) and exc.frame:
+        return exc.frame
+    cause = exc.__cause__
+    if isinstance(cause, _RemoteTraceback):
+        return _last_frame(cause.text)
+    if exc.__traceback__ is not None:
+        return _last_frame("".join(traceback.format_tb(exc.__traceback__)))
+    return None
+
+
+def exit_description(exitcode: int | None) -> str:
+    """``exit code 3`` / ``killed by signal SIGKILL`` (a process's end, as the OS reported it)."""
+    if exitcode is None:
+        return "still running"
+    if exitcode < 0:
+        try:
+            return f"killed by signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+def thread_stack(dump: str) -> str | None:
+    """The main thread's stack from a ``faulthandler`` dump, thread addresses removed (stable text)."""
+    blocks = re.split(r"\n(?=(?:Current thread|Thread) 0x)", dump.strip())
+    main = [b for b in blocks if " in _serve" in b or " in _worker_main" in b]
+    text = (main or blocks)[-1] if blocks and blocks[0] else ""
+    text = re.sub(r"0x[0-9a-fA-F]+", "0x…", text).strip()
+    return text or None
+
+
+# -- the worker --------------------------------------------------------------------------------------------
+def prepare_worker(dump_path: str) -> None:
+    """In a worker: ignore SIGINT (the runner stops its workers) and dump every thread's stack to
+    ``dump_path`` on ``SIGUSR1`` (the stack of a hung call)."""
+    import faulthandler
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker inherits the runner's handler
+    dump = open(dump_path, "w")
+    faulthandler.register(signal.SIGUSR1, file=dump, all_threads=True)
+
+
+def run_call(adapter: Any, claimed: str, method: str, case: Any, rank: int | None = None) -> tuple[Any, ...]:
+    """One call in a worker, as a reply: ``("ok", result)``, ``("fault", kind, message, clause)`` or
+    ``("raised", exception or None, type name, message, traceback, is ValueError/TypeError)``."""
+    try:
+        if method == "peak_bytes":
+            from .properties.memory import peak_bytes
+
+            return ("ok", peak_bytes(adapter, case))
+        out = portable(getattr(adapter, method)(case))
+        check_result_dtypes(out, claimed, method, rank)
+        return ("ok", out)
+    except AdapterFault as fault:
+        return ("fault", fault.kind, fault.detail, fault.clause)
+    except Exception as exc:
+        tb = traceback.format_exc()
+        try:
+            import pickle
+
+            pickle.loads(pickle.dumps(exc))
+            sendable: BaseException | None = exc
+        except Exception:  # sent as its nearest built-in base class, with the same message
+            base = next(c for c in type(exc).__mro__ if c.__module__ == "builtins")
+            try:
+                sendable = base(str(exc))
+            except Exception:
+                sendable = None
+        return (
+            "raised",
+            sendable,
+            type(exc).__name__,
+            str(exc),
+            tb,
+            isinstance(exc, (ValueError, TypeError)),
+        )
+
+
+def _serve(adapter: Any, conn: Any, dump_path: str) -> None:
+    """The single-process worker: load the adapter (``adapter`` is its name, or the object itself in
+    a forked worker), then answer ``(method, case)`` until ``None``."""
+    prepare_worker(dump_path)
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # a forked child must not use the parent's OpenMP pool
+    except ImportError:
+        pass
+    try:
+        from .protocol import LoadedAdapter, load_adapter
+
+        loaded = load_adapter(adapter) if isinstance(adapter, str) else adapter
+        if not isinstance(loaded, LoadedAdapter):
+            raise TypeError(f"not an adapter: {loaded!r}")
+    except BaseException:
+        conn.send(("load", traceback.format_exc()))
+        return
+    conn.send(("ready", None))
+    claimed = loaded.capabilities.dtype
+    while True:
+        try:
+            item = conn.recv()
+        except (EOFError, OSError):
+            return
+        if item is None:
+            return
+        method, case = item
+        reply = run_call(loaded.adapter, claimed, method, case)
+        try:
+            conn.send(reply)
+        except Exception as exc:  # the result does not pickle
+            conn.send(
+                (
+                    "fault",
+                    "output",
+                    f"{method}() returned a {type(reply[1]).__name__} that cannot be sent back from the "
+                    f"worker process ({type(exc).__name__}: {exc})",
+                    None,
+                )
+            )
+
+
+def read_dump(proc: Any, path: str, wait: float = 1.0) -> str | None:
+    """Ask a live worker for its stacks (``SIGUSR1``) and read them back (``None`` if none came)."""
+    if proc.pid is None or not proc.is_alive():
+        return None
+    with contextlib.suppress(OSError):
+        Path(path).write_text("")
+    try:
+        os.kill(proc.pid, signal.SIGUSR1)
+    except OSError:
+        return None
+    deadline = time.monotonic() + wait
+    text, last = "", -1
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        with contextlib.suppress(OSError):
+            text = Path(path).read_text()
+        if text and len(text) == last:
+            break
+        last = len(text)
+    return text or None
+
+
+class CallWorker:
+    """One persistent worker process running one adapter's single-process calls, each under a time
+    limit; replaced after a timeout or a crash (the next call starts a fresh one)."""
+
+    def __init__(self, loaded: Any) -> None:
+        self.loaded = loaded
+        self._proc: Any = None
+        self._conn: Any = None
+        self._dir = tempfile.mkdtemp(prefix="infonce-conformance-")
+        self._dump = os.path.join(self._dir, "stack.txt")
+        _LIVE.add(self)
+
+    def _start(self, method: str) -> None:
+        from . import distributed
+
+        os.makedirs(self._dir, exist_ok=True)
+        if _FORK:  # the parent's adapter object, copied: a few milliseconds, nothing re-imported
+            ctx, target = multiprocessing.get_context("fork"), self.loaded
+        else:
+            ctx, target = distributed.mp_context(self.loaded.spec), self.loaded.spec
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(
+            target=_serve, args=(target, child, self._dump), daemon=True, name="infonce-conformance-call"
+        )
+        with distributed.no_main_reimport():
+            proc.start()
+        child.close()
+        self._proc, self._conn = proc, parent
+        try:
+            status, payload = self._receive(method, max(_timeout, 60.0), starting=True)
+        except AdapterFault:
+            self.close()
+            raise
+        if status == "load":
+            self.close()
+            raise AdapterFault(
+                "load",
+                f"the adapter could not be loaded in a worker process: {payload.strip().splitlines()[-1]}",
+                call=method,
+                frame=_last_frame(payload),
+            )
+
+    def _receive(self, method: str, timeout: float, *, starting: bool = False) -> tuple[Any, ...]:
+        what = "while loading the adapter" if starting else f"in {method}(case)"
+        if not self._conn.poll(timeout):
+            stack = thread_stack(read_dump(self._proc, self._dump) or "")
+            self.close()
+            raise AdapterFault(
+                "timeout", f"adapter did not answer within {timeout:g} s {what}", call=method, frame=stack
+            )
+        try:
+            return self._conn.recv()
+        except (EOFError, OSError):
+            self._proc.join(timeout=5.0)
+            how = exit_description(self._proc.exitcode)
+            self.close()
+            raise AdapterFault(
+                "crash", f"the adapter's worker process died ({how}) {what}", call=method
+            ) from None
+
+    def call(self, method: str, case: Any) -> Any:
+        """``adapter.<method>(case)`` in the worker, within :func:`call_timeout` seconds."""
+        if self._proc is None:
+            self._start(method)
+        self._conn.send((method, case))
+        reply = self._receive(method, _timeout)
+        status = reply[0]
+        if status == "ok":
+            return reply[1]
+        if status == "fault":
+            _, kind, message, clause = reply
+            raise AdapterFault(kind, message, clause=clause, call=method)
+        _, exc, type_name, message, tb, _ = reply
+        if type_name == "MemoryError":
+            raise AdapterFault(
+                "memory", f"{method}() raised MemoryError: {message}", call=method, frame=_last_frame(tb)
+            )
+        if exc is None:
+            raise AdapterFault(
+                "exception", f"{method}() raised {type_name}: {message}", call=method, frame=_last_frame(tb)
+            )
+        raise exc from _RemoteTraceback(tb)
+
+    def close(self) -> None:
+        """Stop the worker (ask, then terminate, then kill; always join)."""
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.send(None)
+        if proc is not None and proc._popen is not None:
+            proc.join(timeout=1.0)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=2.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=2.0)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def discard(self) -> None:
+        """:meth:`close` and remove the worker's temporary folder."""
+        self.close()
+        with contextlib.suppress(OSError):
+            for p in Path(self._dir).iterdir():
+                p.unlink()
+            os.rmdir(self._dir)
+        _LIVE.discard(self)
+
+
+_LIVE: weakref.WeakSet[CallWorker] = weakref.WeakSet()
+_WORKERS: dict[int, CallWorker] = {}
+#: Workers are forked from the runner where fork is safe for torch on CPU (Linux, one thread in the
+#: child); elsewhere they come from the forkserver and import the adapter by name.
+_FORK = sys.platform.startswith("linux")
+
+
+class IsolatedAdapter:
+    """The adapter as the properties see it: :data:`CALLS` go to its :class:`CallWorker`, everything
+    else (``capabilities``, ...) is read from the object loaded in process."""
+
+    def __init__(self, adapter: Any, worker: CallWorker) -> None:
+        self._adapter = adapter
+        self._worker = worker
+
+    def __getattr__(self, name: str) -> Any:
+        if name in CALLS:
+            worker = self._worker
+
+            def call(case: Any) -> Any:
+                return worker.call(name, case)
+
+            return call
+        return getattr(self._adapter, name)
+
+    def peak_bytes(self, case: Any) -> tuple[int, int]:
+        """CACHE-5's meter around ``encoder(case)``, measured in the worker (where the adapter runs)."""
+        return self._worker.call("peak_bytes", case)
+
+
+def _reimportable(spec: str, adapter: Any) -> bool:
+    """True when importing ``spec`` in a worker gives this adapter (the same object, or a fresh
+    instance of exactly its class)."""
+    module_name, sep, attr = spec.rpartition(":")
+    if not sep or not module_name:
+        return False
+    try:
+        if module_name.endswith(".py"):
+            from .protocol import _import_file
+
+            module: Any = _import_file(Path(module_name).resolve())
+        else:
+            module = sys.modules.get(module_name) or importlib.import_module(module_name)
+        obj: Any = module
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except Exception:
+        return False
+    return obj is adapter or (isinstance(obj, type) and type(adapter) is obj)
+
+
+def isolated(loaded: Any) -> Any:
+    """The adapter of ``loaded`` behind its worker (:class:`IsolatedAdapter`), or the object itself when
+    it cannot be re-imported by name or isolation is switched off."""
+    if os.environ.get("INFONCE_CONFORMANCE_ISOLATION", "1") == "0":
+        return loaded.adapter
+    if not _FORK and not _reimportable(loaded.spec, loaded.adapter):
+        return loaded.adapter
+    worker = _WORKERS.get(id(loaded))
+    if worker is None or worker.loaded is not loaded:
+        worker = _WORKERS[id(loaded)] = CallWorker(loaded)
+    return IsolatedAdapter(loaded.adapter, worker)
+
+
+def close_workers() -> None:
+    """Stop every single-process worker (the end of a run, or an interrupt)."""
+    _WORKERS.clear()
+    for worker in list(_LIVE):
+        worker.discard()
