@@ -4,14 +4,14 @@ Each selected direction gives every query g one row of logits ``z = scale · s(a
 (SCALE-1, HARD-2) over its candidates ``b_c``; all N rows of a direction are one (N, width) matrix.
 The parts of each direction are declared in :data:`infonce_spec.vocabulary.DIRECTION_SPECS`:
 
-=============== ============== ============================= ====================== ==========
-direction       row vector     candidates                    excluded               hardness
-=============== ============== ============================= ====================== ==========
-query_to_doc    ``q_g``        ``d[k, j]``, all k, j          none                   §5
-query_to_query  ``q_g``        ``q_j``                        ``j = g``              never
-doc_to_query    ``d[0, g]``    ``q_j``                        none (``j = g`` kept)  never
-doc_to_doc      ``d[0, g]``    ``d[k, j]``, all k, j          ``j = g``, every k     never
-=============== ============== ============================= ====================== ==========
+=============== ============== ====================== ====================== ==========
+direction       row vector     candidates             excluded               hardness
+=============== ============== ====================== ====================== ==========
+query_to_doc    ``q_g``        ``d[k, j]``, all k, j  none                   §5
+query_to_query  ``q_g``        ``q_j``                ``j = g``              never
+doc_to_query    ``d[0, g]``    ``q_j``                none (``j = g`` kept)  never
+doc_to_doc      ``d[0, g]``    ``d[k, j]``, all k, j  ``j = g``, every k     never
+=============== ============== ====================== ====================== ==========
 
 Candidates over documents are in the order of LAYOUT-3, ``c = k·N + j``. Hard negatives are never
 row vectors (ROW-1). An excluded entry holds the logit ``-inf`` (allowed by §4; GRAD-2 makes its
