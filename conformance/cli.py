@@ -223,24 +223,20 @@ class RunOutcome:
         return ExitCode.OK if all(r.ok for r in self.reports) else ExitCode.NOT_CONFORMANT
 
 
-def _failing_clauses(rep: Any) -> list[str]:
-    """The clauses whose verdict is FAIL in one adapter's report."""
-    return [clause for clause, _, verdict, _ in rep.clause_verdicts() if verdict == "FAIL"]
+def _root_causes(rep: Any) -> list[str]:
+    """The root causes of one adapter's report (clause, or "adapter fault")."""
+    return [cause.clause or "adapter fault" for cause in rep.diagnosis.roots]
 
 
 def summary_line(outcome: RunOutcome) -> str:
-    """One line over every adapter of the run: adapters passed / failed, properties, failing clauses.
-
-    Hook for the diagnosis work: when reports carry root causes, count them here ("N root causes")
-    instead of (or before) the failing clauses.
-    """
+    """One line over every adapter of the run: adapters passed / failed, properties, root causes."""
     reports = outcome.reports
     statuses = [r.status for rep in reports for r in rep.results]
     passed, unclaimed = statuses.count("pass"), statuses.count("not claimed")
     failed = len(statuses) - passed - unclaimed
     ok = [rep for rep in reports if rep.ok]
     bad = [rep for rep in reports if not rep.ok]
-    clauses = sorted({c for rep in bad for c in _failing_clauses(rep)})
+    roots = [c for rep in bad for c in _root_causes(rep)]
     verdict = {
         ExitCode.OK: "PASS",
         ExitCode.NOT_CONFORMANT: "FAIL",
@@ -252,7 +248,10 @@ def summary_line(outcome: RunOutcome) -> str:
     if outcome.load_errors:
         parts.append(f"{len(outcome.load_errors)} could not be loaded")
     parts.append(f"properties: {passed} pass, {failed} FAIL, {unclaimed} not claimed")
-    parts.append(f"failing clauses: {', '.join(clauses)}" if clauses else "no failing clause")
+    named = ", ".join(sorted(set(roots)))
+    parts.append(
+        f"{len(roots)} root cause{'' if len(roots) == 1 else 's'} ({named})" if roots else "no root cause"
+    )
     if outcome.interrupted:
         parts.append("interrupted: partial results")
     return f"{verdict}: {'; '.join(parts)} ({outcome.seconds:.1f} s)"
@@ -443,8 +442,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The console script's entry point; returns an :class:`ExitCode` (argparse's own usage errors
     exit 2 directly)."""
     args = _parser().parse_args(argv)
+    from .interrupt import guarded_run  # SIGINT/SIGTERM -> KeyboardInterrupt; stops every worker
+
     try:
-        return int(_dispatch(args))
+        with guarded_run(getattr(args, "timeout", None)):
+            return int(_dispatch(args))
     except (UsageError, AdapterLoadError) as exc:
         print(f"infonce-conformance: error: {exc}", file=sys.stderr)
         return ExitCode.USAGE_ERROR

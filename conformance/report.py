@@ -1,9 +1,10 @@
 """Reports of a run: Markdown, JSON and the rich terminal view.
 
-Every report has the clause table (clause x verdict: pass / FAIL / not claimed / not checked), the
-property table (status, examples, seconds, worst error/tolerance ratio seen in passing comparisons)
-and, for each failure, the clause, the config, the shrunk example, the largest error against its
-bound, the reproducer file and the one-line replay command.
+Every report opens with the **root causes** (one line each: clause, what the spec says, the
+smallest case, the replay command), then the clause table (pass / FAIL for a root cause /
+"follows from X" for a consequence / not established / not claimed / not checked), the property
+table (verdict, examples, seconds, worst error/tolerance ratio of a passing property) and the
+failures: each root cause's evidence in full, its consequences folded under it in one line each.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import dataclasses
 import json
 from typing import Any
 
-from .runner import RunReport
+from .diagnosis import RootCause
+from .runner import PropertyResult, RunReport
 
-__all__ = ["print_report", "to_json", "to_markdown"]
+__all__ = ["dumps_json", "print_report", "to_json", "to_markdown"]
 
-_BADGE = {"pass": "pass", "FAIL": "**FAIL**", "ERROR": "**ERROR**", "not claimed": "not claimed"}
+_BADGE = {"pass": "pass", "FAIL": "**FAIL**", "adapter fault": "**adapter fault**", "ERROR": "**ERROR**"}
 
 
 def _caps_text(report: RunReport) -> str:
@@ -36,24 +38,64 @@ def _caps_text(report: RunReport) -> str:
     )
 
 
+def _ratio(r: PropertyResult) -> str:
+    return f"{r.worst_ratio:.2g}" if r.status == "pass" and r.examples else ""
+
+
+def _root_markdown(cause: RootCause) -> list[str]:
+    r = cause.smallest
+    f = r.failure
+    out = [f"#### {cause.title} -- root cause ({cause.kind})", "", cause.explanation, ""]
+    out += [
+        f"Found by `{r.label}`" + (f" (premise: {f.premise})" if f.premise else "") + ":",
+        "",
+        f.message,
+        "",
+    ]
+    if f.mismatch is not None:
+        m = f.mismatch
+        out.append(
+            f"- largest error: `{m.quantity}` at {m.index}: computed {m.computed:.6g}, expected "
+            f"{m.expected:.6g}, |diff| {m.difference:.3g} vs allowed {m.bound:.3g} "
+            f"({m.ratio:.3g} x); {m.n_bad}/{m.n_total} elements out"
+        )
+    if f.config is not None:
+        out.append(f"- config: `{f.config}`")
+    if f.reproducer:
+        out += [f"- reproducer: `{f.reproducer}`", f"- replay: `{f.replay}`"]
+    others = [x.label for x in cause.established_by if x is not r]
+    if others:
+        out.append(f"- also established by: {', '.join(others)}")
+    out += ["", "Smallest case:", "", "```", f.example, "```", ""]
+    if cause.consequences:
+        out += ["Consequences (they follow from this root cause; replay them after fixing it):", ""]
+        for c in cause.consequences:
+            cf = c.failure
+            line = f"- `{c.label}` filed under {cf.clause}: {cf.message.splitlines()[0]}"
+            out.append(line + (f" -- replay: `{cf.replay}`" if cf.replay else ""))
+        out.append("")
+    return out
+
+
 def to_markdown(reports: list[RunReport]) -> str:
     """One Markdown document for one or more adapters' runs."""
     out = ["# infonce-spec conformance report", ""]
     for rep in reports:
-        verdict = "PASS" if rep.ok else "FAIL"
+        diag = rep.diagnosis
         out += [
-            f"## `{rep.adapter}` ({rep.capabilities.name}): {verdict}",
+            f"## `{rep.adapter}` ({rep.capabilities.name}): {'PASS' if rep.ok else 'FAIL'}",
             "",
             f"- spec {rep.spec_version}; profile `{rep.profile}`; world sizes {list(rep.world_sizes) or '-'}; "
             f"{rep.seconds:.1f} s",
             f"- mode: {rep.mode}",
             f"- claims: {_caps_text(rep)}",
             "",
-            "### Clauses",
-            "",
-            "| clause | title | verdict | properties |",
-            "| --- | --- | --- | --- |",
         ]
+        if diag.roots:
+            out += ["### Root causes", ""]
+            out += [f"{i}. {c.line()}" for i, c in enumerate(diag.roots, 1)]
+            out.append("")
+        out += ["### Clauses", "", "| clause | title | verdict | properties |", "| --- | --- | --- | --- |"]
         for clause, title, v, names in rep.clause_verdicts():
             shown = "**FAIL**" if v == "FAIL" else v
             out.append(f"| {clause} | {title} | {shown} | {', '.join(names)} |")
@@ -61,34 +103,19 @@ def to_markdown(reports: list[RunReport]) -> str:
             "",
             "### Properties",
             "",
-            "| property | clauses | status | examples | seconds | worst err/tol |",
+            "| property | clauses | verdict | examples | seconds | worst err/tol |",
             "| --- | --- | --- | ---: | ---: | ---: |",
         ]
         for r in rep.results:
-            status = _BADGE.get(r.status, r.status) + (f" ({r.reason})" if r.reason else "")
-            ratio = f"{r.worst_ratio:.2g}" if r.status == "pass" and r.examples else ""
+            v = rep.verdict(r)
+            status = _BADGE.get(v, v) + (f" ({r.reason})" if r.reason else "")
             out.append(
-                f"| {r.label} | {', '.join(r.clauses)} | {status} | {r.examples} | {r.seconds:.2f} | {ratio} |"
+                f"| {r.label} | {', '.join(r.clauses)} | {status} | {r.examples} | {r.seconds:.2f} | {_ratio(r)} |"
             )
-        failures = [r for r in rep.results if r.failure is not None]
-        if failures:
+        if diag.roots:
             out += ["", "### Failures", ""]
-        for r in failures:
-            f = r.failure
-            assert f is not None
-            out += [f"#### {f.clause} -- {r.label}", "", f"{f.message}", ""]
-            if f.mismatch is not None:
-                m = f.mismatch
-                out.append(
-                    f"- largest error: `{m.quantity}` at {m.index}: computed {m.computed:.6g}, expected "
-                    f"{m.expected:.6g}, |diff| {m.difference:.3g} vs allowed {m.bound:.3g} "
-                    f"({m.ratio:.3g} x); {m.n_bad}/{m.n_total} elements out"
-                )
-            if f.config is not None:
-                out.append(f"- config: `{f.config}`")
-            if f.reproducer:
-                out += [f"- reproducer: `{f.reproducer}`", f"- replay: `{f.replay}`"]
-            out += ["", "Shrunk example:", "", "```", f.example, "```", ""]
+            for cause in diag.roots:
+                out += _root_markdown(cause)
         notes = [(r.label, n) for r in rep.results for n in r.notes]
         if notes:
             out += ["", "### Notes", ""] + [f"- {label}: {n}" for label, n in notes]
@@ -97,13 +124,14 @@ def to_markdown(reports: list[RunReport]) -> str:
 
 
 def to_json(reports: list[RunReport]) -> dict[str, Any]:
-    """A JSON-serialisable summary (clause verdicts, properties, failures)."""
+    """A JSON-serialisable summary (root causes, clause verdicts, properties, failures)."""
 
     def one(rep: RunReport) -> dict[str, Any]:
         caps = {
             k: (sorted(v) if isinstance(v, frozenset) else v)
             for k, v in dataclasses.asdict(rep.capabilities).items()
         }
+        diag = rep.diagnosis
         return {
             "adapter": rep.adapter,
             "ok": rep.ok,
@@ -113,6 +141,18 @@ def to_json(reports: list[RunReport]) -> dict[str, Any]:
             "mode": rep.mode,
             "seconds": rep.seconds,
             "capabilities": caps,
+            "root_causes": [
+                {
+                    "clause": c.clause,
+                    "kind": c.kind,
+                    "explanation": c.explanation,
+                    "established_by": [r.label for r in c.established_by],
+                    "smallest": c.smallest.label,
+                    "replay": c.smallest.failure.replay,
+                    "consequences": [r.label for r in c.consequences],
+                }
+                for c in diag.roots
+            ],
             "clauses": [
                 {"clause": c, "title": t, "verdict": v, "properties": p}
                 for c, t, v, p in rep.clause_verdicts()
@@ -123,10 +163,12 @@ def to_json(reports: list[RunReport]) -> dict[str, Any]:
                     "world_size": r.world_size,
                     "clauses": list(r.clauses),
                     "status": r.status,
+                    "verdict": rep.verdict(r),
+                    "follows_from": list(diag.follows.get(r.label, ())),
                     "reason": r.reason,
                     "examples": r.examples,
                     "seconds": r.seconds,
-                    "worst_ratio": r.worst_ratio,
+                    "worst_ratio": r.worst_ratio if r.status == "pass" else None,
                     "notes": r.notes,
                     "failure": None
                     if r.failure is None
@@ -139,55 +181,80 @@ def to_json(reports: list[RunReport]) -> dict[str, Any]:
             ],
         }
 
-    return {"ok": all(r.ok for r in reports), "reports": [one(r) for r in reports]}
+    return {
+        "ok": all(r.ok for r in reports),
+        "reports": [one(r) for r in reports],
+    }
 
 
 def dumps_json(reports: list[RunReport]) -> str:
     return json.dumps(to_json(reports), indent=2, default=str)
 
 
+_STYLE = {
+    "pass": "green",
+    "pass (partly not claimed)": "green",
+    "FAIL": "bold red",
+    "adapter fault": "bold red",
+    "ERROR": "bold red",
+    "not claimed": "yellow",
+    "not checked": "dim",
+    "not established": "magenta",
+}
+
+
+def _styled(verdict: str) -> str:
+    from rich.markup import escape
+
+    style = _STYLE.get(verdict, "dim" if verdict.startswith("follows from") else "")
+    return f"[{style}]{escape(verdict)}[/]" if style else escape(verdict)
+
+
 def print_report(rep: RunReport, console: Any = None, *, show_passing_clauses: bool = True) -> None:
-    """The rich terminal view of one adapter's run."""
+    """The rich terminal view of one adapter's run: root causes first, then the tables, then each
+    root cause's evidence with its consequences folded under it."""
     from rich.console import Console
     from rich.markup import escape
     from rich.panel import Panel
     from rich.table import Table
 
     console = console or Console()
-    style = {
-        "pass": "green",
-        "FAIL": "bold red",
-        "ERROR": "bold red",
-        "not claimed": "yellow",
-        "not checked": "dim",
-        "pass (partly not claimed)": "green",
-        "not established": "magenta",
-    }
+    diag = rep.diagnosis
+    if diag.roots:
+        console.print(f"[bold red]{len(diag.roots)} root cause(s)[/] in {escape(rep.adapter)}:")
+        for i, cause in enumerate(diag.roots, 1):
+            console.print(f"  {i}. {escape(cause.line())}", soft_wrap=True)
+        console.print()
     table = Table(title=f"{rep.adapter}: clauses", show_lines=False)
     for col in ("clause", "title", "verdict", "properties"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for clause, title, v, names in rep.clause_verdicts():
         if show_passing_clauses or v != "pass":
-            table.add_row(clause, escape(title), f"[{style.get(v, '')}]{v}[/]", escape(", ".join(names)))
+            table.add_row(clause, escape(title), _styled(v), escape(", ".join(names)))
     console.print(table)
     props = Table(title=f"{rep.adapter}: properties ({rep.profile}, {rep.seconds:.1f} s)")
-    for col in ("property", "status", "examples", "seconds", "worst err/tol"):
-        props.add_column(col, justify="right" if col in ("examples", "seconds", "worst err/tol") else "left")
-    for r in rep.results:
-        status = f"[{style.get(r.status, '')}]{r.status}[/]" + (
-            f" [dim]{escape(r.reason)}[/]" if r.reason else ""
+    for col in ("property", "verdict", "examples", "seconds", "worst err/tol"):
+        props.add_column(
+            col,
+            justify="right" if col in ("examples", "seconds", "worst err/tol") else "left",
+            overflow="fold",
         )
-        ratio = f"{r.worst_ratio:.2g}" if r.status == "pass" and r.examples else ""
-        props.add_row(escape(r.label), status, str(r.examples), f"{r.seconds:.2f}", ratio)
-    console.print(props)
     for r in rep.results:
-        if r.failure is None:
-            continue
+        status = _styled(rep.verdict(r)) + (f" [dim]{escape(r.reason)}[/]" if r.reason else "")
+        props.add_row(escape(r.label), status, str(r.examples), f"{r.seconds:.2f}", _ratio(r))
+    console.print(props)
+    for cause in diag.roots:
+        r = cause.smallest
         f = r.failure
-        body = f"{escape(f.message)}\n\n[bold]shrunk example[/]\n{escape(f.example)}"
+        body = f"{escape(cause.explanation)}\n\n[bold]found by[/] {escape(r.label)}\n{escape(f.message)}"
+        body += f"\n\n[bold]smallest case[/]\n{escape(f.example)}"
         if f.replay:
             body += f"\n\n[bold]replay[/]  {escape(f.replay)}"
-        console.print(Panel(body, title=f"[bold red]FAIL {f.clause}[/] {escape(r.label)}", expand=False))
+        if cause.consequences:
+            body += "\n\n[bold]follows from it[/] (replay after fixing the root cause)"
+            for c in cause.consequences:
+                body += f"\n  {escape(c.label)} (filed under {escape(str(c.failure.clause))})"
+        console.print(Panel(body, title=f"[bold red]ROOT {escape(cause.title)}[/]", expand=False))
     verdict = "[bold green]PASS[/]" if rep.ok else "[bold red]FAIL[/]"
     console.print(
         f"{verdict} {escape(rep.adapter)} ({escape(rep.capabilities.name)}, {rep.capabilities.dtype})"

@@ -25,7 +25,8 @@ import infonce_spec
 
 from .cases import config_to_dict, save_case
 from .clauses import CLAUSES
-from .compare import ConformanceFailure, Mismatch
+from .compare import AdapterFault, ConformanceFailure, Mismatch, PremiseFailure
+from .diagnosis import Diagnosis, diagnose
 from .distributed import GlooHarness, HarnessError, TorchrunHarness, in_torchrun, stop_forkserver
 from .properties.base import Context, Property, properties
 from .protocol import Capabilities, LoadedAdapter, load_adapter
@@ -73,15 +74,28 @@ PROFILES: dict[str, Profile] = {
 
 @dataclass
 class Failure:
-    """A failed property: the clause, the message, the shrunk case and its reproducer."""
+    """A failed property: the clause it blames, the message, the shrunk case and its reproducer.
 
-    clause: str
+    ``premise`` is set when the property's premise failed (a simpler variant of the case is wrong;
+    the clause is that variant's); ``also`` lists further clauses found on the same case, as
+    ``(clause, message)``; ``fault_*`` describe an adapter fault; ``case_size`` is the number of
+    array elements of the case (the diagnosis shows the smallest case of each root cause).
+    """
+
+    clause: str | None
     message: str
     example: str
     config: dict[str, Any] | None
     mismatch: Mismatch | None
     reproducer: str | None = None
     replay: str | None = None
+    premise: str | None = None
+    also: list[tuple[str, str]] = field(default_factory=list)
+    fault_kind: str | None = None
+    fault_call: str | None = None
+    frame: str | None = None
+    case_size: int = 0
+    shapes: str = ""
 
 
 @dataclass
@@ -92,7 +106,10 @@ class PropertyResult:
     clauses: tuple[str, ...]
     summary: str
     level: str
-    status: str  # "pass", "FAIL", "ERROR", "not claimed"
+    #: "pass"; "FAIL" (its own check failed, premise held); "premise" (a simpler variant of the case
+    #: failed: not a verdict on its own clauses); "fault" (the adapter misbehaved); "ERROR" (the
+    #: suite could not generate examples); "not claimed".
+    status: str
     reason: str = ""
     examples: int = 0
     seconds: float = 0.0
@@ -124,33 +141,58 @@ class RunReport:
         """True iff every claimed property passed (the exit status of ``run``)."""
         return all(r.status in ("pass", "not claimed") for r in self.results)
 
+    @property
+    def diagnosis(self) -> Diagnosis:
+        """Root causes and what follows from them (:mod:`.diagnosis`)."""
+        return diagnose(self.results)
+
+    def verdict(self, result: PropertyResult) -> str:
+        """A result's verdict after the diagnosis: its status, or "follows from X" for a failure that
+        is the consequence of another root cause."""
+        if result.failure is None:
+            return result.status
+        roots = self.diagnosis.follows.get(result.label, ())
+        if roots:
+            return f"follows from {', '.join(roots)}"
+        return "adapter fault" if result.status == "fault" else "FAIL"
+
     def clause_verdicts(self) -> list[tuple[str, str, str, list[str]]]:
         """``(clause, title, verdict, properties)`` per clause of the spec.
 
-        ``FAIL``: a property failed *on this clause* (or could not run). A property that failed on
-        another clause establishes nothing about this one: if nothing else covers it, the verdict
-        is ``not established``. ``not claimed``: every covering property needs something the
-        adapter does not claim. ``not checked``: no property of the suite covers the clause.
+        ``FAIL``: the clause is a root cause of the diagnosis (or the output contract an adapter
+        fault breaks). ``follows from X``: a failure was filed under the clause, but it is explained
+        by the root cause X. Otherwise, as without failures: ``pass`` when a covering property
+        passed, ``not established`` when every covering property failed on other clauses,
+        ``not claimed`` when every covering property needs something the adapter does not claim,
+        ``not checked`` when no property of the suite covers the clause.
         """
+        diag = self.diagnosis
+        roots = {c.clause: c for c in diag.roots if c.clause is not None}
+        filed: dict[str, list[PropertyResult]] = {}
+        for r in self.results:
+            if r.failure is not None and r.failure.clause is not None:
+                for c in [r.failure.clause, *(c for c, _ in r.failure.also)]:
+                    filed.setdefault(c, []).append(r)
         rows = []
         for clause, title in CLAUSES:
             covering = [r for r in self.results if clause in r.clauses]
-            bad = [r for r in covering if r.status in ("FAIL", "ERROR")]
-            failing = [r for r in bad if r.failure is None or r.failure.clause == clause]
-            elsewhere = [r for r in bad if r not in failing]
+            bad = [r for r in covering if r.status not in ("pass", "not claimed")]
             passing = [r for r in covering if r.status == "pass"]
             unclaimed = [r for r in covering if r.status == "not claimed"]
-            if not covering:
+            if clause in roots:
+                verdict = "FAIL"
+                names = [r.label for r in roots[clause].established_by]
+            elif clause in filed:
+                verdict = f"follows from {', '.join(diag.explained(clause)) or 'an adapter fault'}"
+                names = [r.label for r in filed[clause]]
+            elif not covering:
                 verdict, names = "not checked", []
-            elif failing:
-                verdict, names = "FAIL", [r.label for r in failing]
             elif passing:
                 verdict = "pass (partly not claimed)" if unclaimed else "pass"
                 names = [r.label for r in passing]
-                names += [f"{r.label} (failed on {r.failure.clause})" for r in elsewhere if r.failure]
-            elif elsewhere:
+            elif bad:
                 verdict = "not established"
-                names = [f"{r.label} (failed on {r.failure.clause})" for r in elsewhere if r.failure]
+                names = [f"{r.label} ({self.verdict(r)})" for r in bad]
             else:
                 verdict, names = "not claimed", [r.label for r in unclaimed]
             rows.append((clause, title, verdict, sorted(set(names))))
@@ -199,13 +241,42 @@ def _settings(profile: Profile, prop: Property, level_examples: int) -> settings
     )
 
 
-def _wrap(prop: Property, exc: BaseException) -> ConformanceFailure:
+#: Examples hypothesis may still try after the first failing one, while shrinking it: enough to
+#: shrink a numeric failure to a small case, bounded so that a broken adapter cannot make a property
+#: cost hundreds of calls. The smallest failure seen by then is reported.
+SHRINK_LIMIT = 60
+
+
+class _Stop(BaseException):
+    """Raised through hypothesis (which does not catch a BaseException, so does not shrink it): an
+    adapter fault, or the end of the bounded shrink, carrying the failure to report."""
+
+    def __init__(self, failure: ConformanceFailure | AdapterFault) -> None:
+        super().__init__(str(failure))
+        self.failure = failure
+
+
+def _fault(exc: BaseException) -> AdapterFault:
+    """An exception the adapter raised, as one :class:`AdapterFault` with its last frame."""
+    if isinstance(exc, AdapterFault):
+        return exc
     if isinstance(exc, HarnessError):
-        return ConformanceFailure(prop.clause, f"data-parallel run failed ({exc.kind}): {exc}")
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:])
-    return ConformanceFailure(
-        prop.clause, f"the adapter raised {type(exc).__name__}: {exc} on a valid input\n{tb}".rstrip()
-    )
+        return AdapterFault(exc.kind, f"data-parallel run failed ({exc.kind}): {exc}")
+    frames = traceback.extract_tb(exc.__traceback__)
+    frame = None
+    if frames:
+        last = frames[-1]
+        frame = f'File "{last.filename}", line {last.lineno}, in {last.name}: {last.line or ""}'.rstrip(": ")
+    kind = "memory" if isinstance(exc, MemoryError) else "exception"
+    return AdapterFault(kind, f"the adapter raised {type(exc).__name__}: {exc} on a valid input", frame=frame)
+
+
+def _case_size(case: dict[str, Any]) -> tuple[int, str]:
+    import numpy as np
+
+    arrays = {k: v for k, v in case.items() if isinstance(v, np.ndarray)}
+    shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items() if k in ("queries", "docs"))
+    return sum(int(v.size) for v in arrays.values()), shapes
 
 
 def run_property(
@@ -215,7 +286,11 @@ def run_property(
     *,
     reproducer_dir: Path | None = None,
 ) -> PropertyResult:
-    """Run one property against ``ctx``'s adapter; never raises for the adapter's failures."""
+    """Run one property against ``ctx``'s adapter; never raises for the adapter's failures.
+
+    A failing example is shrunk by hypothesis for at most :data:`SHRINK_LIMIT` further examples; an
+    adapter fault stops the property at once (it is reported from the first case that met it).
+    """
     world = ctx.world_size if prop.level == "data_parallel" else None
     result = PropertyResult(prop.name, prop.clauses, prop.summary, prop.level, "pass", world_size=world)
     reason = prop.requires(ctx.caps)
@@ -224,24 +299,30 @@ def run_property(
         return result
     result.clauses = prop.checked_clauses(ctx.caps)
     budget = profile.dp_examples if prop.level == "data_parallel" else profile.examples
-    counter = {"n": 0}
+    state: dict[str, Any] = {"n": 0, "first": None, "last": None}
 
     @_settings(profile, prop, budget)
     @given(st.data())
     def test(data: Any) -> None:
         case = prop.draw(data, ctx)
-        counter["n"] += 1
+        state["n"] += 1
+        if state["first"] is not None and state["n"] > state["first"] + SHRINK_LIMIT:
+            raise _Stop(state["last"])
         try:
             prop.check(case, ctx)
         except ConformanceFailure as exc:
             exc.case = case
+            if state["first"] is None:
+                state["first"] = state["n"]
+            state["last"] = exc
             raise
         except Exception as exc:
-            wrapped = _wrap(prop, exc)
-            wrapped.case = case
-            raise wrapped from exc
+            fault = _fault(exc)
+            fault.case = case
+            raise _Stop(fault) from exc
 
     start = time.perf_counter()
+    failure: ConformanceFailure | AdapterFault | None = None
     try:
         try:
             test()
@@ -251,39 +332,79 @@ def run_property(
                 raise
             result.notes.append("flaky: the failing example did not fail again when replayed by hypothesis")
             raise first from None
+    except _Stop as stop:
+        failure = stop.failure
     except ConformanceFailure as exc:
-        result.status = "FAIL"
-        case = exc.case or {}
-        config = case.get("config")
-        result.failure = Failure(
+        failure = exc
+    except (hypothesis_errors.Unsatisfiable, hypothesis_errors.FailedHealthCheck) as exc:
+        result.status, result.reason = "ERROR", f"the suite could not generate examples: {exc}"
+    finally:
+        result.seconds = time.perf_counter() - start
+    if failure is not None:
+        _record_failure(result, failure, prop, ctx, world, reproducer_dir)
+    result.examples = state["n"]
+    result.worst_ratio = ctx.worst_ratio
+    result.notes = sorted(set(ctx.notes) | set(result.notes))
+    return result
+
+
+def _record_failure(
+    result: PropertyResult,
+    exc: ConformanceFailure | AdapterFault,
+    prop: Property,
+    ctx: Context,
+    world: int | None,
+    reproducer_dir: Path | None,
+) -> None:
+    """Fill ``result`` from the failure ``exc`` and write its reproducer."""
+    case = exc.case or {}
+    config = case.get("config")
+    size, shapes = _case_size(case)
+    if isinstance(exc, AdapterFault):
+        result.status = "fault"
+        message = exc.detail + (f"\n  in {exc.frame}" if exc.frame else "")
+        if exc.call or exc.rank is not None:
+            where = " ".join(
+                x for x in (exc.call and f"call {exc.call}", exc.rank is not None and f"rank {exc.rank}") if x
+            )
+            message += f"\n  ({where})"
+        failure = Failure(
+            exc.clause,
+            message,
+            _describe(case),
+            config_to_dict(config) if config is not None else None,
+            None,
+            fault_kind=exc.kind,
+            fault_call=exc.call,
+            frame=exc.frame,
+        )
+    else:
+        result.status = "premise" if isinstance(exc, PremiseFailure) else "FAIL"
+        failure = Failure(
             exc.clause,
             exc.detail,
             _describe(case),
             config_to_dict(config) if config is not None else None,
             exc.mismatch,
+            premise=getattr(exc, "premise", None),
+            also=[(a.clause, a.detail) for a in exc.also],
         )
-        if reproducer_dir is not None and case:
-            path = Path(reproducer_dir) / f"{_slug(ctx.caps.name)}__{_slug(result.label)}.npz"
-            meta = {
-                "property": prop.name,
-                "clause": exc.clause,
-                "adapter": ctx.loaded.spec,
-                "world_size": world,
-                "dtype": ctx.dtype,
-                "spec_version": infonce_spec.SPEC_VERSION,
-                "message": exc.detail,
-            }
-            save_case(path, case, meta)
-            result.failure.reproducer = str(path)
-            result.failure.replay = f"infonce-conformance replay {path} --adapter {ctx.loaded.spec}"
-    except (hypothesis_errors.Unsatisfiable, hypothesis_errors.FailedHealthCheck) as exc:
-        result.status, result.reason = "ERROR", f"the suite could not generate examples: {exc}"
-    finally:
-        result.seconds = time.perf_counter() - start
-    result.examples = counter["n"]
-    result.worst_ratio = ctx.worst_ratio
-    result.notes = sorted(set(ctx.notes) | set(result.notes))
-    return result
+    failure.case_size, failure.shapes = size, shapes
+    result.failure = failure
+    if reproducer_dir is not None and case:
+        path = Path(reproducer_dir) / f"{_slug(ctx.caps.name)}__{_slug(result.label)}.npz"
+        meta = {
+            "property": prop.name,
+            "clause": exc.clause,
+            "adapter": ctx.loaded.spec,
+            "world_size": world,
+            "dtype": ctx.dtype,
+            "spec_version": infonce_spec.SPEC_VERSION,
+            "message": failure.message,
+        }
+        save_case(path, case, meta)
+        failure.reproducer = str(path)
+        failure.replay = f"infonce-conformance replay {path} --adapter {ctx.loaded.spec}"
 
 
 def _first_failure(group: BaseExceptionGroup) -> ConformanceFailure | None:
@@ -307,8 +428,13 @@ def run_adapter(
     timeout: float = 60.0,
     on_result: Callable[[PropertyResult], None] | None = None,
     on_start: Callable[[str], None] | None = None,
+    fail_fast: bool = False,
 ) -> RunReport:
     """Run every property against the adapter ``spec`` (``package.module:attribute``).
+
+    With ``fail_fast`` the run stops after the first property that blames a clause with its premise
+    met, or meets an adapter fault (an established root cause in the order the suite runs: the plain
+    loss first, each feature on its own, then their combinations, the encoder, data parallel).
 
     Under ``torchrun`` (see :func:`~.distributed.in_torchrun`) only the data-parallel properties run,
     at the launcher's world size, each rank computing its own part in-process.
@@ -326,6 +452,9 @@ def run_adapter(
         if on_result is not None:
             on_result(r)
 
+    def done() -> bool:
+        return fail_fast and any(r.status in ("FAIL", "fault") for r in results)
+
     torchrun = in_torchrun()
     if torchrun:
         import os
@@ -341,6 +470,8 @@ def run_adapter(
     try:
         if not torchrun:
             for prop in (p for p in props if p.level != "data_parallel"):
+                if done():
+                    break
                 if on_start is not None:
                     on_start(prop.name)
                 record(run_property(prop, Context(loaded), prof, reproducer_dir=rdir))
@@ -360,9 +491,9 @@ def run_adapter(
                 )
         claimed = [p for p in dp_props if p.requires(caps) is None]
         harness: Any = None
-        for w in sizes if claimed else ():
+        for w in sizes if claimed and not done() else ():
             todo = [p for p in claimed if getattr(p, "min_world_size", 1) <= w]
-            if not todo:
+            if not todo or done():
                 continue
             harness = (
                 TorchrunHarness(loaded.spec, timeout=max(timeout, 300.0))
@@ -371,6 +502,8 @@ def run_adapter(
             )
             try:
                 for prop in todo:
+                    if done():
+                        break
                     if on_start is not None:
                         on_start(f"{prop.name} [W={w}]")
                     record(

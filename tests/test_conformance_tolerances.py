@@ -9,7 +9,7 @@ import torch
 from infonce_spec.adapters.bundled import TorchAdapter
 from infonce_spec.conformance.compare import ConformanceFailure
 from infonce_spec.conformance.properties.base import Context
-from infonce_spec.conformance.properties.reference import reference_check
+from infonce_spec.conformance.properties.checks import reference_check
 from infonce_spec.conformance.protocol import LoadedAdapter
 from infonce_spec.conformance.runner import run_adapter
 from infonce_spec.conformance.tolerances import (

@@ -35,12 +35,12 @@ from hypothesis import assume
 
 from infonce_spec.reference import Config, loss_and_grad
 
-from ..compare import ConformanceFailure, check_close
+from ..compare import ConformanceFailure, PremiseFailure
 from ..protocol import Capabilities
 from ..strategies import draw_batch, draw_config, draw_shape
-from ..tolerances import OUTPUT_ROUNDING, UNIT_ROUNDOFF, cos_eps_ambiguous, embedding_bounds, round_to_dtype
+from ..tolerances import cos_eps_ambiguous, embedding_bounds, round_to_dtype
 from .base import Context, Property, claims
-from .reference import draw_embedding_case, summed_over_queries
+from .checks import adapter_is_right, blame, draw_embedding_case, isolate, summed_over_queries
 
 __all__ = ["PositiveExempt", "Selection", "diagnose", "hardness_check", "positive_probe"]
 
@@ -68,22 +68,7 @@ def positive_probe(query: np.ndarray, docs: np.ndarray, dtype: str) -> np.ndarra
 def _loss_ok(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config, *, grads: bool = False) -> bool:
     """The adapter's loss (and with ``grads`` its gradients) on ``(q, d)`` are within their bounds of the
     reference (a probe: no statistics)."""
-    expected = loss_and_grad(q, d, config)
-    bounds = embedding_bounds(q, d, config, ctx.compute_dtype)
-    out = ctx.embeddings(q, d, config)
-    u = UNIT_ROUNDOFF[ctx.dtype]
-    try:
-        check_close(out.loss, expected.loss, bounds.loss, quantity="loss", clause="")
-        if grads:
-            for got, exact, bound in (
-                (out.grad_queries, expected.grad_queries, bounds.grad_queries),
-                (out.grad_docs, expected.grad_docs, bounds.grad_docs),
-            ):
-                extra = OUTPUT_ROUNDING * u * np.abs(np.asarray(exact, dtype=np.float64))
-                check_close(got, exact, bound + extra, quantity="grad", clause="")
-    except ConformanceFailure:
-        return False
-    return True
+    return adapter_is_right(ctx, q, d, config, grads=grads)[0]
 
 
 def _hardness_only(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config) -> bool:
@@ -98,15 +83,25 @@ def _visible(config: Config, k: int) -> bool:
     return k >= 2 or "doc_to_query" in config.directions
 
 
+def _without_hardness(
+    ctx: Context, q: np.ndarray, d: np.ndarray, config: Config, exc: ConformanceFailure
+) -> None:
+    """The premise of every hardness verdict: the same case without hardness is right. If it is not,
+    raise :class:`PremiseFailure` with the clause the ladder of :mod:`.checks` names."""
+    plain = config.replace(hardness_mode=None, hardness_strength=0.0)
+    if not _loss_ok(ctx, q, d, plain, grads=True):
+        clause, why = blame(ctx, q, d, plain)
+        raise PremiseFailure(
+            clause, f"the same case without hardness is wrong: {why}", exc.detail, mismatch=exc.mismatch
+        ) from None
+
+
 def diagnose(case: dict[str, Any], ctx: Context, default: str) -> tuple[str, str]:
-    """(clause, why) for a case whose loss is wrong (see the module docstring)."""
+    """(clause, why) for a case whose loss is wrong and right without hardness (module docstring)."""
     q, d, config = case["queries"], case["docs"], case["config"]
     if not config.hardness_active:
         return default, ""
     k, n, _ = d.shape
-    plain = config.replace(hardness_mode=None, hardness_strength=0.0)
-    if not _loss_ok(ctx, q, d, plain):
-        return default, "the loss is wrong without hardness too: not (only) a hardness error"
     cos = config.similarity == "cos"
     informative = True
     for g in range(n):
@@ -141,8 +136,9 @@ def diagnose(case: dict[str, Any], ctx: Context, default: str) -> tuple[str, str
 
 
 def hardness_check(case: dict[str, Any], ctx: Context, default: str) -> None:
-    """The reference comparison with the hardness attribution (loss wrong: :func:`diagnose`; loss
-    right, a gradient wrong: HARD-5)."""
+    """The reference comparison with the hardness attribution: first the premise (the same case
+    without hardness, and every simpler variant but the hardness one, are right), then loss wrong:
+    :func:`diagnose`; loss right, a gradient wrong: HARD-5."""
     q, d, config = case["queries"], case["docs"], case["config"]
     expected = loss_and_grad(q, d, config)
     bounds = embedding_bounds(q, d, config, ctx.compute_dtype)
@@ -153,6 +149,7 @@ def hardness_check(case: dict[str, Any], ctx: Context, default: str) -> None:
         if summed_over_queries(out, expected, bounds, ctx.dtype):
             why = "loss and gradients are N times the reference's: summed over queries, not averaged"
             raise ConformanceFailure("LOSS-1", f"{exc.detail}; {why}", mismatch=exc.mismatch) from None
+        _premise(ctx, q, d, config, exc)
         clause, why = diagnose(case, ctx, default)
         if not why:
             raise
@@ -161,14 +158,26 @@ def hardness_check(case: dict[str, Any], ctx: Context, default: str) -> None:
     try:
         ctx.compare(out, expected, bounds, clause)
     except ConformanceFailure as exc:
+        _premise(ctx, q, d, config, exc)
         if clause != "HARD-5":
             raise
-        plain = config.replace(hardness_mode=None, hardness_strength=0.0)
-        if not _loss_ok(ctx, q, d, plain, grads=True):
-            why = "the gradient is wrong without hardness too: not (only) a hardness error"
-            raise ConformanceFailure(default, f"{exc.detail}; {why}", mismatch=exc.mismatch) from None
         why = "the loss is within its bound, the gradient is not: a gradient flows through h"
         raise ConformanceFailure(clause, f"{exc.detail}; {why}", mismatch=exc.mismatch) from None
+
+
+def _premise(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config, exc: ConformanceFailure) -> None:
+    """Every simpler variant but the hardness one is right, and so is the case without hardness."""
+    found = isolate(ctx, q, d, config)
+    if found is not None and found[0].feature != "hardness":
+        variant, clause = found
+        raise PremiseFailure(
+            clause,
+            f"the same case is wrong already with {variant.description}",
+            exc.detail,
+            mismatch=exc.mismatch,
+        ) from None
+    if config.hardness_active:
+        _without_hardness(ctx, q, d, config, exc)
 
 
 def _needs_hardness(caps: Capabilities, min_k: int) -> str | None:

@@ -14,6 +14,7 @@ inputs' tolerance bounds (each result is within its own bound of the exact value
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -24,11 +25,11 @@ from hypothesis import strategies as st
 from infonce_spec.reference import Config, loss_and_grad
 
 from ..cases import config_with_directions
-from ..compare import fail
+from ..compare import ConformanceFailure, PremiseFailure, fail
 from ..protocol import Capabilities
 from ..tolerances import UNIT_ROUNDOFF, Bounds, embedding_bounds, round_to_dtype
 from .base import Context, Outputs, Property, claims
-from .reference import draw_embedding_case
+from .checks import check_premise, draw_embedding_case, isolate
 
 SAME = "same adapter on the original input"
 
@@ -167,6 +168,35 @@ class DotScaleIdentity(Property):
         r = math.sqrt(s)
         unit = config.replace(scale=1.0, hardness_strength=config.hardness_strength / s)
         q2, d2 = round_to_dtype(q * r, ctx.dtype), round_to_dtype(d * r, ctx.dtype)
+        try:
+            self._identity(ctx, q, d, q2, d2, config, unit)
+        except ConformanceFailure as exc:
+            if not config.hardness_active:
+                raise
+            plain, plain_unit = (
+                dataclasses.replace(c, hardness_mode=None, hardness_strength=0.0) for c in (config, unit)
+            )
+            try:
+                self._identity(ctx, q, d, q2, d2, plain, plain_unit)
+            except ConformanceFailure:
+                raise exc from None
+            raise ConformanceFailure(
+                "HARD-2",
+                f"{exc.detail}; the identity holds without hardness: the hardness term scales with `scale` "
+                "(it must be alpha * s, added to scale * s, not multiplied by scale)",
+                mismatch=exc.mismatch,
+            ) from None
+
+    def _identity(
+        self,
+        ctx: Context,
+        q: np.ndarray,
+        d: np.ndarray,
+        q2: np.ndarray,
+        d2: np.ndarray,
+        config: Config,
+        unit: Config,
+    ) -> None:
         base = ctx.embeddings(q, d, config)
         other = ctx.embeddings(q2, d2, unit)
         b1 = embedding_bounds(q, d, config, ctx.compute_dtype)
@@ -176,7 +206,7 @@ class DotScaleIdentity(Property):
             other,
             base,
             (b1, b2),
-            (r, r),
+            (r := math.sqrt(config.scale), r),
             name="sqrt(s)",
             argument="scale 1, sqrt(s) x",
             clause=self.clause,
@@ -204,16 +234,25 @@ class NonNegative(Property):
         q, d, config = case["queries"], case["docs"], case["config"]
         out = ctx.embeddings(q, d, config)
         bound = embedding_bounds(q, d, config, ctx.compute_dtype).loss
-        ctx.close(
-            max(0.0, -out.loss),
-            0.0,
-            bound,
-            quantity="negative part of the loss",
-            clause=self.clause,
-            what="0 (the loss must be >= 0)",
-        )
-        if not np.isfinite(out.loss):
-            raise fail(self.clause, f"loss is {out.loss}")
+        try:
+            ctx.close(
+                max(0.0, -out.loss),
+                0.0,
+                bound,
+                quantity="negative part of the loss",
+                clause=self.clause,
+                what="0 (the loss must be >= 0)",
+            )
+            if not np.isfinite(out.loss):
+                raise fail(self.clause, f"loss is {out.loss}")
+        except ConformanceFailure as exc:
+            found = isolate(ctx, q, d, config)
+            if found is not None:
+                variant, clause = found
+                raise PremiseFailure(
+                    clause, f"wrong already with {variant.description}", exc.detail, mismatch=exc.mismatch
+                ) from None
+            raise
 
 
 class DirectionOrder(Property):
@@ -238,13 +277,17 @@ class DirectionOrder(Property):
         q, d, config = case["queries"], case["docs"], case["config"]
         expected = loss_and_grad(q, d, config)
         out = ctx.embeddings(q, d, config_with_directions(config, case["given_directions"]))
-        ctx.compare(
-            out,
-            expected,
-            embedding_bounds(q, d, config, ctx.compute_dtype),
-            self.clause,
-            what="reference (canonical directions)",
-        )
+        try:
+            ctx.compare(
+                out,
+                expected,
+                embedding_bounds(q, d, config, ctx.compute_dtype),
+                self.clause,
+                what="reference (canonical directions)",
+            )
+        except ConformanceFailure as exc:
+            check_premise(ctx, q, d, config, "the same case with its directions in canonical order", exc)
+            raise
 
 
 class ZeroHardness(Property):
@@ -264,13 +307,17 @@ class ZeroHardness(Property):
         q, d, config = case["queries"], case["docs"], case["config"]
         expected = loss_and_grad(q, d, config)
         out = ctx.embeddings(q, d, case["variant"])
-        ctx.compare(
-            out,
-            expected,
-            embedding_bounds(q, d, config, ctx.compute_dtype),
-            self.clause,
-            what="reference without hardness",
-        )
+        try:
+            ctx.compare(
+                out,
+                expected,
+                embedding_bounds(q, d, config, ctx.compute_dtype),
+                self.clause,
+                what="reference without hardness",
+            )
+        except ConformanceFailure as exc:
+            check_premise(ctx, q, d, config, "the same case with hardness_mode=None", exc)
+            raise
 
 
 __all__ = [

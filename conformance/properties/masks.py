@@ -34,6 +34,7 @@ from ..protocol import Capabilities
 from ..strategies import direction_sets, draw_config
 from ..tolerances import cos_eps_ambiguous, embedding_bounds, finite_max, round_to_dtype
 from .base import Context, Property, claims
+from .checks import check_premise
 
 __all__ = ["MaskDocToDocHardNegative", "MaskDocToDocPositive", "MaskQueryToQuerySelf", "masked_logit_targets"]
 
@@ -131,6 +132,9 @@ class _MaskProperty(Property):
         }
 
     def check(self, case: dict[str, Any], ctx: Context) -> None:
+        """The loss change first (it needs nothing but the mask: every unmasked logit stays put, so
+        any other error cancels); then the premise (the unperturbed case is right); then the
+        gradient changes and the perturbed result (they rely on the rest being right)."""
         config = case["config"]
         q0, d0, q1, d1 = case["queries"], case["docs"], case["queries_perturbed"], case["docs_perturbed"]
         out0, out1 = ctx.embeddings(q0, d0, config), ctx.embeddings(q1, d1, config)
@@ -139,9 +143,30 @@ class _MaskProperty(Property):
             embedding_bounds(q0, d0, config, ctx.compute_dtype),
             embedding_bounds(q1, d1, config, ctx.compute_dtype),
         )
+        self._changes(case, ctx, (out0, out1), (ref0, ref1), (b0, b1), ("loss",))
+        try:
+            ctx.compare(out0, ref0, b0, self.clause)
+        except ConformanceFailure as exc:
+            check_premise(ctx, q0, d0, config, "the unperturbed case", exc)
+            raise
+        self._changes(case, ctx, (out0, out1), (ref0, ref1), (b0, b1), ("grad_queries", "grad_docs"))
+        ctx.compare(out1, ref1, b1, self.clause)
+
+    def _changes(
+        self,
+        case: dict[str, Any],
+        ctx: Context,
+        outs: tuple[Any, Any],
+        refs: tuple[Any, Any],
+        bounds: tuple[Any, Any],
+        names: tuple[str, ...],
+    ) -> None:
+        """The adapter's change of each of ``names`` equals the exact change (what the unmasked
+        entries explain), within the sum of both bounds."""
+        (out0, out1), (ref0, ref1), (b0, b1) = outs, refs, bounds
         what = "the change of the exact result (what the unmasked entries explain)"
         try:
-            for name in ("loss", "grad_queries", "grad_docs"):
+            for name in names:
                 change = np.asarray(getattr(out1, name)) - np.asarray(getattr(out0, name))
                 explained = np.asarray(getattr(ref1, name)) - np.asarray(getattr(ref0, name))
                 ctx.close(
@@ -163,7 +188,6 @@ class _MaskProperty(Property):
                 f"{exc.detail}",
                 mismatch=exc.mismatch,
             ) from None
-        ctx.compare(out1, ref1, b1, self.clause)
 
 
 def _logit(x: np.ndarray, target: int, partner: int | None, config: Any) -> float:

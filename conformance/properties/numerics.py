@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -22,9 +23,41 @@ from ..protocol import Capabilities
 from ..strategies import draw_config, draw_embeddings, draw_shape
 from ..tolerances import cos_eps_ambiguous, embedding_bounds, round_to_dtype
 from .base import Context, Property, claims
-from .reference import assume_representable, reference_check, summed_over_queries
+from .checks import assume_representable, check_premise, summed_over_queries
 
-__all__ = ["CosEps", "LargeLogits"]
+__all__ = ["CosEps", "LargeLogits", "moderate_case", "unit_case"]
+
+
+def moderate_case(
+    q: np.ndarray, d: np.ndarray, config: Config, dtype: str
+) -> tuple[np.ndarray, np.ndarray, Config]:
+    """The same case at moderate logits: scale 1 and, for dot, every row shrunk alike so that the
+    largest |s| among all rows is at most 4 (rounded to ``dtype``)."""
+    moderate = dataclasses.replace(config, scale=1.0)
+    if config.similarity == "dot":
+        x = np.concatenate([q, d.reshape(-1, q.shape[1])])
+        top = float(np.max(np.abs(x @ x.T), initial=0.0))
+        if top > 4.0:
+            factor = np.sqrt(4.0 / top)
+            q, d = round_to_dtype(q * factor, dtype), round_to_dtype(d * factor, dtype)
+    return q, d, moderate
+
+
+def unit_case(x: np.ndarray, dtype: str) -> np.ndarray:
+    """``x`` with every row of norm below 1e-6 (the cos eps regime) replaced by a unit row: its own
+    direction, or the first axis for a zero row."""
+    out = np.array(x, dtype=np.float64, copy=True)
+    flat = out.reshape(-1, out.shape[-1])
+    for row in flat:
+        norm = float(np.linalg.norm(row))
+        if norm < 1e-6:
+            if norm > 0.0:
+                row /= norm
+            else:
+                row[:] = 0.0
+                row[0] = 1.0
+    return round_to_dtype(out, dtype)
+
 
 #: Target norms of the cos-eps rows: zero, far below, just below, just above, far above 1e-12.
 EPS_NORMS = (0.0, 1e-14, 5e-13, 2e-12, 1e-9)
@@ -59,7 +92,20 @@ class LargeLogits(Property):
         return _case(x, n, k, d, config, ctx)
 
     def check(self, case: dict[str, Any], ctx: Context) -> None:
-        reference_check(case, ctx, self.clause)
+        """Premise: the same case at moderate logits (scale 1; dot: embeddings shrunk so that every
+        |s| <= 4) is right -- else the error is not about large logits."""
+        q, d, config = case["queries"], case["docs"], case["config"]
+        expected = loss_and_grad(q, d, config)
+        bounds = embedding_bounds(q, d, config, ctx.compute_dtype)
+        out = ctx.embeddings(q, d, config)
+        try:
+            ctx.compare(out, expected, bounds, self.clause)
+        except ConformanceFailure as exc:
+            if summed_over_queries(out, expected, bounds, ctx.dtype):
+                raise ConformanceFailure("LOSS-1", exc.detail, mismatch=exc.mismatch) from None
+            qm, dm, moderate = moderate_case(q, d, config, ctx.dtype)
+            check_premise(ctx, qm, dm, moderate, "the same case at moderate logits", exc)
+            raise
 
 
 class CosEps(Property):
@@ -93,8 +139,10 @@ class CosEps(Property):
         out = ctx.embeddings(q, d, config)
         try:
             ctx.close(out.loss, expected.loss, bounds.loss, quantity="loss", clause="SIM-1")
+            ctx.compare(out, expected, bounds, "GRAD-3")
         except ConformanceFailure as exc:
             if summed_over_queries(out, expected, bounds, ctx.dtype):
                 raise ConformanceFailure("LOSS-1", exc.detail, mismatch=exc.mismatch) from None
+            qm, dm = unit_case(q, ctx.dtype), unit_case(d, ctx.dtype)
+            check_premise(ctx, qm, dm, config, "the same case with its eps rows at norm 1", exc)
             raise
-        ctx.compare(out, expected, bounds, "GRAD-3")

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from ..compare import fail
 from ..protocol import Capabilities, EmbeddingCase
 from .base import Context, Property
-from .reference import draw_embedding_case
+from .checks import draw_embedding_case
 
 __all__ = ["CONFIG_CORRUPTIONS", "CORRUPTIONS", "InvalidInputs"]
 

@@ -1,0 +1,287 @@
+"""Checks the chapters share: drawing a level-1 case, the reference comparison, and the premise ladder.
+
+This is a helper module, not a chapter (it registers no property).
+
+**The premise ladder** (spec §15.1). Before a property blames its own clause on a case, it asks
+whether the same case is already wrong in a *simpler variant*, each with one feature at most on top
+of the plain ``query_to_doc`` loss (:func:`simpler_variants`), simplest first:
+
+1. ``query_to_doc`` alone, ``joint``, no hardness (QD-1; LOSS-1 when the result is N times the
+   reference's);
+2. ``query_to_doc`` plus each other selected direction, ``joint``, no hardness (QQ-1, DQ-1, DD-1);
+3. the selected directions ``per_direction``, no hardness (PART-3);
+4. ``query_to_doc`` alone with the case's hardness (HARD-2).
+
+:func:`isolate` returns the first variant the adapter gets wrong. A property that owns that
+variant's feature blames its own clause; otherwise the case is evidence about the simpler rule and
+the property raises :class:`~..compare.PremiseFailure` with that rule's clause. Every variant is
+cheap (the same arrays, fewer options) and is only run once a check has failed, so a passing run
+pays nothing for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+from hypothesis import assume
+
+from infonce_spec.reference import Config, loss_and_grad
+
+from ..compare import ConformanceFailure, PremiseFailure, check_close
+from ..strategies import draw_batch, draw_config, draw_shape
+from ..tolerances import OUTPUT_ROUNDING, UNIT_ROUNDOFF, Bounds, embedding_bounds, finite_max
+from .base import Context, Outputs
+
+__all__ = [
+    "Variant",
+    "adapter_is_right",
+    "assume_representable",
+    "blame",
+    "check_premise",
+    "draw_embedding_case",
+    "isolate",
+    "reference_check",
+    "simpler_variants",
+    "summed_over_queries",
+]
+
+#: The clause a wrong variant is filed under, by the feature it adds to the plain loss.
+FEATURE_CLAUSES: dict[str, str] = {
+    "query_to_doc": "QD-1",
+    "query_to_query": "QQ-1",
+    "doc_to_query": "DQ-1",
+    "doc_to_doc": "DD-1",
+    "per_direction": "PART-3",
+    "hardness": "HARD-2",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One rung of the ladder: the feature it adds to the plain loss, in words, and its config."""
+
+    feature: str
+    description: str
+    config: Config
+
+
+def assume_representable(result: Any, dtype: str) -> None:
+    """Reject cases whose exact results are not representable in ``dtype`` (float16: > 65504)."""
+    if dtype in ("float64", "float32", "bfloat16"):
+        return
+    top = finite_max(dtype) / 4
+    assume(abs(result.loss) < top)
+    assume(float(np.max(np.abs(result.grad_queries), initial=0.0)) < top)
+    assume(float(np.max(np.abs(result.grad_docs), initial=0.0)) < top)
+
+
+def draw_embedding_case(
+    data: Any,
+    ctx: Context,
+    *,
+    config: dict[str, Any] | None = None,
+    corners: bool = True,
+    max_n: int = 5,
+    min_k: int = 1,
+    max_k: int = 3,
+    max_d: int = 8,
+) -> dict[str, Any]:
+    """A level-1 case: a claimed config (``config`` fixes fields), a shape and a rounded batch."""
+    cfg: Config = draw_config(data, ctx.caps, **(config or {}))
+    n, k, d = draw_shape(data, ctx.caps, max_n=max_n, min_k=min_k, max_k=max_k, max_d=max_d)
+    q, docs = draw_batch(
+        data,
+        n,
+        k,
+        d,
+        dtype=ctx.dtype,
+        compute_dtype=ctx.compute_dtype,
+        similarity=cfg.similarity,
+        corners=corners,
+    )
+    if ctx.dtype == "float16":
+        assume_representable(loss_and_grad(q, docs, cfg), ctx.dtype)
+    return {"queries": q, "docs": docs, "config": cfg}
+
+
+def summed_over_queries(out: Outputs, expected: Any, bounds: Bounds, dtype: str = "float64") -> bool:
+    """LOSS-1 diagnosis: with N >= 2 the adapter's loss and both gradients are N times the reference's
+    (within N times their bounds, plus the rounding of results in ``dtype``): the per-query losses are
+    summed, not averaged."""
+    n = int(np.asarray(expected.grad_queries).shape[0])
+    if n < 2 or not np.isfinite(out.loss):
+        return False
+    pairs = (
+        (out.loss, expected.loss, bounds.loss),
+        (out.grad_queries, expected.grad_queries, bounds.grad_queries),
+        (out.grad_docs, expected.grad_docs, bounds.grad_docs),
+    )
+    try:
+        for computed, exact, bound in pairs:
+            size = OUTPUT_ROUNDING * UNIT_ROUNDOFF[dtype] * np.abs(np.asarray(exact, dtype=np.float64))
+            check_close(
+                computed, n * np.asarray(exact), n * (np.asarray(bound) + size), quantity="", clause=""
+            )
+    except ConformanceFailure:
+        return False
+    return True
+
+
+def adapter_is_right(
+    ctx: Context, q: np.ndarray, d: np.ndarray, config: Config, *, grads: bool = True
+) -> tuple[bool, Outputs, Any, Bounds]:
+    """Whether the adapter's loss (and with ``grads`` its gradients) on ``(q, d, config)`` are within
+    their bounds of the reference -- a probe: no margin statistics. Also returns what was compared."""
+    expected = loss_and_grad(q, d, config)
+    bounds = embedding_bounds(q, d, config, ctx.compute_dtype)
+    out = ctx.embeddings(q, d, config)
+    u = UNIT_ROUNDOFF[ctx.dtype]
+    try:
+        check_close(out.loss, expected.loss, bounds.loss, quantity="loss", clause="")
+        if grads:
+            for got, exact, bound in (
+                (out.grad_queries, expected.grad_queries, bounds.grad_queries),
+                (out.grad_docs, expected.grad_docs, bounds.grad_docs),
+            ):
+                extra = OUTPUT_ROUNDING * u * np.abs(np.asarray(exact, dtype=np.float64))
+                check_close(got, exact, bound + extra, quantity="grad", clause="")
+    except ConformanceFailure:
+        return False, out, expected, bounds
+    return True, out, expected, bounds
+
+
+def simpler_variants(config: Config) -> list[Variant]:
+    """The ladder for ``config``, simplest first (see the module docstring); the config itself and
+    repeats are left out."""
+    plain = dataclasses.replace(
+        config,
+        directions=("query_to_doc",),
+        partition_mode="joint",
+        hardness_mode=None,
+        hardness_strength=0.0,
+    )
+    rungs = [Variant("query_to_doc", "query_to_doc alone, joint, no hardness", plain)]
+    for direction in config.directions:
+        if direction != "query_to_doc":
+            rungs.append(
+                Variant(
+                    direction,
+                    f"query_to_doc + {direction}, joint, no hardness",
+                    dataclasses.replace(plain, directions=("query_to_doc", direction)),
+                )
+            )
+    if config.partition_mode == "per_direction" and len(config.directions) > 1:
+        rungs.append(
+            Variant(
+                "per_direction",
+                f"{' + '.join(config.directions)}, per_direction, no hardness",
+                dataclasses.replace(config, hardness_mode=None, hardness_strength=0.0),
+            )
+        )
+    if config.hardness_active:
+        rungs.append(
+            Variant(
+                "hardness",
+                f"query_to_doc alone, joint, hardness {config.hardness_mode!r} (alpha = {config.hardness_strength:g})",
+                dataclasses.replace(
+                    plain, hardness_mode=config.hardness_mode, hardness_strength=config.hardness_strength
+                ),
+            )
+        )
+    seen: list[Config] = []
+    out = []
+    for rung in rungs:
+        if rung.config != config and rung.config not in seen:
+            seen.append(rung.config)
+            out.append(rung)
+    return out
+
+
+def _variant_clause(variant: Variant, out: Outputs, expected: Any, bounds: Bounds, dtype: str) -> str:
+    if variant.feature == "query_to_doc" and summed_over_queries(out, expected, bounds, dtype):
+        return "LOSS-1"
+    return FEATURE_CLAUSES[variant.feature]
+
+
+def isolate(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config) -> tuple[Variant, str] | None:
+    """The simplest variant of ``(q, d, config)`` the adapter gets wrong, with the clause it blames,
+    or ``None`` when every simpler variant is right (the error needs the full combination)."""
+    for variant in simpler_variants(config):
+        ok, out, expected, bounds = adapter_is_right(ctx, q, d, variant.config)
+        if not ok:
+            return variant, _variant_clause(variant, out, expected, bounds, ctx.dtype)
+    return None
+
+
+def blame(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config) -> tuple[str, str]:
+    """``(clause, which variant)`` for a case the adapter gets wrong: the simplest wrong variant's
+    clause, or -- every simpler variant right -- the partition that combines them (PART-2 / PART-3)."""
+    found = isolate(ctx, q, d, config)
+    if found is not None:
+        variant, clause = found
+        return clause, f"wrong already with {variant.description}"
+    clause = "PART-3" if config.partition_mode == "per_direction" else "PART-2"
+    return clause, "every simpler variant is right; only the combination of its options is wrong"
+
+
+def check_premise(
+    ctx: Context, q: np.ndarray, d: np.ndarray, config: Config, premise: str, failure: ConformanceFailure
+) -> None:
+    """Raise :class:`PremiseFailure` if the adapter is wrong on ``(q, d, config)`` -- the case with the
+    property's own feature switched off, described by ``premise`` -- carrying the clause
+    :func:`blame` names; return if it is right (the property may then raise ``failure``)."""
+    ok, _, _, _ = adapter_is_right(ctx, q, d, config)
+    if ok:
+        return
+    clause, why = blame(ctx, q, d, config)
+    raise PremiseFailure(clause, f"{premise}: {why}", failure.detail, mismatch=failure.mismatch) from None
+
+
+def reference_check(
+    case: dict[str, Any],
+    ctx: Context,
+    clause: str,
+    *,
+    owns: tuple[str, ...] = (),
+    scale_grad: bool = False,
+) -> None:
+    """The adapter's loss and gradients against :func:`loss_and_grad` on the same inputs.
+
+    On a mismatch: a result N times the reference's (N >= 2) is LOSS-1; otherwise the premise
+    ladder runs on the same case. The first wrong simpler variant decides: one whose feature the
+    property ``owns`` (or none at all: the combination) is the property's own ``clause``; any other
+    is a :class:`PremiseFailure` with that variant's clause.
+    """
+    q, d, config = case["queries"], case["docs"], case["config"]
+    expected = loss_and_grad(q, d, config)
+    bounds = embedding_bounds(q, d, config, ctx.compute_dtype)
+    out = ctx.embeddings(q, d, config)
+    try:
+        ctx.compare(out, expected, bounds, clause, scale_grad=scale_grad)
+    except ConformanceFailure as exc:
+        if exc.clause != "LOSS-1" and summed_over_queries(out, expected, bounds, ctx.dtype):
+            n = q.shape[0]
+            why = f"loss and gradients are {n} (= N) times the reference's: summed over queries, not averaged"
+            raise ConformanceFailure("LOSS-1", f"{exc.detail}; {why}", mismatch=exc.mismatch) from None
+        if scale_grad:
+            if adapter_is_right(ctx, q, d, config)[0]:
+                raise  # the loss and gradients are right: only dL/dscale is wrong
+            blamed, why = blame(ctx, q, d, config)
+            raise PremiseFailure(
+                blamed,
+                f"the same case's loss and gradients are wrong: {why}",
+                exc.detail,
+                mismatch=exc.mismatch,
+            ) from None
+        found = isolate(ctx, q, d, config)
+        if found is None or found[0].feature in owns:
+            raise
+        variant, blamed = found
+        raise PremiseFailure(
+            blamed,
+            f"the same case is wrong already with {variant.description}",
+            exc.detail,
+            mismatch=exc.mismatch,
+        ) from None
