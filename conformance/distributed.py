@@ -29,14 +29,16 @@ import tempfile
 import time
 import traceback
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .compare import AdapterFault
 from .isolation import (
-    _last_frame,
     close_workers,
     exit_description,
+    load_summary,
+    last_frame,
     prepare_worker,
     read_dump,
     run_call,
@@ -92,16 +94,16 @@ def _worker_main(
 
         torch.set_num_threads(1)
         loaded = load_adapter(spec)
-    except BaseException:
-        results.put((rank, -1, "load", traceback.format_exc()))
+    except BaseException as exc:
+        results.put((rank, -1, "load", (load_summary(exc), traceback.format_exc())))
         return
     try:
         store = dist.TCPStore("127.0.0.1", port, world, False, timeout=datetime.timedelta(seconds=timeout))
         dist.init_process_group(
             "gloo", store=store, rank=rank, world_size=world, timeout=datetime.timedelta(seconds=timeout)
         )
-    except BaseException:
-        results.put((rank, -1, "start", traceback.format_exc()))
+    except BaseException as exc:
+        results.put((rank, -1, "start", (load_summary(exc), traceback.format_exc())))
         return
     results.put((rank, -1, "ready", None))
     claimed = loaded.capabilities.dtype
@@ -188,7 +190,7 @@ def stop_forkserver() -> None:
 def _collateral(error: RankError) -> bool:
     """An error a rank got from the process group because *another* rank failed (a closed
     connection, a collective timeout): its innermost frame is in ``torch.distributed``."""
-    frame = _last_frame(error.traceback) or ""
+    frame = last_frame(error.traceback) or ""
     return error.type_name.startswith("Dist") or "torch/distributed/" in frame.replace("\\", "/")
 
 
@@ -207,7 +209,7 @@ def _error_fault(error: RankError, method: str, what: str) -> AdapterFault:
         f"rank {error.rank} raised {error.type_name}: {error.message} {what}",
         call=method,
         rank=error.rank,
-        frame=_last_frame(error.traceback),
+        frame=last_frame(error.traceback),
     )
 
 
@@ -279,21 +281,21 @@ class GlooHarness:
             for p in self._procs:
                 p.start()
         what = "while loading the adapter"
-        out = self._collect(-1, max(self.timeout, 60.0), method, what, grace=True)
+        out = self._collect(-1, max(self.timeout, 60.0), lambda status, payload: status != "ready")
         problems = sorted((r, s, p) for r, (s, p) in out.items() if s != "ready")
         try:
-            self._raise_dead(method, what)
-            if problems:
-                r, status, tb = problems[0]
+            if problems:  # reported before the rank exits: the report says why
+                r, status, (summary, tb) = problems[0]
                 doing = "load the adapter" if status == "load" else "join the process group"
                 raise AdapterFault(
                     "load",
-                    f"rank {r} could not {doing}: {tb.strip().splitlines()[-1]}",
+                    f"rank {r} could not {doing}: {summary}",
                     call=method,
                     rank=r,
-                    frame=_last_frame(tb),
+                    frame=last_frame(tb),
                 )
-            self._raise_missing(out, method, what)
+            self._raise_dead(method, what)
+            self._raise_missing(out, method, what, [])
         except AdapterFault:
             self.close(graceful=False)
             raise
@@ -338,16 +340,21 @@ class GlooHarness:
         ]
 
     def _collect(
-        self, seq: int, timeout: float, method: str, what: str, *, grace: bool
+        self, seq: int, timeout: float, root: Callable[[str, Any], bool]
     ) -> dict[int, tuple[str, Any]]:
         """Answers ``{rank: (status, payload)}`` until all ranks answered, one died, ``timeout`` passed,
-        or (with ``grace``) one second after the first rank that did not answer ``ok``/``ready``."""
+        or one second after the first answer that is a ``root`` of failure (the others may be waiting
+        for it in a collective; the second lets a lower rank's own failure arrive too)."""
         out: dict[int, tuple[str, Any]] = {}
         deadline = time.monotonic() + timeout
-        while len(out) < self.world_size and not self._dead():
+        dead_seen: float | None = None
+        while len(out) < self.world_size:
             now = time.monotonic()
             if now >= deadline:
                 break
+            if dead_seen is None and self._dead():
+                dead_seen = now  # drain what the ranks sent before they went (their last words)
+                deadline = min(deadline, now + 0.2)
             try:
                 rank, got_seq, status, payload = self._results.get(timeout=min(0.05, deadline - now))
             except queue.Empty:
@@ -355,7 +362,7 @@ class GlooHarness:
             if got_seq != seq:
                 continue
             out[rank] = (status, payload)
-            if grace and status not in ("ok", "ready"):
+            if root(status, payload):
                 deadline = min(deadline, time.monotonic() + min(1.0, self.timeout))
         return out
 
@@ -368,13 +375,19 @@ class GlooHarness:
                 "crash", f"rank {r} died ({exit_description(code)}) {what}", call=method, rank=r
             )
 
-    def _raise_missing(self, out: dict[int, tuple[str, Any]], method: str, what: str) -> None:
+    def _raise_missing(
+        self, out: dict[int, tuple[str, Any]], method: str, what: str, causes: list[RankError]
+    ) -> None:
+        """Ranks that did not answer: the lowest one not itself waiting in a collective; if all of
+        them wait in one, the lowest rank's error in ``causes`` (they wait for it), else rank 0."""
         missing = [r for r in range(self.world_size) if r not in out]
         if not missing:
             return
         stacks = {r: thread_stack(read_dump(self._procs[r], self._dumps[r]) or "") for r in missing}
-        hung = [r for r in missing if not _innermost_in_distributed(stacks[r])] or missing
-        r = hung[0]
+        hung = [r for r in missing if not _innermost_in_distributed(stacks[r])]
+        if not hung and causes:
+            raise _error_fault(causes[0], method, what)
+        r = (hung or missing)[0]
         raise AdapterFault(
             "timeout",
             f"rank {r} did not answer within {self.timeout:g} s {what}",
@@ -397,18 +410,27 @@ class GlooHarness:
         for r, case in enumerate(cases):
             self._tasks[r].put((seq, method, case))
         what = f"in {method}(case)"
-        out = self._collect(seq, self.timeout, method, what, grace=not allow_errors)
+
+        def unexpected(status: str, payload: Any) -> bool:
+            """A fault, or an error that is not the ValueError/TypeError ``allow_errors`` expects."""
+            if status == "fault":
+                return True
+            if status != "error" or _collateral(payload):
+                return False
+            return not (allow_errors and payload.value_or_type_error)
+
+        out = self._collect(seq, self.timeout, unexpected)
         errors = sorted((r, p) for r, (s, p) in out.items() if s == "error")
         faults = sorted((r, p) for r, (s, p) in out.items() if s == "fault")
+        roots = [e for _, e in errors if unexpected("error", e)]
         try:
             self._raise_dead(method, what)
-            roots = [e for _, e in errors if not _collateral(e)]
-            if roots and not allow_errors:
+            if roots:
                 raise _error_fault(roots[0], method, what)
             if faults:
                 r, (kind, message, clause) = faults[0]
                 raise AdapterFault(kind, message, clause=clause, call=method, rank=r)
-            self._raise_missing(out, method, what)
+            self._raise_missing(out, method, what, [e for _, e in errors if not _collateral(e)])
             if errors and not allow_errors:
                 raise _error_fault(errors[0][1], method, what)
         except AdapterFault:

@@ -54,6 +54,8 @@ __all__ = [
     "close_workers",
     "exit_description",
     "isolated",
+    "last_frame",
+    "load_summary",
     "portable",
     "set_call_timeout",
 ]
@@ -194,7 +196,7 @@ class _RemoteTraceback(Exception):
         return f"\n(in the adapter's worker process)\n{self.text}"
 
 
-def _last_frame(tb_text: str) -> str | None:
+def last_frame(tb_text: str) -> str | None:
     """The innermost ``File ..., line ...`` entry of a formatted traceback, with its source line."""
     lines = tb_text.rstrip().splitlines()
     for i in range(len(lines) - 1, -1, -1):
@@ -212,10 +214,17 @@ def adapter_frame(exc: BaseException) -> str | None:
         return exc.frame
     cause = exc.__cause__
     if isinstance(cause, _RemoteTraceback):
-        return _last_frame(cause.text)
+        return last_frame(cause.text)
     if exc.__traceback__ is not None:
-        return _last_frame("".join(traceback.format_tb(exc.__traceback__)))
+        return last_frame("".join(traceback.format_tb(exc.__traceback__)))
     return None
+
+
+def load_summary(exc: BaseException) -> str:
+    """One line for an adapter that could not be loaded (the load error's own text names the cause)."""
+    if type(exc).__name__ == "AdapterLoadError":
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def exit_description(exitcode: int | None) -> str:
@@ -303,8 +312,8 @@ def _serve(adapter: Any, conn: Any, dump_path: str) -> None:
         loaded = load_adapter(adapter) if isinstance(adapter, str) else adapter
         if not isinstance(loaded, LoadedAdapter):
             raise TypeError(f"not an adapter: {loaded!r}")
-    except BaseException:
-        conn.send(("load", traceback.format_exc()))
+    except BaseException as exc:
+        conn.send(("load", (load_summary(exc), traceback.format_exc())))
         return
     conn.send(("ready", None))
     claimed = loaded.capabilities.dtype
@@ -388,11 +397,12 @@ class CallWorker:
             raise
         if status == "load":
             self.close()
+            summary, tb = payload
             raise AdapterFault(
                 "load",
-                f"the adapter could not be loaded in a worker process: {payload.strip().splitlines()[-1]}",
+                f"the adapter could not be loaded in a worker process: {summary}",
                 call=method,
-                frame=_last_frame(payload),
+                frame=last_frame(tb),
             )
 
     def _receive(self, method: str, timeout: float, *, starting: bool = False) -> tuple[Any, ...]:
@@ -428,11 +438,11 @@ class CallWorker:
         _, exc, type_name, message, tb, _ = reply
         if type_name == "MemoryError":
             raise AdapterFault(
-                "memory", f"{method}() raised MemoryError: {message}", call=method, frame=_last_frame(tb)
+                "memory", f"{method}() raised MemoryError: {message}", call=method, frame=last_frame(tb)
             )
         if exc is None:
             raise AdapterFault(
-                "exception", f"{method}() raised {type_name}: {message}", call=method, frame=_last_frame(tb)
+                "exception", f"{method}() raised {type_name}: {message}", call=method, frame=last_frame(tb)
             )
         raise exc from _RemoteTraceback(tb)
 

@@ -1,0 +1,114 @@
+"""Adapters that inject one fault each (for tests/test_faults.py): our torch adapter, broken once.
+
+Load them by file path: ``tests/fault_adapters.py:HangingEmbeddings``. The data-parallel ones fail
+on rank 1 only, in ``rank_embeddings`` (``rank_encoder`` is left correct, so that a later property
+at the same world size shows whether the pool was replaced).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from typing import Any
+
+import numpy as np
+
+from infonce_spec.adapters.bundled import TorchAdapter
+from infonce_spec.conformance.protocol import LossGrads
+
+
+class Uncached(TorchAdapter):
+    def __init__(self, name: str = "fault-uncached") -> None:
+        super().__init__(name)
+
+
+class HangingEmbeddings(Uncached):
+    """``embeddings`` never answers (a hang in the single-process call)."""
+
+    def embeddings(self, case: Any) -> Any:
+        time.sleep(3600)
+
+
+class AlwaysRaising(Uncached):
+    """Every computing call raises."""
+
+    def embeddings(self, case: Any) -> Any:
+        raise RuntimeError("the kernel is not implemented for this input")
+
+    def encoder(self, case: Any) -> Any:
+        raise RuntimeError("the kernel is not implemented for this input")
+
+
+class ReturnsNone(Uncached):
+    def embeddings(self, case: Any) -> Any:
+        return None
+
+
+class WrongShape(Uncached):
+    """``grad_docs`` without its last row (a wrong layout of the result)."""
+
+    def embeddings(self, case: Any) -> Any:
+        out = super().embeddings(case)
+        return LossGrads(out.loss, out.grad_queries, np.asarray(out.grad_docs)[:, :-1], out.grad_scale)
+
+
+class Float16Results(Uncached):
+    """Claims float64 but hands the gradients back in float16."""
+
+    def embeddings(self, case: Any) -> Any:
+        out = super().embeddings(case)
+        return LossGrads(
+            out.loss,
+            np.asarray(out.grad_queries).astype(np.float16),
+            np.asarray(out.grad_docs).astype(np.float16),
+            out.grad_scale,
+        )
+
+
+class DataParallel(TorchAdapter):
+    def __init__(self, name: str = "fault-data-parallel") -> None:
+        super().__init__(name, data_parallel=True)
+
+    def fault(self) -> None:
+        raise NotImplementedError
+
+    def rank_embeddings(self, case: Any) -> Any:
+        if case.rank == 1:
+            self.fault()
+        return super().rank_embeddings(case)
+
+
+class HangAtRank1(DataParallel):
+    def fault(self) -> None:
+        time.sleep(3600)
+
+
+class ExitAtRank1(DataParallel):
+    def fault(self) -> None:
+        os._exit(3)
+
+
+class KilledAtRank1(DataParallel):
+    def fault(self) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class RaiseAtRank1(DataParallel):
+    def fault(self) -> None:
+        raise RuntimeError("rank 1 cannot gather")
+
+
+class MemoryErrorAtRank1(DataParallel):
+    def fault(self) -> None:
+        raise MemoryError("cannot allocate the gathered embeddings")
+
+
+class ConstructorRaisesInWorker(DataParallel):
+    """Loads in the runner, but its constructor raises in a spawned worker."""
+
+    def __init__(self) -> None:
+        if multiprocessing.parent_process() is not None:
+            raise RuntimeError("no accelerator in this process")
+        super().__init__("fault-constructor")
