@@ -231,7 +231,7 @@ class Context:
                 )
 
 
-def _output(value: Any, shape: tuple[int, ...], quantity: str, clause: str, call: str) -> np.ndarray:
+def output_array(value: Any, shape: tuple[int, ...], quantity: str, clause: str, call: str) -> np.ndarray:
     """One field of an adapter's result as a float64 array of ``shape``, or an ``output`` fault naming
     the output-contract clause (a gradient has the layout of its input: LAYOUT-1/LAYOUT-2; the loss
     is a scalar: LOSS-1; dL/dscale a scalar: SCALE-2)."""
@@ -279,9 +279,9 @@ def to_outputs(
                 f"{call}() returned {name}, which has no {attr!r} (expected LossGrads)",
                 call=call,
             )
-    loss = _output(out.loss, (), "loss", "LOSS-1", call)
-    gq = _output(out.grad_queries, tuple(q_shape), "grad_queries", "LAYOUT-1", call)
-    gd = _output(out.grad_docs, tuple(d_shape), "grad_docs", "LAYOUT-2", call)
+    loss = output_array(out.loss, (), "loss", "LOSS-1", call)
+    gq = output_array(out.grad_queries, tuple(q_shape), "grad_queries", "LAYOUT-1", call)
+    gd = output_array(out.grad_docs, tuple(d_shape), "grad_docs", "LAYOUT-2", call)
     gs = getattr(out, "grad_scale", None)
     if want_scale and gs is None:
         raise AdapterFault(
@@ -290,5 +290,5 @@ def to_outputs(
             clause="SCALE-2",
             call=call,
         )
-    scale = None if gs is None else float(_output(gs, (), "grad_scale", "SCALE-2", call))
+    scale = None if gs is None else float(output_array(gs, (), "grad_scale", "SCALE-2", call))
     return Outputs(float(loss), gq, gd, scale)

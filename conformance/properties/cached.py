@@ -34,11 +34,12 @@ from hypothesis import strategies as st
 
 from infonce_spec.reference import Config, linear_encoder_grad
 
-from ..compare import check_shape, fail
+from ..compare import ConformanceFailure, PremiseFailure, fail
 from ..protocol import Capabilities, DropoutCase, EncoderCase, EncoderStep
 from ..strategies import draw_config, draw_embeddings
 from ..tolerances import COS_EPS, encoder_bounds, encoder_condition, round_to_dtype
-from .base import Context, Property
+from .base import Context, Property, output_array
+from .checks import check_premise
 from .memory import peak_bytes
 
 __all__ = [
@@ -98,8 +99,45 @@ def call_encoder(
         mini_batch_size=mini_batch_size,
     )
     out = ctx.adapter.encoder(case)
-    losses = check_shape(list(out.losses), (len(steps),), "losses", "LOSS-1")
-    return losses, check_shape(out.grad_weight, weight.shape, "grad_weight", "GRAD-1")
+    losses = output_array(list(out.losses), (len(steps),), "losses", "LOSS-1", "encoder")
+    return losses, output_array(out.grad_weight, weight.shape, "grad_weight", "GRAD-1", "encoder")
+
+
+def _steps(case: dict[str, Any], upstreams: list[float]) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    steps = [(case["x_queries"], case["x_docs"], upstreams[0])]
+    for i in range(1, len(upstreams)):
+        steps.append((case[f"x_queries_{i}"], case[f"x_docs_{i}"], upstreams[i]))
+    return steps
+
+
+def _encoder_premise(ctx: Context, case: dict[str, Any], exc: ConformanceFailure) -> None:
+    """The premise of an encoder verdict: the loss stage alone (level 1, on the embeddings
+    ``x @ weight.T`` of the first step, rounded to the adapter's dtype) is right."""
+    w = case["weight"]
+    q = round_to_dtype(case["x_queries"] @ w.T, ctx.dtype)
+    d = round_to_dtype(case["x_docs"] @ w.T, ctx.dtype)
+    check_premise(ctx, q, d, case["config"], "the same batch's embeddings at level 1", exc)
+
+
+def _cache_premise(ctx: Context, case: dict[str, Any], exc: ConformanceFailure, *, one_step: bool) -> None:
+    """The premise of a CACHE verdict on ``case``: the uncached path is right (against the closed
+    form) and, for CACHE-2 .. CACHE-4 (``one_step``), the cached path equals it on the first step
+    with upstream 1 and no dropout (CACHE-1). Raise :class:`PremiseFailure` if not."""
+    plain = {**case, "mini_batch_size": None}
+    try:
+        _check_steps(ctx, plain, [1.0], "GRAD-1")
+    except ConformanceFailure as inner:
+        _encoder_premise(ctx, case, inner)
+        raise PremiseFailure(
+            "GRAD-1", "the uncached path of the same case against the closed form", inner.detail
+        ) from None
+    if one_step:
+        try:
+            _check_against_uncached(ctx, case, [1.0], "CACHE-1")
+        except ConformanceFailure as inner:
+            raise PremiseFailure(
+                "CACHE-1", "the same case cached, one step, upstream 1, no dropout", inner.detail
+            ) from None
 
 
 def _draw_case(data: Any, ctx: Context, *, cached: bool) -> dict[str, Any]:
@@ -115,9 +153,7 @@ def _draw_case(data: Any, ctx: Context, *, cached: bool) -> dict[str, Any]:
 
 def _check_steps(ctx: Context, case: dict[str, Any], upstreams: list[float], clause: str) -> None:
     config, w, m = case["config"], case["weight"], case["mini_batch_size"]
-    steps = [(case["x_queries"], case["x_docs"], upstreams[0])]
-    for i in range(1, len(upstreams)):
-        steps.append((case[f"x_queries_{i}"], case[f"x_docs_{i}"], upstreams[i]))
+    steps = _steps(case, upstreams)
     losses, grad = call_encoder(ctx, w, steps, config, m)
     expected_grad = np.zeros_like(w)
     grad_bound = 0.0
@@ -133,9 +169,7 @@ def _check_steps(ctx: Context, case: dict[str, Any], upstreams: list[float], cla
 def _check_against_uncached(ctx: Context, case: dict[str, Any], upstreams: list[float], clause: str) -> None:
     """The cached steps against the same adapter's uncached steps (metamorphic, ``clause``)."""
     config, w, m = case["config"], case["weight"], case["mini_batch_size"]
-    steps = [(case["x_queries"], case["x_docs"], upstreams[0])]
-    for i in range(1, len(upstreams)):
-        steps.append((case[f"x_queries_{i}"], case[f"x_docs_{i}"], upstreams[i]))
+    steps = _steps(case, upstreams)
     losses, grad = call_encoder(ctx, w, steps, config, m)
     plain_losses, plain_grad = call_encoder(ctx, w, steps, config, None)
     what = "the same adapter uncached (mini_batch_size None)"
@@ -176,7 +210,11 @@ class EncoderReference(Property):
         return _draw_case(data, ctx, cached=False)
 
     def check(self, case: dict[str, Any], ctx: Context) -> None:
-        _check_steps(ctx, case, [1.0], self.clause)
+        try:
+            _check_steps(ctx, case, [1.0], self.clause)
+        except ConformanceFailure as exc:
+            _encoder_premise(ctx, case, exc)
+            raise
 
 
 class CachedEqualsUncached(Property):
@@ -195,7 +233,11 @@ class CachedEqualsUncached(Property):
         return _draw_case(data, ctx, cached=True)
 
     def check(self, case: dict[str, Any], ctx: Context) -> None:
-        _check_against_uncached(ctx, case, [1.0], self.clause)
+        try:
+            _check_against_uncached(ctx, case, [1.0], self.clause)
+        except ConformanceFailure as exc:
+            _cache_premise(ctx, case, exc, one_step=False)
+            raise
 
 
 class UpstreamLinearity(CachedEqualsUncached):
@@ -212,7 +254,11 @@ class UpstreamLinearity(CachedEqualsUncached):
         return case
 
     def check(self, case: dict[str, Any], ctx: Context) -> None:
-        _check_against_uncached(ctx, case, [case["upstream"]], self.clause)
+        try:
+            _check_against_uncached(ctx, case, [case["upstream"]], self.clause)
+        except ConformanceFailure as exc:
+            _cache_premise(ctx, case, exc, one_step=True)
+            raise
 
 
 class Reentrant(CachedEqualsUncached):
@@ -237,7 +283,11 @@ class Reentrant(CachedEqualsUncached):
         return case
 
     def check(self, case: dict[str, Any], ctx: Context) -> None:
-        _check_against_uncached(ctx, case, [float(c) for c in case["upstreams"]], self.clause)
+        try:
+            _check_against_uncached(ctx, case, [float(c) for c in case["upstreams"]], self.clause)
+        except ConformanceFailure as exc:
+            _cache_premise(ctx, case, exc, one_step=True)
+            raise
 
 
 class RngReplay(Property):
@@ -264,6 +314,13 @@ class RngReplay(Property):
         return case
 
     def check(self, case: dict[str, Any], ctx: Context) -> None:
+        try:
+            self._replay(case, ctx)
+        except ConformanceFailure as exc:
+            _cache_premise(ctx, case, exc, one_step=True)
+            raise
+
+    def _replay(self, case: dict[str, Any], ctx: Context) -> None:
         config, w, p = case["config"], case["weight"], case["p"]
         results = []
         for m in (None, case["mini_batch_size"]):
@@ -278,8 +335,9 @@ class RngReplay(Property):
                     mini_batch_size=m,
                 )
             )
-            loss = check_shape(np.asarray(out.losses).reshape(-1)[:1].reshape(()), (), "loss", "LOSS-1")
-            results.append((float(loss), check_shape(out.grad_weight, w.shape, "grad_weight", "GRAD-1")))
+            loss = output_array(list(out.losses), (1,), "losses", "LOSS-1", "dropout_encoder")[0]
+            grad = output_array(out.grad_weight, w.shape, "grad_weight", "GRAD-1", "dropout_encoder")
+            results.append((float(loss), grad))
         # Dropout scales kept inputs by 1/(1-p): bound with the largest inputs it can produce.
         bounds, g_bound = encoder_bounds(
             case["x_queries"] / (1 - p),

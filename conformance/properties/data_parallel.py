@@ -8,12 +8,15 @@ gradients are compared with :func:`~infonce_spec.reference.rank_expectations`. K
 With an encoder, the rank-averaged weight gradient must be dL/dweight (DP-4); unequal local batches
 must be refused on every rank (DP-5).
 
-Attribution (:func:`loss_clause`): every rank's loss is compared before any gradient, because a
-layout error on one rank also corrupts the gradients the gather sends to the others. If some
-``L_r`` is wrong and all of them are off by one common factor (``L_r = c E_r`` within the bounds,
-e.g. a ``loss * W``), the failure is the reduction, DP-2; if they are off in a rank-dependent way
-(a wrong rank offset, columns interleaved by the gather), it is the layout, DP-1. Losses right and
-gradients wrong is DP-3.
+Attribution: every rank's loss is judged before any gradient, because a layout error on one rank
+also corrupts the gradients the gather sends to the others. Losses equal to each rank's L_r, or
+all equal to the global L (DP-2 allows both; the second is noted), pass. Otherwise, if all of them
+are off by one common factor (``L_r = c E_r`` within the bounds, e.g. a ``loss * W``), the failure
+is the reduction, DP-2; if they are off in a rank-dependent way (a wrong rank offset, columns
+interleaved by the gather), it is the layout, DP-1. The gradients (DP-3; DP-4 for the encoder) are
+checked whatever the losses' verdict, and both verdicts are reported. Before either is blamed, the
+premise: the same global batch in one process (W = 1, the adapter's level 1) is right -- otherwise
+the error is not about data parallelism at all.
 """
 
 from __future__ import annotations
@@ -26,15 +29,22 @@ from hypothesis import strategies as st
 
 from infonce_spec.reference import linear_encoder_grad, rank_expectations
 
-from ..compare import check_shape, fail
+from ..compare import ConformanceFailure, fail
 from ..distributed import RankError
 from ..protocol import Capabilities, RankCase, RankEncoderCase
 from ..strategies import draw_batch, draw_config
-from ..tolerances import embedding_bounds, encoder_bounds
-from .base import Context, Property, to_outputs
+from ..tolerances import embedding_bounds, encoder_bounds, round_to_dtype
+from .base import Context, Property, output_array, to_outputs
 from .cached import draw_encoder_inputs
+from .checks import check_premise
 
-__all__ = ["DataParallelEmbeddings", "DataParallelEncoder", "UnequalLocalBatch", "loss_clause"]
+__all__ = [
+    "DataParallelEmbeddings",
+    "DataParallelEncoder",
+    "UnequalLocalBatch",
+    "loss_clause",
+    "rank_loss_failure",
+]
 
 
 def loss_clause(losses: np.ndarray, expected: np.ndarray, bound: float) -> tuple[str, str]:
@@ -57,15 +67,58 @@ def loss_clause(losses: np.ndarray, expected: np.ndarray, bound: float) -> tuple
     )
 
 
-def check_rank_losses(ctx: Context, losses: np.ndarray, expected: np.ndarray, bound: float) -> None:
-    """All ranks' losses at once, filed by :func:`loss_clause` (before any gradient is looked at)."""
+def rank_loss_failure(
+    ctx: Context, losses: np.ndarray, expected: np.ndarray, bound: float
+) -> ConformanceFailure | None:
+    """The verdict on all ranks' reported losses at once (before any gradient is looked at).
+
+    DP-2 accepts two forms: every rank reports its own L_r (recommended), or every rank reports the
+    global L (the mean of the L_r) -- noted in the report. Otherwise the failure is filed by
+    :func:`loss_clause`: one common factor is the reduction (DP-2), rank-dependent errors the layout
+    (DP-1).
+    """
     losses = np.asarray(losses, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
     with np.errstate(invalid="ignore"):
-        ok = bool(np.all(np.abs(losses - expected) <= bound))
-    clause, why = ("DP-2", "") if ok else loss_clause(losses, expected, bound)
-    quantity = "rank losses L_r (index = rank)" + (f"; {why}" if why else "")
-    ctx.close(losses, expected, bound, quantity=quantity, clause=clause)
+        if bool(np.all(np.abs(losses - expected) <= bound)):
+            ctx.close(losses, expected, bound, quantity="rank losses L_r (index = rank)", clause="DP-2")
+            return None
+        total = float(np.mean(expected))
+        if len(losses) > 1 and bool(np.all(np.abs(losses - total) <= bound)):
+            ctx.notes.append(
+                "DP-2: every rank reports the global loss L (allowed; each rank's own L_r is recommended)"
+            )
+            return None
+    clause, why = loss_clause(losses, expected, bound)
+    try:
+        ctx.close(losses, expected, bound, quantity=f"rank losses L_r (index = rank); {why}", clause=clause)
+    except ConformanceFailure as exc:
+        return exc
+    return None
+
+
+def _verdict(
+    ctx: Context, q: np.ndarray, d: np.ndarray, config: Any, failures: list[ConformanceFailure]
+) -> None:
+    """Raise the rank verdicts found on one case: first the premise (the same global batch in one
+    process, W = 1, is right), then the losses' verdict with the gradients' as ``also``."""
+    failures = [f for f in failures if f is not None]
+    if not failures:
+        return
+    first = failures[0]
+    check_premise(ctx, q, d, config, "the same global batch in one process (W = 1)", first)
+    raise ConformanceFailure(first.clause, first.detail, mismatch=first.mismatch, also=tuple(failures[1:]))
+
+
+def _grad_failure(
+    ctx: Context, pairs: list[tuple[Any, Any, Any, str]], clause: str
+) -> ConformanceFailure | None:
+    try:
+        for computed, expected, bound, quantity in pairs:
+            ctx.close(computed, expected, bound, quantity=quantity, clause=clause)
+    except ConformanceFailure as exc:
+        return exc
+    return None
 
 
 def _draw_b_k(data: Any, ctx: Context) -> tuple[int, int]:
@@ -113,23 +166,27 @@ class DataParallelEmbeddings(Property):
         ]
         raw = ctx.harness.run("rank_embeddings", cases)
         outs = [to_outputs(o, (b, q.shape[1]), (d.shape[0], b, d.shape[2]), False) for o in raw]
-        check_rank_losses(ctx, [o.loss for o in outs], [e.loss for e in expected], bounds.loss)
+        losses = rank_loss_failure(ctx, [o.loss for o in outs], [e.loss for e in expected], bounds.loss)
+        pairs = []
         for r, (out, exp) in enumerate(zip(outs, expected, strict=True)):
             own = slice(r * b, (r + 1) * b)
-            ctx.close(
-                out.grad_queries,
-                exp.grad_queries,
-                w * bounds.grad_queries[own],
-                quantity=f"rank {r} grad_queries (local, W-scaled)",
-                clause="DP-3",
+            pairs.append(
+                (
+                    out.grad_queries,
+                    exp.grad_queries,
+                    w * bounds.grad_queries[own],
+                    f"rank {r} grad_queries (local, W-scaled)",
+                )
             )
-            ctx.close(
-                out.grad_docs,
-                exp.grad_docs,
-                w * bounds.grad_docs[:, own],
-                quantity=f"rank {r} grad_docs (local, W-scaled)",
-                clause="DP-3",
+            pairs.append(
+                (
+                    out.grad_docs,
+                    exp.grad_docs,
+                    w * bounds.grad_docs[:, own],
+                    f"rank {r} grad_docs (local, W-scaled)",
+                )
             )
+        _verdict(ctx, q, d, config, [losses, _grad_failure(ctx, pairs, "DP-3")])
 
 
 class DataParallelEncoder(Property):
@@ -181,21 +238,23 @@ class DataParallelEncoder(Property):
         outs = ctx.harness.run("rank_encoder", cases)
         per_query = np.asarray(expected.embeddings.per_query_loss)
         losses = [
-            check_shape(list(out.losses), (1,), f"rank {r} losses", "DP-2")[0] for r, out in enumerate(outs)
-        ]
-        expected_losses = [float(np.mean(per_query[r * b : (r + 1) * b])) for r in range(w)]
-        check_rank_losses(ctx, losses, expected_losses, bounds.loss)
-        grads = [
-            check_shape(out.grad_weight, wt.shape, f"rank {r} grad_weight", "DP-4")
+            output_array(list(out.losses), (1,), f"rank {r} losses", "DP-2", "rank_encoder")[0]
             for r, out in enumerate(outs)
         ]
-        ctx.close(
-            np.mean(grads, axis=0),
-            expected.grad_weight,
-            g_bound,
-            quantity="grad_weight averaged over ranks",
-            clause="DP-4",
+        expected_losses = [float(np.mean(per_query[r * b : (r + 1) * b])) for r in range(w)]
+        loss_failure = rank_loss_failure(ctx, losses, expected_losses, bounds.loss)
+        grads = [
+            output_array(out.grad_weight, wt.shape, f"rank {r} grad_weight", "DP-4", "rank_encoder")
+            for r, out in enumerate(outs)
+        ]
+        grad_failure = _grad_failure(
+            ctx,
+            [(np.mean(grads, axis=0), expected.grad_weight, g_bound, "grad_weight averaged over ranks")],
+            "DP-4",
         )
+        q = round_to_dtype(xq @ wt.T, ctx.dtype)
+        d = round_to_dtype(xd @ wt.T, ctx.dtype)
+        _verdict(ctx, q, d, config, [loss_failure, grad_failure])
 
 
 class UnequalLocalBatch(Property):
