@@ -10,13 +10,14 @@ Every step that a real implementation has got wrong at some point is a method, s
 (:mod:`.catalogue`) is a subclass that overrides exactly one of them:
 
 * data parallel (DP-1 .. DP-3): :meth:`InfoNCE.all_gather`, :meth:`InfoNCE.gather_docs`,
-  :meth:`InfoNCE.rank_offset`;
+  :meth:`InfoNCE.rank_offset`, :meth:`InfoNCE.loss_rows`;
 * similarity and scale (SIM-1, SIM-2, SCALE-1): :meth:`InfoNCE.normalize`, :meth:`InfoNCE.apply_scale`;
-* rows and masks (QD-1, QQ-1, MASK-QQ-1, DQ-1, DD-1, MASK-DD-1, MASK-DD-2): :meth:`InfoNCE.query_to_query_mask`,
+* rows and masks (QD-1, QQ-1, MASK-QQ-1, DQ-1, DD-1, MASK-DD-1, MASK-DD-2): :meth:`InfoNCE.candidates`,
+  :meth:`InfoNCE.query_to_query_mask`,
   :meth:`InfoNCE.doc_to_query`, :meth:`InfoNCE.doc_to_doc_mask`, :meth:`InfoNCE.own_mask`;
 * hardness (HARD-2 .. HARD-5): :meth:`InfoNCE.hardness_value`, :meth:`InfoNCE.hardness_selection`;
 * partition and reduction (PART-2, PART-3, LOSS-1, NUM-1, DP-2): :meth:`InfoNCE.logsumexp`,
-  :meth:`InfoNCE.log_partition`, :meth:`InfoNCE.reduce`.
+  :meth:`InfoNCE.log_partition`, :meth:`InfoNCE.per_query_losses`, :meth:`InfoNCE.reduce`.
 
 The GradCache form (CACHE-1 .. CACHE-5) is :mod:`.cached`; the conformance adapter is :mod:`.adapter`.
 """
@@ -135,6 +136,10 @@ class InfoNCE:
             return queries, docs, 0
         return self.all_gather(queries), self.gather_docs(docs), self.rank_offset(rank, queries.shape[0])
 
+    def loss_rows(self, offset: int, batch_size: int, n: int) -> torch.Tensor:
+        """The global indices of the queries whose losses this rank reports: its own (DP-2, L_r)."""
+        return torch.arange(offset, offset + batch_size)
+
     # ----------------------------------------------------------- similarity and scale (SIM, SCALE)
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """``x / max(||x||, 1e-12)`` (SIM-1; its backward is GRAD-3)."""
@@ -151,6 +156,11 @@ class InfoNCE:
         return sim * scale
 
     # ----------------------------------------------------------- rows and masks
+    def candidates(self, d_all: torch.Tensor) -> torch.Tensor:
+        """(K, N, D) -> (K N, D): document ``d[k, j]`` is candidate ``k * N + j`` (LAYOUT-3)."""
+        k, n, dim = d_all.shape
+        return d_all.reshape(k * n, dim)
+
     def own_mask(self, rows: torch.Tensor, n: int) -> torch.Tensor:
         """(m, N) boolean: ``own[i, j] = (j == rows[i])``, from index vectors (O(m N), CACHE-5)."""
         return torch.arange(n, device=rows.device).unsqueeze(0) == rows.unsqueeze(1)
@@ -191,8 +201,8 @@ class InfoNCE:
         self, q_all: torch.Tensor, d_all: torch.Tensor, rows: torch.Tensor, scale: torch.Tensor
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The selected rows of the queries ``rows`` (m,) and their positive logits p_g (QD-2)."""
-        k, n, dim = d_all.shape
-        docs_flat = d_all.reshape(k * n, dim)  # candidate k * N + j (LAYOUT-3)
+        k, n, _ = d_all.shape
+        docs_flat = self.candidates(d_all)
         own = self.own_mask(rows, n)
         ctx = {"q_all": q_all, "docs_flat": docs_flat, "rows": rows, "k": k, "positives": d_all[0][rows]}
         directions = self.options.directions
@@ -246,5 +256,5 @@ class InfoNCE:
     def loss(self, queries: torch.Tensor, docs: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """``L_r`` of local ``queries`` (B, D) and ``docs`` (K, B, D)."""
         q_all, d_all, offset = self.gather_batch(queries, docs)
-        rows = torch.arange(offset, offset + queries.shape[0], device=queries.device)
+        rows = self.loss_rows(offset, queries.shape[0], q_all.shape[0]).to(queries.device)
         return self.reduce(self.per_query_losses(q_all, d_all, rows, scale))

@@ -1,10 +1,16 @@
 """The catalogue: faulty implementations the conformance suite must catch, each tagged with its clause.
 
-Every mutant is a subclass of :class:`~.base.InfoNCE` or :class:`~.cached.GradCache` that overrides
-exactly one hook, registered with :func:`mutant`: an ``id``, the clause the suite must flag, a
-description, and the public bug it mirrors where there is one. Each is reachable as an adapter under
+Every mutant is a subclass of :class:`~.base.InfoNCE`, :class:`~.cached.GradCache` or the adapter
+:class:`~.adapter.TorchAdapter` that overrides exactly one hook, registered with :func:`mutant`: an
+``id``, the clause the suite must diagnose as the only root cause, a description, and the public bug
+it mirrors where there is one (its provenance). Each is reachable as an adapter under
 ``infonce_spec.conformance.mutants.catalogue:adapters.<id>`` (spawned data-parallel workers import it
-by that name). The correct adapters are :data:`CORRECT`.
+by that name).
+
+The correct implementations are :data:`CORRECT`: the mutants' own base adapter, the bundled torch
+adapters, and the *correct variants* registered with :func:`variant` -- implementations that differ
+from the base in a way the spec allows (``...catalogue:variants.<id>``); each must pass with no
+failure at all.
 """
 
 from __future__ import annotations
@@ -17,32 +23,47 @@ from typing import Any, TypeVar
 
 import torch
 
-from .adapter import adapter_for
+from ..protocol import EmbeddingCase, LossGrads
+from .adapter import CAPABILITIES, TorchAdapter, adapter_for
 from .base import InfoNCE, all_gather_no_grad, world
 from .cached import CacheState, GradCache
 
-__all__ = ["CATALOGUE", "CORRECT", "MODULE", "Mutant", "adapters", "mutant"]
+__all__ = [
+    "CATALOGUE",
+    "CORRECT",
+    "FAULT",
+    "MODULE",
+    "VARIANTS",
+    "Mutant",
+    "Variant",
+    "adapters",
+    "mutant",
+    "variant",
+    "variants",
+]
 
 MODULE = "infonce_spec.conformance.mutants.catalogue"
-#: The correct implementations the suite must pass (``module:attr`` specs).
-CORRECT = (
-    "infonce_spec.conformance.mutants.adapter:TorchAdapter",
-    "infonce_spec.adapters.bundled:uncached",
-    "infonce_spec.adapters.bundled:data_parallel",  # cached + data parallel + dropout: claims everything
-)
+#: The root-cause label of an adapter fault that breaks no output contract (an exception, a hang).
+FAULT = "adapter fault"
 
 
 @dataclass(frozen=True)
 class Mutant:
-    """One faulty implementation: ``clause`` is what the suite must flag (``also``: other clauses a
-    correct verdict may file it under), ``level`` the adapter level that exposes it."""
+    """One faulty implementation: ``clause`` is the clause it breaks, ``level`` the adapter level that
+    exposes it, ``reference`` its provenance (the public bug it mirrors, or how such code is written).
+
+    ``fault``: the bug makes the adapter misbehave instead of answering (an exception on a valid
+    input); a right diagnosis is then one adapter-fault root cause and no FAIL (an exception breaks
+    no output contract), and ``clause`` names the rule whose valid inputs it refuses.
+    :attr:`expected_roots` is what the diagnosis must find: exactly that, nothing else.
+    """
 
     id: str
     clause: str
     level: str
     description: str
     reference: str = ""
-    also: tuple[str, ...] = ()
+    fault: bool = False
     adapter: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -50,13 +71,38 @@ class Mutant:
         return f"{MODULE}:adapters.{self.id}"
 
     @property
-    def clauses(self) -> tuple[str, ...]:
-        return (self.clause, *self.also)
+    def expected_roots(self) -> frozenset[str]:
+        """The root causes a right diagnosis finds: the tagged clause, or :data:`FAULT`."""
+        return frozenset({FAULT if self.fault else self.clause})
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A correct implementation that differs from the base where the spec allows it."""
+
+    id: str
+    clause: str
+    description: str
+    reference: str = ""
+
+    @property
+    def spec(self) -> str:
+        return f"{MODULE}:variants.{self.id}"
 
 
 CATALOGUE: dict[str, Mutant] = {}
+VARIANTS: dict[str, Variant] = {}
 adapters = SimpleNamespace()
+variants = SimpleNamespace()
 T = TypeVar("T", bound=type)
+
+
+def _adapter(id: str, cls: type) -> tuple[TorchAdapter, str]:
+    if issubclass(cls, GradCache):
+        return adapter_for(id, cache_class=cls), "encoder"
+    if issubclass(cls, TorchAdapter):
+        return cls(), "embeddings"
+    return adapter_for(id, loss_class=cls), "embeddings"
 
 
 def mutant(
@@ -65,21 +111,33 @@ def mutant(
     description: str,
     reference: str = "",
     *,
-    also: tuple[str, ...] = (),
     level: str = "",
+    fault: bool = False,
 ) -> Callable[[T], T]:
-    """Register a subclass of :class:`InfoNCE` or :class:`GradCache` as a mutant."""
+    """Register a subclass of :class:`InfoNCE`, :class:`GradCache` or :class:`TorchAdapter` (whose
+    ``capabilities`` must name it) as a mutant."""
 
     def register(cls: T) -> T:
-        if issubclass(cls, GradCache):
-            adapter, lvl = adapter_for(id, cache_class=cls), "encoder"
-        else:
-            adapter, lvl = adapter_for(id, loss_class=cls), "embeddings"
-        entry = Mutant(id, clause, level or lvl, description, reference, also, adapter)
+        adapter, lvl = _adapter(id, cls)
         if id in CATALOGUE:
             raise ValueError(f"duplicate mutant {id}")
-        CATALOGUE[id] = entry
+        CATALOGUE[id] = Mutant(id, clause, level or lvl, description, reference, fault, adapter)
         setattr(adapters, id, adapter)
+        return cls
+
+    return register
+
+
+def variant(id: str, clause: str, description: str, reference: str = "") -> Callable[[T], T]:
+    """Register a correct variant (a subclass of :class:`InfoNCE` or :class:`GradCache`); ``clause``
+    is the clause that allows it."""
+
+    def register(cls: T) -> T:
+        adapter, _ = _adapter(f"variant.{id}", cls)
+        if id in VARIANTS:
+            raise ValueError(f"duplicate variant {id}")
+        VARIANTS[id] = Variant(id, clause, description, reference)
+        setattr(variants, id, adapter)
         return cls
 
     return register
@@ -92,7 +150,6 @@ def mutant(
     "doc_to_query taken from the transposed query_to_doc block of every document column: with hard "
     "negatives (K > 1) the row of query g holds s(d[k, g], q_j) for all k, so its hard negatives act as anchors",
     "sentence-transformers PR #3607 review (doc_to_query from the transposed query_to_doc scores)",
-    also=("ROW-1",),
 )
 class DocToQueryFromTransposedBlock(InfoNCE):
     def doc_to_query(self, sims: dict[str, torch.Tensor], ctx: dict[str, Any]) -> torch.Tensor:
@@ -106,7 +163,6 @@ class DocToQueryFromTransposedBlock(InfoNCE):
     "MASK-DD-2",
     "doc_to_doc masks only the own positive; the query's own hard negatives stay in its doc_to_doc row",
     "sentence-transformers PR #3607 (an intermediate revision; discussed in the PR, spec §13.2)",
-    also=("DD-1",),
 )
 class DocToDocKeepsOwnHardNegatives(InfoNCE):
     def doc_to_doc_mask(self, own: torch.Tensor, k: int) -> torch.Tensor:
@@ -118,7 +174,6 @@ class DocToDocKeepsOwnHardNegatives(InfoNCE):
     "DD-1",
     "doc_to_doc masks every hard-negative column (all queries'), not only the query's own documents",
     "sentence-transformers PR #3607 (an intermediate revision)",
-    also=("MASK-DD-2",),
 )
 class DocToDocDropsAllHardNegatives(InfoNCE):
     def doc_to_doc_mask(self, own: torch.Tensor, k: int) -> torch.Tensor:
@@ -129,11 +184,24 @@ class DocToDocDropsAllHardNegatives(InfoNCE):
     "qq_without_self_mask",
     "MASK-QQ-1",
     "query_to_query keeps q_g . q_g (the self-similarity) in the row of query g",
-    also=("QQ-1",),
 )
 class QueryToQueryWithoutSelfMask(InfoNCE):
     def query_to_query_mask(self, own: torch.Tensor) -> torch.Tensor | None:
         return None
+
+
+@mutant(
+    "hard_negatives_by_cat",
+    "LAYOUT-2",
+    "the candidates are built as the positives followed by torch.cat(hard-negative columns): with no hard "
+    "negatives (K = 1, a valid batch) torch.cat gets an empty list and raises",
+    "torch.cat on an empty list ('expected a non-empty list of Tensors'), the crash of code written for "
+    "batches that always carry hard negatives (sentence-transformers' MNRL concatenates embeddings[1:])",
+    fault=True,
+)
+class HardNegativesByCat(InfoNCE):
+    def candidates(self, d_all: torch.Tensor) -> torch.Tensor:
+        return torch.cat([d_all[0], torch.cat(list(d_all[1:].unbind(0)))])
 
 
 # =========================================================================== hardness
@@ -201,6 +269,23 @@ class PerDirectionSum(InfoNCE):
 
 
 @mutant(
+    "partition_without_positive",
+    "QD-1",
+    "the softmax denominator leaves out the positive: log Z_g sums over the negatives only (the decoupled "
+    "contrastive loss used where InfoNCE is meant), so every loss and gradient is off, masks or not",
+    "DCL, decoupled contrastive learning (Yeh et al. 2022, Eq. 2) drops the positive from the denominator",
+)
+class PartitionWithoutPositive(InfoNCE):
+    def per_query_losses(
+        self, q_all: torch.Tensor, d_all: torch.Tensor, rows: torch.Tensor, scale: torch.Tensor
+    ) -> torch.Tensor:
+        logits, positive = self.logits(q_all, d_all, rows, scale)
+        column = rows.unsqueeze(1)
+        negatives = logits["query_to_doc"].scatter(1, column, float("-inf"))
+        return self.log_partition({**logits, "query_to_doc": negatives}) - positive
+
+
+@mutant(
     "temperature_as_scale",
     "SCALE-1",
     "the scale argument is used as a temperature: logits s / scale instead of scale * s",
@@ -215,7 +300,6 @@ class TemperatureAsScale(InfoNCE):
     "cos_without_eps",
     "SIM-1",
     "cos normalises with x / ||x|| (no eps): a zero vector gives NaN loss and gradients",
-    also=("GRAD-3", "NUM-1", "GRAD-2"),
 )
 class CosWithoutEps(InfoNCE):
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
@@ -312,12 +396,25 @@ class WrongRankOffset(InfoNCE):
     "DP-2",
     "the rank loss multiplied by the world size (to undo DDP's averaging) on top of a gradient-carrying gather",
     "the `loss * world_size` compensation of no-grad gathers (open_clip #616 discussion) kept with a grad gather",
-    also=("DP-3", "DP-4"),
     level="data_parallel",
 )
 class LossTimesWorld(InfoNCE):
     def reduce(self, per_query: torch.Tensor) -> torch.Tensor:
         return per_query.mean() * self.world()[1]
+
+
+@variant(
+    "dp_global_loss_every_rank",
+    "DP-2",
+    "every rank computes the loss of the whole gathered batch (all N queries, through the gradient-carrying "
+    "gather): each rank reports the global L, and the gather's reduce-scatter backward makes the local "
+    "gradient W * dL/d(local) -- correct (DP-2 allows the global L, DP-3 holds)",
+    "open_clip ClipLoss(local_loss=False, gather_with_grad=True): the loss of the full gathered batch on "
+    "every rank",
+)
+class GlobalLossEveryRank(InfoNCE):
+    def loss_rows(self, offset: int, batch_size: int, n: int) -> torch.Tensor:
+        return torch.arange(n)
 
 
 # =========================================================================== cached (GradCache)
@@ -414,3 +511,34 @@ class CacheBackwardOnce(GradCache):
         reported, objectives = zip(*chunks, strict=True)
         torch.stack(objectives).sum().backward()
         return torch.stack(reported).sum().detach()
+
+
+# =========================================================================== the adapter's output contract
+@mutant(
+    "scale_grad_none",
+    "SCALE-2",
+    "the scale is held as a Python float (a fixed hyper-parameter), so it gets no gradient; the adapter "
+    "claims grad_scale and returns grad_scale=None",
+    "sentence-transformers' MultipleNegativesRankingLoss keeps `scale` as a float attribute (no gradient); "
+    "an adapter copied from a template that claims grad_scale",
+)
+class ScaleGradNone(TorchAdapter):
+    capabilities = CAPABILITIES.with_(name="mutants.scale_grad_none")
+
+    def embeddings(self, case: EmbeddingCase) -> LossGrads:
+        kwargs = case.loss_kwargs()
+        q = torch.tensor(case.queries, dtype=torch.float64, requires_grad=True)
+        d = torch.tensor(case.docs, dtype=torch.float64, requires_grad=True)
+        loss = self.make_loss(kwargs).loss(q, d, torch.tensor(float(kwargs["scale"]), dtype=torch.float64))
+        loss.backward()
+        assert q.grad is not None and d.grad is not None
+        return LossGrads(float(loss.item()), q.grad.numpy(), d.grad.numpy(), None)
+
+
+#: The correct implementations the suite must pass (``module:attr`` specs).
+CORRECT: tuple[str, ...] = (
+    "infonce_spec.conformance.mutants.adapter:TorchAdapter",
+    "infonce_spec.adapters.bundled:uncached",
+    "infonce_spec.adapters.bundled:data_parallel",  # cached + data parallel + dropout: claims everything
+    *(v.spec for v in VARIANTS.values()),
+)
