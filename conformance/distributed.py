@@ -37,8 +37,8 @@ from .compare import AdapterFault
 from .isolation import (
     close_workers,
     exit_description,
-    load_summary,
     last_frame,
+    load_summary,
     prepare_worker,
     read_dump,
     run_call,

@@ -112,3 +112,10 @@ class ConstructorRaisesInWorker(DataParallel):
         if multiprocessing.parent_process() is not None:
             raise RuntimeError("no accelerator in this process")
         super().__init__("fault-constructor")
+
+
+class ExitInEmbeddings(Uncached):
+    """The single-process call kills its own process."""
+
+    def embeddings(self, case: Any) -> Any:
+        os._exit(7)
