@@ -22,6 +22,7 @@ is available); rank 0 prints and writes the reports.
 from __future__ import annotations
 
 import argparse
+import atexit
 import enum
 import json
 import os
@@ -311,7 +312,8 @@ def _run_adapters(specs: Sequence[str], args: argparse.Namespace, console: Any, 
                     loaded,
                     profile=args.profile,
                     world_sizes=args.world_sizes,
-                    reproducer_dir=args.reproducers if args.rank0 else None,
+                    # absolute, so that the printed replay command works from any folder
+                    reproducer_dir=args.reproducers.resolve() if args.rank0 else None,
                     select=select,
                     timeout=args.timeout,
                     on_result=finished,
@@ -438,10 +440,27 @@ def _write_traceback(exc: BaseException) -> Path:
     return Path(name)
 
 
+def keep_hypothesis_out_of_the_working_folder() -> None:
+    """Point hypothesis' storage (its example database and constants cache, ``.hypothesis/``) at a
+    temporary folder unless ``HYPOTHESIS_STORAGE_DIRECTORY`` says where: a run writes nothing into
+    the user's folder but the reports and reproducers asked for."""
+    if os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        return
+    import shutil
+
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    folder = tempfile.mkdtemp(prefix="infonce-conformance-hypothesis-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    set_hypothesis_home_dir(folder)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script's entry point; returns an :class:`ExitCode` (argparse's own usage errors
     exit 2 directly)."""
     args = _parser().parse_args(argv)
+    if args.command in ("run", "replay"):
+        keep_hypothesis_out_of_the_working_folder()
     from .interrupt import guarded_run  # SIGINT/SIGTERM -> KeyboardInterrupt; stops every worker
 
     try:

@@ -26,7 +26,13 @@ from typing import Any
 
 import pytest
 
-__all__ = ["conformance_tests", "pytest_addoption", "pytest_collection_modifyitems", "pytest_sessionfinish"]
+__all__ = [
+    "conformance_tests",
+    "pytest_addoption",
+    "pytest_collection_modifyitems",
+    "pytest_configure",
+    "pytest_sessionfinish",
+]
 
 _HARNESSES: dict[tuple[str, int], Any] = {}
 _ADAPTERS: dict[str, Any] = {}
@@ -59,6 +65,13 @@ def pytest_addoption(parser: Any) -> None:
         metavar="DIR",
         help="folder for the .npz reproducers of failures",
     )
+
+
+def pytest_configure(config: Any) -> None:
+    if config.getoption("infonce_adapter", default=None):
+        from .cli import keep_hypothesis_out_of_the_working_folder
+
+        keep_hypothesis_out_of_the_working_folder()
 
 
 def _close_all() -> None:

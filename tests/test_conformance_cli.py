@@ -231,7 +231,7 @@ def test_a_user_adapter_runs_and_its_printed_replay_command_works(user_folder: P
     (prop,) = json.loads((user_folder / "r.json").read_text())["reports"][0]["properties"]
     replay = prop["failure"]["replay"].split()
     assert replay[:2] == ["infonce-conformance", "replay"]
-    again = _script(*replay[2:], cwd=user_folder.parent)  # from another folder, as printed
+    again = _script(*replay[1:], cwd=user_folder.parent)  # from another folder, as printed
     assert again.returncode == 1 and "[MASK-QQ-1]" in again.stdout, again.stdout + again.stderr
 
 
@@ -241,12 +241,12 @@ def test_a_user_adapter_runs_and_its_printed_replay_command_works(user_folder: P
         ("nosuchmodule:Adapter", "no module named 'nosuchmodule'"),
         (
             "adapter:NoSuchClass",
-            "adapter has no attribute 'NoSuchClass'; adapters it defines: Broken, ClipAdapter",
+            "adapter has no attribute 'NoSuchClass'; adapters it defines: Broken, BrokenSelfMask, ClipAdapter,",
         ),
         ("./missing.py:Adapter", "no such file"),
         (
             "adapter:RaisingConstructor",
-            "RaisingConstructor() raised RuntimeError: no GPU on this machine (adapter.py, line 17)",
+            "RaisingConstructor() raised RuntimeError: no GPU on this machine (adapter.py, line 20)",
         ),
         ("./myloss.py:SCALE", "has no `capabilities`"),
         ("no_colon", "adapter must be named 'package.module:attribute' or 'path/to/file.py:attribute'"),
@@ -365,7 +365,7 @@ def test_the_run_ends_with_one_summary_line_and_never_cuts_a_table(tmp_path: Pat
     assert "reference/query_to_query" in out.stdout and str(tmp_path / "repro") in out.stdout
     last = out.stdout.strip().splitlines()[-1]
     assert last.startswith("FAIL: 0 of 1 adapters conformant, 1 not; properties: ")
-    assert "failing clauses: MASK-QQ-1" in last
+    assert "MASK-QQ-1" in last  # the root cause
 
 
 def test_interrupt_exits_3_and_writes_what_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -69,3 +69,49 @@ def test_conformance_tests_one_liner(tmp_path: Path) -> None:
     out = _pytest(tmp_path, "-rs", "-k", "reference or masks or invariance")
     assert out.returncode == 0, out.stdout[-3000:]
     assert "passed" in out.stdout and "not claimed: needs directions ['doc_to_doc']" in out.stdout
+
+
+def test_the_generated_tests_are_counted_as_collected(tmp_path: Path) -> None:
+    """pytest says how many tests it collected before running them (not "collected 0 items")."""
+    (tmp_path / "test_one.py").write_text("def test_one():\n    assert True\n")
+    out = _pytest(
+        tmp_path,
+        "--collect-only",
+        f"--infonce-adapter={CLI_TESTS}:NumpyQueryToQuery",
+        "--infonce-world-sizes=1,2",
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    from infonce_spec.conformance.pytest_plugin import _cases
+
+    generated = len(_cases((1, 2)))
+    assert f"{generated + 1} tests collected" in out.stdout, out.stdout[-2000:]
+
+
+def test_a_user_adapter_that_imports_a_sibling_module_loads(tmp_path: Path) -> None:
+    (tmp_path / "myloss.py").write_text("SCALE = 1.0\n")
+    (tmp_path / "adapter.py").write_text(
+        "from myloss import SCALE\n"
+        f"import sys; sys.path.insert(0, {str(CLI_TESTS.parent)!r})\n"
+        "from test_conformance_cli import NumpyQueryToQuery as Mine\n"
+    )
+    for name in ("./adapter.py:Mine", "adapter:Mine"):
+        out = _pytest(
+            tmp_path, f"--infonce-adapter={name}", "--infonce-profile=quick", "-k", "reference/query_to_doc"
+        )
+        assert out.returncode == 0 and "1 passed" in out.stdout, out.stdout[-3000:]
+
+
+def test_an_adapter_that_cannot_load_is_one_collection_error(tmp_path: Path) -> None:
+    (tmp_path / "adapter.py").write_text("import myloss_is_missing\n")
+    out = _pytest(tmp_path, "--infonce-adapter=./adapter.py:Mine")
+    assert out.returncode == 2, out.stdout[-3000:]  # pytest's "interrupted: errors during collection"
+    assert "1 error" in out.stdout and "passed" not in out.stdout and "failed" not in out.stdout
+    message = "importing ./adapter.py raised ModuleNotFoundError: No module named 'myloss_is_missing'"
+    assert message in out.stdout and "Traceback" not in out.stdout
+    (tmp_path / "test_mine.py").write_text(
+        "from infonce_spec.conformance.pytest_plugin import conformance_tests\n"
+        "test_conformance = conformance_tests('adapter:Mine')\n"
+    )
+    one_liner = _pytest(tmp_path)
+    assert one_liner.returncode == 2 and "1 error" in one_liner.stdout, one_liner.stdout[-3000:]
+    assert message.replace("./adapter.py", "adapter") in one_liner.stdout

@@ -4,9 +4,12 @@ both work, and the dependency rules between reference/, adapters/ and conformanc
 from __future__ import annotations
 
 import ast
+import json
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -21,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PACKAGE_DIR = PYPROJECT["tool"]["setuptools"]["package-dir"]
 PACKAGES = PYPROJECT["tool"]["setuptools"]["packages"]
+#: Packages that are data only (the golden vectors, spec/vectors/ shipped as infonce_spec.vectors).
+DATA_PACKAGES = ("infonce_spec.vectors",)
 
 
 def _folder_of(package: str) -> Path:
@@ -48,6 +53,9 @@ def test_every_package_folder_is_listed():
     missing = sorted(str(_package_of(f)) for f in folders - listed if "__pycache__" not in f.parts)
     assert not missing, f"add these to [tool.setuptools] packages in pyproject.toml: {missing}"
     for package in PACKAGES:
+        if package in DATA_PACKAGES:
+            assert (_folder_of(package) / "MANIFEST.json").is_file(), f"{package} holds no vectors"
+            continue
         assert (_folder_of(package) / "__init__.py").is_file(), f"{package} has no __init__.py"
 
 
@@ -65,30 +73,61 @@ def test_editable_install_maps_the_folders(tmp_path):
     assert conf_file.parent == ROOT / "conformance"
 
 
-def test_wheel_holds_every_package_and_imports_in_isolation(tmp_path):
-    build = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            str(ROOT),
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-        ],
+def _source_copy(target: Path) -> Path:
+    """The tracked files of the checkout (or, outside git, the tree without build outputs) in ``target``:
+    builds run there, so nothing (build/, *.egg-info) is ever written into the checkout."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
         capture_output=True,
-        text=True,
         check=False,
     )
-    assert build.returncode == 0, build.stderr[-2000:]
-    (wheel,) = tmp_path.glob("infonce_spec-*.whl")
+    if listed.returncode == 0 and listed.stdout:
+        for name in listed.stdout.decode().split("\0"):
+            if name and (ROOT / name).is_file():
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / name, target / name)
+    else:
+        junk = shutil.ignore_patterns(".git", ".venv", "*venv*", "__pycache__", "*.egg-info", "build", "dist")
+        shutil.copytree(ROOT, target, ignore=junk, dirs_exist_ok=True)
+    return target
+
+
+def _build(hook: str, source: Path, out: Path) -> Path:
+    """Run setuptools' PEP 517 ``hook`` (build_sdist / build_wheel) in ``source``, without isolation."""
+    code = f"from setuptools import build_meta; print(build_meta.{hook}({str(out)!r}))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=source, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out / done.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def dists(tmp_path_factory):
+    """The sdist, built from a copy of the checkout, and the wheel built from that sdist (as pip does)."""
+    tmp = tmp_path_factory.mktemp("dist")
+    before = _untracked_outputs()
+    sdist = _build("build_sdist", _source_copy(tmp / "checkout"), tmp)
+    with tarfile.open(sdist) as tar:
+        tar.extractall(tmp / "unpacked", filter="data")
+    (unpacked,) = (tmp / "unpacked").iterdir()
+    wheel = _build("build_wheel", unpacked, tmp)
+    assert _untracked_outputs() == before, "building wrote into the checkout"
+    return sdist, wheel
+
+
+def _untracked_outputs() -> set[str]:
+    return {p.name for p in ROOT.iterdir() if p.name in ("build", "dist") or p.name.endswith(".egg-info")}
+
+
+def test_wheel_holds_every_package_and_imports_in_isolation(tmp_path, dists):
+    _, wheel = dists
     names = set(zipfile.ZipFile(wheel).namelist())
     for package in PACKAGES:
         init = package.replace(".", "/") + "/__init__.py"
-        assert init in names, f"{init} missing from {wheel.name}"
+        if package not in DATA_PACKAGES:
+            assert init in names, f"{init} missing from {wheel.name}"
     for typed in ("infonce_spec/py.typed", "infonce_spec/reference/py.typed"):
         assert typed in names, f"{typed} missing from the wheel"
     target = tmp_path / "site"
@@ -107,6 +146,130 @@ def test_wheel_holds_every_package_and_imports_in_isolation(tmp_path):
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert abs(float(run.stdout.strip()) - 0.6931471805599453) < 1e-12  # two equal candidates: log 2
+
+
+def test_the_golden_vectors_ship_in_the_sdist_and_the_wheel(dists):
+    sdist, wheel = dists
+    manifest = json.loads((ROOT / "spec" / "vectors" / "MANIFEST.json").read_text())
+    files = ["MANIFEST.json", "SCHEMA.md", *(entry["path"] for entry in manifest["files"])]
+    in_wheel = set(zipfile.ZipFile(wheel).namelist())
+    with tarfile.open(sdist) as tar:
+        in_sdist = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+    for name in files:
+        assert f"infonce_spec/vectors/{name}" in in_wheel, f"{name} missing from {wheel.name}"
+        assert f"spec/vectors/{name}" in in_sdist, f"{name} missing from {sdist.name}"
+
+
+USER_LOSS = """
+import numpy as np
+
+
+def infonce_query_to_doc(q, docs, scale):
+    \"\"\"query_to_doc, dot similarity, joint: the loss and its gradients, in NumPy.\"\"\"
+    k, n, dim = docs.shape
+    flat = docs.reshape(k * n, dim)
+    z = scale * q @ flat.T
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    lse = np.log(np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1)) + z.max(axis=1)
+    loss = float(np.mean(lse - scale * np.sum(q * docs[0], axis=1)))
+    p /= n
+    g_q = scale * (p @ flat) - scale * docs[0] / n
+    g_d = scale * (p.T @ q)
+    g_d[:n] -= scale * q / n
+    return loss, g_q, g_d.reshape(k, n, dim)
+"""
+USER_ADAPTER = """
+from myloss import infonce_query_to_doc  # a sibling module
+
+from infonce_spec.conformance import Capabilities, LossGrads
+
+
+class Adapter:
+    capabilities = Capabilities(
+        name="user-numpy",
+        directions=frozenset({"query_to_doc"}),
+        partition_modes=frozenset({"joint"}),
+        similarities=frozenset({"dot"}),
+        hardness_modes=frozenset(),
+    )
+
+    def embeddings(self, case):
+        return LossGrads(*infonce_query_to_doc(case.queries, case.docs, case.config.scale))
+"""
+REFERENCE_RESULTS = """
+import json, sys
+
+import numpy as np
+
+from infonce_spec.conformance.golden import load_cases
+from infonce_spec.errors import SpecViolation
+from infonce_spec.reference import Config, loss_and_grad
+
+results = {}
+for _, case in load_cases()[1]:  # the vectors shipped with the package
+    try:
+        r = loss_and_grad(np.asarray(case["inputs"]["queries"]), np.asarray(case["inputs"]["docs"]),
+                          Config(**case["config"]))
+    except SpecViolation as exc:
+        results[case["id"]] = {"error": exc.clause}
+        continue
+    results[case["id"]] = {"loss": r.loss, "grad_queries": r.grad_queries.tolist(),
+                           "grad_docs": r.grad_docs.tolist()}
+json.dump({"implementation": "the reference, installed", "results": results}, open(sys.argv[1], "w"))
+"""
+
+
+def test_the_wheel_in_a_fresh_venv_runs_the_cli_outside_the_repository(tmp_path, dists):
+    """pip install "infonce-spec[conformance]" (the wheel) into a new venv, without torch, then the CLI
+    from a user's folder: --version, list, verify on golden results, run on a file adapter."""
+    _, wheel = dists
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    python, cli = venv / "bin" / "python", venv / "bin" / "infonce-conformance"
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"{wheel}[conformance]"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert install.returncode == 0, install.stderr[-3000:]
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "myloss.py").write_text(USER_LOSS)
+    (user / "adapter.py").write_text(USER_ADAPTER)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            args, cwd=user, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+
+    from infonce_spec import SPEC_VERSION, __version__
+
+    version = run(str(cli), "--version")
+    assert version.returncode == 0 and f"{__version__}, spec {SPEC_VERSION}" in version.stdout
+    listed = run(str(cli), "list")
+    assert listed.returncode == 0 and "infonce_spec.adapters.bundled:uncached" in listed.stdout
+    made = run(str(python), "-c", REFERENCE_RESULTS, "results.json")
+    assert made.returncode == 0, made.stderr[-3000:]
+    verified = run(str(cli), "verify", "results.json")
+    assert verified.returncode == 0 and verified.stdout.startswith("PASS"), verified.stdout + verified.stderr
+    checked = run(
+        str(cli),
+        "run",
+        "--adapter",
+        "./adapter.py:Adapter",
+        "--profile",
+        "quick",
+        "--select",
+        "reference/query_to_doc",
+        "--json",
+        "r.json",
+    )
+    assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-3000:]
+    assert json.loads((user / "r.json").read_text())["ok"]
+    assert run(str(python), "-c", "import torch").returncode != 0  # the CLI needed no torch
 
 
 def _imports(folder: Path) -> list[tuple[Path, str]]:
