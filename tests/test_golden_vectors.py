@@ -12,6 +12,7 @@ import copy
 import importlib.util
 import itertools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -254,6 +255,44 @@ def test_module_command_line_and_show(tmp_path, reference_results):
     assert run.stdout.startswith("PASS") and "| MASK-DD-2 | pass |" in (tmp_path / "r.md").read_text()
     show = subprocess.run([*cmd, "show", "edge-zero-query-cos"], capture_output=True, text=True, check=False)
     assert show.returncode == 0 and '"id": "edge-zero-query-cos"' in show.stdout
+
+
+def test_vectors_are_found_from_any_folder(tmp_path, reference_results):
+    """The vectors come with the package: verify and show work outside the checkout, without --vectors."""
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(reference_results))
+    env = {k: v for k, v in os.environ.items() if k != "INFONCE_VECTORS"}
+    cmd = [sys.executable, "-m", "infonce_spec.conformance.golden"]
+    show = subprocess.run([*cmd, "show", "dir-qd"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert show.returncode == 0 and '"id": "dir-qd"' in show.stdout, show.stderr
+    cli = [sys.executable, "-m", "infonce_spec.conformance", "verify", str(path)]
+    verify = subprocess.run(cli, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert verify.returncode == 0 and verify.stdout.startswith("PASS:"), verify.stdout + verify.stderr
+    assert golden.default_vectors_dir().samefile(VECTORS)  # in a checkout: spec/vectors itself
+
+
+def test_nothing_fails_but_not_everything_is_answered_is_incomplete(tmp_path, reference_results):
+    results = copy.deepcopy(reference_results)
+    del results["results"]["k1-qd"]
+    code, report = _verify(tmp_path, results)
+    assert code == 1 and report["verdict"] == "INCOMPLETE" and report["summary"].startswith("INCOMPLETE: ")
+    code, report = _verify(tmp_path, results, "--allow-not-covered")
+    assert code == 0 and report["summary"].startswith("INCOMPLETE: ") and "FAIL:" not in report["summary"]
+
+
+def test_per_query_losses_are_required_only_when_exposed(tmp_path, reference_results):
+    """LOSS-2: an implementation without per-query losses is not failed for them; one that exposes
+    them somewhere must answer them everywhere."""
+    results = copy.deepcopy(reference_results)
+    for entry in results["results"].values():
+        entry.pop("per_query_loss", None)
+    code, report = _verify(tmp_path, results)
+    assert code == 0 and report["verdict"] == "PASS", report["summary"]
+    assert report["claims"]["per_query_loss"] is False
+    results["results"]["k1-qd"]["per_query_loss"] = reference_results["results"]["k1-qd"]["per_query_loss"]
+    code, report = _verify(tmp_path, results)
+    assert code == 1 and report["verdict"] == "FAIL"
+    assert any("per_query_loss: missing" in d for c in report["checks"] for d in c["details"])
 
 
 # ---------------------------------------------------------------- a consumer in another language
