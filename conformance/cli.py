@@ -165,6 +165,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def load(spec: str) -> Any:
+    """:func:`~.protocol.load_adapter`; an unknown module's error also names the bundled adapters."""
+    from .protocol import load_adapter
+    from .runner import BUNDLED_ADAPTERS
+
+    try:
+        return load_adapter(spec)
+    except AdapterLoadError as exc:
+        if ": no module named " not in str(exc):
+            raise
+        raise AdapterLoadError(f"{exc}; bundled adapters: {', '.join(BUNDLED_ADAPTERS)}") from exc
+
+
 def _selector(texts: Sequence[str]) -> Callable[[Any], bool] | None:
     """The ``--select`` filter; a TEXT matching no property is a usage error naming the choices."""
     if not texts:
@@ -269,7 +282,6 @@ def _run_adapters(specs: Sequence[str], args: argparse.Namespace, console: Any, 
     from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .protocol import load_adapter
     from .report import print_report
     from .runner import RunReport, run_adapter
 
@@ -278,7 +290,7 @@ def _run_adapters(specs: Sequence[str], args: argparse.Namespace, console: Any, 
     for spec in specs:
         _heading(console, spec)
         try:
-            loaded = load_adapter(spec)
+            loaded = load(spec)
         except AdapterLoadError as exc:
             outcome.load_errors.append((spec, str(exc)))
             print(f"infonce-conformance: error: {exc}", file=sys.stderr)
@@ -399,10 +411,9 @@ def _cmd_replay(args: argparse.Namespace) -> ExitCode:
 def _cmd_list(args: argparse.Namespace) -> ExitCode:
     from .clauses import CLAUSES
     from .properties import properties
-    from .protocol import load_adapter
     from .runner import BUNDLED_ADAPTERS
 
-    caps = load_adapter(args.adapter).capabilities if args.adapter else None
+    caps = load(args.adapter).capabilities if args.adapter else None
     print("bundled adapters (what `run` checks without --adapter):")
     for spec in BUNDLED_ADAPTERS:
         print(f"    {spec}")

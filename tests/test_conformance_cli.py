@@ -239,6 +239,7 @@ def test_a_user_adapter_runs_and_its_printed_replay_command_works(user_folder: P
     ("name", "says"),
     [
         ("nosuchmodule:Adapter", "no module named 'nosuchmodule'"),
+        ("nosuchmodule:Adapter", "bundled adapters: infonce_spec.adapters.bundled:uncached, "),
         (
             "adapter:NoSuchClass",
             "adapter has no attribute 'NoSuchClass'; adapters it defines: Broken, BrokenSelfMask, ClipAdapter,",
