@@ -31,7 +31,15 @@ from infonce_spec.reference import Config, loss_and_grad
 
 from ..compare import ConformanceFailure, PremiseFailure, check_close
 from ..strategies import draw_batch, draw_config, draw_shape
-from ..tolerances import OUTPUT_ROUNDING, UNIT_ROUNDOFF, Bounds, embedding_bounds, finite_max
+from ..tolerances import (
+    OUTPUT_ROUNDING,
+    UNIT_ROUNDOFF,
+    Bounds,
+    cos_eps_ambiguous,
+    embedding_bounds,
+    finite_max,
+    round_to_dtype,
+)
 from .base import Context, Outputs
 
 __all__ = [
@@ -40,8 +48,10 @@ __all__ = [
     "assume_representable",
     "blame",
     "check_premise",
+    "diagnose_hardness",
     "draw_embedding_case",
     "isolate",
+    "positive_probe",
     "reference_check",
     "simpler_variants",
     "summed_over_queries",
@@ -152,9 +162,88 @@ def adapter_is_right(
     return True, out, expected, bounds
 
 
+#: At N = 1 these modes select exactly the query's own hard negatives (HARD-3), K >= 2.
+OWN_HARD_NEGATIVE_MODES = ("hard_negatives", "all_negatives")
+
+
+def positive_probe(query: np.ndarray, docs: np.ndarray, dtype: str) -> np.ndarray:
+    """Docs (K, 1, D) of one query: its positive kept, hard negatives orthogonal to it.
+
+    ``(-q[1], q[0], 0, ...)`` has an exactly zero dot product with ``q`` (the two products are the
+    same rounded number); the columns alternate its sign. D = 1: zero vectors (``s = 0`` for both
+    similarities).
+    """
+    q = np.asarray(query, dtype=np.float64).reshape(-1)
+    out = np.array(docs, dtype=np.float64, copy=True)
+    v = np.zeros_like(q)
+    if q.size >= 2:
+        v[0], v[1] = -q[1], q[0]
+    for k in range(1, out.shape[0]):
+        out[k, 0] = v if k % 2 else -v
+    return round_to_dtype(out, dtype)
+
+
+def _loss_ok(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config, *, grads: bool = False) -> bool:
+    """The adapter's loss (and with ``grads`` its gradients) on ``(q, d)`` are within their bounds of the
+    reference (a probe: no statistics)."""
+    return adapter_is_right(ctx, q, d, config, grads=grads)[0]
+
+
+def _hardness_only(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config) -> bool:
+    """The adapter is wrong on ``(q, d)`` with ``config``'s hardness and right without it."""
+    plain = config.replace(hardness_mode=None, hardness_strength=0.0)
+    return not _loss_ok(ctx, q, d, config) and _loss_ok(ctx, q, d, plain)
+
+
+def _visible(config: Config, k: int) -> bool:
+    """Whether a positive carrying h changes the loss of a one-query case (K = 1, only query_to_doc:
+    the loss is logsumexp([p + h]) - (p + h) = 0 for any h)."""
+    return k >= 2 or "doc_to_query" in config.directions
+
+
+def diagnose_hardness(case: dict[str, Any], ctx: Context, default: str) -> tuple[str, str]:
+    """(clause, why) for a case whose loss is wrong and right without hardness (module docstring)."""
+    q, d, config = case["queries"], case["docs"], case["config"]
+    if not config.hardness_active:
+        return default, ""
+    k, n, _ = d.shape
+    cos = config.similarity == "cos"
+    informative = True
+    for g in range(n):
+        qg = q[g : g + 1]
+        probe = positive_probe(qg[0], d[:, g : g + 1], ctx.dtype)
+        if not _visible(config, k) or (cos and cos_eps_ambiguous(probe, ctx.compute_dtype)):
+            informative = False
+        elif _hardness_only(ctx, qg, probe, config):
+            return "HARD-4", (
+                f"query {g} alone with hard negatives orthogonal to it (h = 0 on each) still differs: "
+                "the positive carries h"
+            )
+    modes = [m for m in OWN_HARD_NEGATIVE_MODES if m in ctx.caps.hardness_modes]
+    if config.hardness_mode in OWN_HARD_NEGATIVE_MODES:
+        modes = [config.hardness_mode]
+    if k < 2 or not modes:
+        informative = False
+    else:
+        value = config.replace(hardness_mode=modes[0])
+        for g in range(n):
+            if _hardness_only(ctx, q[g : g + 1], d[:, g : g + 1], value):
+                return "HARD-2", (
+                    f"query {g} alone with its own documents (mode {modes[0]!r}: h on its own hard "
+                    "negatives only) differs: the value of h (alpha * s, not times scale)"
+                )
+    if informative and n >= 2:
+        return "HARD-3", (
+            "every query alone is right (positive exempt, value of h right), the batch is not: the "
+            f"entries mode {config.hardness_mode!r} selects"
+        )
+    return default, ""
+
+
 def simpler_variants(config: Config) -> list[Variant]:
-    """The ladder for ``config``, simplest first (see the module docstring); the config itself and
-    repeats are left out."""
+    """The ladder for ``config``, simplest first (see the module docstring), without repeats. A rung
+    may be ``config`` itself (a case with one feature at most is its own rung): its failure is that
+    feature's."""
     plain = dataclasses.replace(
         config,
         directions=("query_to_doc",),
@@ -193,15 +282,24 @@ def simpler_variants(config: Config) -> list[Variant]:
     seen: list[Config] = []
     out = []
     for rung in rungs:
-        if rung.config != config and rung.config not in seen:
+        if rung.config not in seen:
             seen.append(rung.config)
             out.append(rung)
     return out
 
 
-def _variant_clause(variant: Variant, out: Outputs, expected: Any, bounds: Bounds, dtype: str) -> str:
-    if variant.feature == "query_to_doc" and summed_over_queries(out, expected, bounds, dtype):
+def _variant_clause(
+    ctx: Context, q: np.ndarray, d: np.ndarray, variant: Variant, out: Outputs, expected: Any, bounds: Bounds
+) -> str:
+    """The clause a wrong rung blames: its feature's; the plain loss N times too large is LOSS-1; the
+    hardness rung is refined by the hardness probes (:func:`diagnose_hardness`; loss right and a
+    gradient wrong: HARD-5)."""
+    if variant.feature == "query_to_doc" and summed_over_queries(out, expected, bounds, ctx.dtype):
         return "LOSS-1"
+    if variant.feature == "hardness":
+        if adapter_is_right(ctx, q, d, variant.config, grads=False)[0]:
+            return "HARD-5"
+        return diagnose_hardness({"queries": q, "docs": d, "config": variant.config}, ctx, "HARD-2")[0]
     return FEATURE_CLAUSES[variant.feature]
 
 
@@ -211,7 +309,7 @@ def isolate(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config) -> tuple
     for variant in simpler_variants(config):
         ok, out, expected, bounds = adapter_is_right(ctx, q, d, variant.config)
         if not ok:
-            return variant, _variant_clause(variant, out, expected, bounds, ctx.dtype)
+            return variant, _variant_clause(ctx, q, d, variant, out, expected, bounds)
     return None
 
 

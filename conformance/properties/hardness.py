@@ -5,7 +5,7 @@ Every hardness check shares one attribution rule, :func:`hardness_check`:
 * the loss within its bound but a gradient not, while the same case without hardness is right: the
   forward is right, so the gradient flows through ``h`` -- HARD-5 (no stop-gradient);
 * the loss N times the reference's (and the gradients): LOSS-1 (as every reference comparison);
-* the loss wrong: :func:`diagnose` runs the adapter on probes cut from the case, each against the
+* the loss wrong: :func:`~.checks.diagnose_hardness` runs the adapter on probes cut from the case, each against the
   reference, to name the clause (a probe counts only if it is wrong with hardness and right without,
   and nothing is diagnosed if the case is wrong without hardness too):
 
@@ -38,49 +38,19 @@ from infonce_spec.reference import Config, loss_and_grad
 from ..compare import ConformanceFailure, PremiseFailure
 from ..protocol import Capabilities
 from ..strategies import draw_batch, draw_config, draw_shape
-from ..tolerances import cos_eps_ambiguous, embedding_bounds, round_to_dtype
+from ..tolerances import cos_eps_ambiguous, embedding_bounds
 from .base import Context, Property, claims
-from .checks import adapter_is_right, blame, draw_embedding_case, isolate, summed_over_queries
+from .checks import (
+    adapter_is_right,
+    blame,
+    diagnose_hardness,
+    draw_embedding_case,
+    isolate,
+    positive_probe,
+    summed_over_queries,
+)
 
-__all__ = ["PositiveExempt", "Selection", "diagnose", "hardness_check", "positive_probe"]
-
-#: At N = 1 these modes select exactly the query's own hard negatives (HARD-3), K >= 2.
-OWN_HARD_NEGATIVE_MODES = ("hard_negatives", "all_negatives")
-
-
-def positive_probe(query: np.ndarray, docs: np.ndarray, dtype: str) -> np.ndarray:
-    """Docs (K, 1, D) of one query: its positive kept, hard negatives orthogonal to it.
-
-    ``(-q[1], q[0], 0, ...)`` has an exactly zero dot product with ``q`` (the two products are the
-    same rounded number); the columns alternate its sign. D = 1: zero vectors (``s = 0`` for both
-    similarities).
-    """
-    q = np.asarray(query, dtype=np.float64).reshape(-1)
-    out = np.array(docs, dtype=np.float64, copy=True)
-    v = np.zeros_like(q)
-    if q.size >= 2:
-        v[0], v[1] = -q[1], q[0]
-    for k in range(1, out.shape[0]):
-        out[k, 0] = v if k % 2 else -v
-    return round_to_dtype(out, dtype)
-
-
-def _loss_ok(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config, *, grads: bool = False) -> bool:
-    """The adapter's loss (and with ``grads`` its gradients) on ``(q, d)`` are within their bounds of the
-    reference (a probe: no statistics)."""
-    return adapter_is_right(ctx, q, d, config, grads=grads)[0]
-
-
-def _hardness_only(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config) -> bool:
-    """The adapter is wrong on ``(q, d)`` with ``config``'s hardness and right without it."""
-    plain = config.replace(hardness_mode=None, hardness_strength=0.0)
-    return not _loss_ok(ctx, q, d, config) and _loss_ok(ctx, q, d, plain)
-
-
-def _visible(config: Config, k: int) -> bool:
-    """Whether a positive carrying h changes the loss of a one-query case (K = 1, only query_to_doc:
-    the loss is logsumexp([p + h]) - (p + h) = 0 for any h)."""
-    return k >= 2 or "doc_to_query" in config.directions
+__all__ = ["PositiveExempt", "Selection", "hardness_check"]
 
 
 def _without_hardness(
@@ -89,56 +59,17 @@ def _without_hardness(
     """The premise of every hardness verdict: the same case without hardness is right. If it is not,
     raise :class:`PremiseFailure` with the clause the ladder of :mod:`.checks` names."""
     plain = config.replace(hardness_mode=None, hardness_strength=0.0)
-    if not _loss_ok(ctx, q, d, plain, grads=True):
+    if not adapter_is_right(ctx, q, d, plain)[0]:
         clause, why = blame(ctx, q, d, plain)
         raise PremiseFailure(
             clause, f"the same case without hardness is wrong: {why}", exc.detail, mismatch=exc.mismatch
         ) from None
 
 
-def diagnose(case: dict[str, Any], ctx: Context, default: str) -> tuple[str, str]:
-    """(clause, why) for a case whose loss is wrong and right without hardness (module docstring)."""
-    q, d, config = case["queries"], case["docs"], case["config"]
-    if not config.hardness_active:
-        return default, ""
-    k, n, _ = d.shape
-    cos = config.similarity == "cos"
-    informative = True
-    for g in range(n):
-        qg = q[g : g + 1]
-        probe = positive_probe(qg[0], d[:, g : g + 1], ctx.dtype)
-        if not _visible(config, k) or (cos and cos_eps_ambiguous(probe, ctx.compute_dtype)):
-            informative = False
-        elif _hardness_only(ctx, qg, probe, config):
-            return "HARD-4", (
-                f"query {g} alone with hard negatives orthogonal to it (h = 0 on each) still differs: "
-                "the positive carries h"
-            )
-    modes = [m for m in OWN_HARD_NEGATIVE_MODES if m in ctx.caps.hardness_modes]
-    if config.hardness_mode in OWN_HARD_NEGATIVE_MODES:
-        modes = [config.hardness_mode]
-    if k < 2 or not modes:
-        informative = False
-    else:
-        value = config.replace(hardness_mode=modes[0])
-        for g in range(n):
-            if _hardness_only(ctx, q[g : g + 1], d[:, g : g + 1], value):
-                return "HARD-2", (
-                    f"query {g} alone with its own documents (mode {modes[0]!r}: h on its own hard "
-                    "negatives only) differs: the value of h (alpha * s, not times scale)"
-                )
-    if informative and n >= 2:
-        return "HARD-3", (
-            "every query alone is right (positive exempt, value of h right), the batch is not: the "
-            f"entries mode {config.hardness_mode!r} selects"
-        )
-    return default, ""
-
-
 def hardness_check(case: dict[str, Any], ctx: Context, default: str) -> None:
     """The reference comparison with the hardness attribution: first the premise (the same case
     without hardness, and every simpler variant but the hardness one, are right), then loss wrong:
-    :func:`diagnose`; loss right, a gradient wrong: HARD-5."""
+    :func:`~.checks.diagnose_hardness`; loss right, a gradient wrong: HARD-5."""
     q, d, config = case["queries"], case["docs"], case["config"]
     expected = loss_and_grad(q, d, config)
     bounds = embedding_bounds(q, d, config, ctx.compute_dtype)
@@ -150,7 +81,7 @@ def hardness_check(case: dict[str, Any], ctx: Context, default: str) -> None:
             why = "loss and gradients are N times the reference's: summed over queries, not averaged"
             raise ConformanceFailure("LOSS-1", f"{exc.detail}; {why}", mismatch=exc.mismatch) from None
         _premise(ctx, q, d, config, exc)
-        clause, why = diagnose(case, ctx, default)
+        clause, why = diagnose_hardness(case, ctx, default)
         if not why:
             raise
         raise ConformanceFailure(clause, f"{exc.detail}; diagnosis: {why}", mismatch=exc.mismatch) from None
