@@ -396,6 +396,21 @@ class GlooHarness:
             frame=stacks[r],
         )
 
+    def _hung_as_errors(self, out: dict[int, tuple[str, Any]]) -> None:
+        """With ``allow_errors``: ranks that did not answer because they wait in a collective for the
+        ranks that raised come back as a :class:`RankError` of type ``"no answer"`` (the property
+        judges them: DP-5 wants every rank to raise), not as an adapter fault."""
+        missing = [r for r in range(self.world_size) if r not in out]
+        stacks = {r: thread_stack(read_dump(self._procs[r], self._dumps[r]) or "") for r in missing}
+        if missing and all(_innermost_in_distributed(stacks[r]) for r in missing):
+            for r in missing:
+                message = (
+                    f"did not answer within {self.timeout:g} s: it waits in a collective for the "
+                    "ranks that raised"
+                )
+                out[r] = ("error", RankError(r, "no answer", False, message, stacks[r] or ""))
+            self.close(graceful=False)
+
     def run(self, method: str, cases: list[Any], *, allow_errors: bool = False) -> list[Any]:
         """Run ``adapter.<method>(cases[r])`` on every rank r; results in rank order.
 
@@ -430,7 +445,9 @@ class GlooHarness:
             if faults:
                 r, (kind, message, clause) = faults[0]
                 raise AdapterFault(kind, message, clause=clause, call=method, rank=r)
-            self._raise_missing(out, method, what, [e for _, e in errors if not _collateral(e)])
+            if allow_errors and errors:
+                self._hung_as_errors(out)  # DP-5: a rank that waits instead of raising
+            self._raise_missing(out, method, what, [e for _, e in errors if unexpected("error", e)])
             if errors and not allow_errors:
                 raise _error_fault(errors[0][1], method, what)
         except AdapterFault:

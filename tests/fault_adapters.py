@@ -119,3 +119,15 @@ class ExitInEmbeddings(Uncached):
 
     def embeddings(self, case: Any) -> Any:
         os._exit(7)
+
+
+class OnlyRank1Refuses(DataParallel):
+    """Rank 1 raises ValueError; rank 0 waits for it in a collective (a DP-5 violation, not a fault)."""
+
+    def rank_embeddings(self, case: Any) -> Any:
+        import torch.distributed as dist
+
+        if case.rank == 1:
+            raise ValueError("[DP-5] local batch sizes differ")
+        dist.barrier()
+        return super().rank_embeddings(case)

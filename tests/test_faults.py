@@ -134,6 +134,25 @@ def test_a_constructor_that_raises_in_a_worker_is_one_load_fault() -> None:
         harness.close()
 
 
+@pytest.mark.distributed
+def test_a_rank_that_waits_while_the_others_raise_is_reported_to_the_property() -> None:
+    """DP-5 wants every rank to raise: a rank left waiting in a collective is the property's to judge."""
+    harness = GlooHarness(spec("OnlyRank1Refuses"), 2, timeout=2)
+    try:
+        harness.start()
+        start = time.monotonic()
+        outs = harness.run("rank_embeddings", _rank_cases(), allow_errors=True)
+        assert time.monotonic() - start < 3 * (2 + 2)
+        assert [o.type_name for o in outs] == ["no answer", "ValueError"]
+        assert (
+            outs[0].message == "did not answer within 2 s: it waits in a collective for the ranks that raised"
+        )
+        assert outs[1].value_or_type_error and not outs[0].value_or_type_error
+        assert len(harness.run("rank_encoder", _encoder_cases())) == 2  # a fresh pool
+    finally:
+        harness.close()
+
+
 # -- the single-process worker ----------------------------------------------------------------------------
 @pytest.fixture
 def short_timeout() -> Iterator[float]:
