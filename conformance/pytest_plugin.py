@@ -36,6 +36,8 @@ __all__ = [
 
 _HARNESSES: dict[tuple[str, int], Any] = {}
 _ADAPTERS: dict[str, Any] = {}
+#: Every conformance test's result per adapter, for the diagnosis printed at the end of the session.
+_RESULTS: dict[str, list[Any]] = {}
 
 
 def pytest_addoption(parser: Any) -> None:
@@ -91,6 +93,19 @@ def pytest_sessionfinish(session: Any, exitstatus: Any) -> None:
         _close_all()
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The diagnosis of each adapter's conformance tests: its root causes, one line each (the other
+    failing tests follow from them)."""
+    from .diagnosis import diagnose
+
+    for spec, results in _RESULTS.items():
+        roots = diagnose(results).roots
+        if roots:
+            terminalreporter.section(f"infonce-conformance root causes: {spec}")
+            for i, cause in enumerate(roots, 1):
+                terminalreporter.line(f"{i}. {cause.line()}")
+
+
 def _loaded(spec: str) -> Any:
     from .protocol import load_adapter
 
@@ -131,7 +146,13 @@ def _failure_text(result: Any) -> str:
     f = result.failure
     if f is None:
         return f"[{result.clauses[0]}] {result.label}: {result.reason}"
-    lines = [f"[{f.clause}] {result.label}: {f.message}"]
+    if result.status == "premise":
+        head = f"[premise not met: {f.clause}] {result.label} could not check its own clauses"
+    elif result.status == "fault":
+        head = f"[adapter fault{': ' + f.clause if f.clause else ''}] {result.label}"
+    else:
+        head = f"[{f.clause}] {result.label}"
+    lines = [f"{head}: {f.message}"]
     if f.mismatch is not None:
         m = f.mismatch
         lines.append(
@@ -174,6 +195,7 @@ def run_one(
     result = run_property(
         prop, ctx, PROFILES[profile], reproducer_dir=Path(reproducer_dir) if reproducer_dir else None
     )
+    _RESULTS.setdefault(spec, []).append(result)
     if result.status != "pass":
         raise ConformanceFailed(_failure_text(result))
 
