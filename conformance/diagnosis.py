@@ -132,7 +132,7 @@ def diagnose(results: Sequence[Any]) -> Diagnosis:
     blamed = {c for r in strong for c in _blamed(r)}
     fault_clauses = {r.failure.clause for r in faults if r.failure.clause is not None}
     known = blamed | fault_clauses
-    strong_roots = {c for c in blamed if not (presupposes(c) & known)}
+    strong_roots = {c for c in blamed if c not in fault_clauses and not (presupposes(c) & known)}
     weak_roots: set[str] = set()
     for r in weak:
         if not _explain(r.failure.clause, strong_roots | fault_clauses):
