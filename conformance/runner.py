@@ -289,7 +289,9 @@ def run_property(
     """Run one property against ``ctx``'s adapter; never raises for the adapter's failures.
 
     A failing example is shrunk by hypothesis for at most :data:`SHRINK_LIMIT` further examples; an
-    adapter fault stops the property at once (it is reported from the first case that met it).
+    adapter fault or a premise failure stops the property at once (it is reported from the first
+    case that met it: a fault cannot get simpler, and a premise failure is evidence about a simpler
+    rule whose own property shrinks it).
     """
     world = ctx.world_size if prop.level == "data_parallel" else None
     result = PropertyResult(prop.name, prop.clauses, prop.summary, prop.level, "pass", world_size=world)
@@ -310,6 +312,9 @@ def run_property(
             raise _Stop(state["last"])
         try:
             prop.check(case, ctx)
+        except PremiseFailure as exc:
+            exc.case = case  # evidence about a simpler rule, whose own property shrinks it: not shrunk here
+            raise _Stop(exc) from None
         except ConformanceFailure as exc:
             exc.case = case
             if state["first"] is None:
