@@ -98,6 +98,12 @@ class TorchAdapter:
         compute = "float32" if dtype in ("bfloat16", "float16") else None
         self.capabilities = Capabilities(
             name=name,
+            # Every name infonce_spec.adapters.torch implements, listed: a name the spec adds later is
+            # not claimed until the implementation has it.
+            directions=frozenset({"query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"}),
+            partition_modes=frozenset({"joint", "per_direction"}),
+            similarities=frozenset({"cos", "dot"}),
+            hardness_modes=frozenset({"in_batch_negatives", "hard_negatives", "all_negatives"}),
             dtype=dtype,
             compute_dtype=compute,
             grad_scale=True,

@@ -274,6 +274,12 @@ class SentenceTransformersAdapter:
 def _capabilities(name: str, *, dtype: str, cached: bool) -> Capabilities:
     return Capabilities(
         name=name,
+        # What the library supports (see the module docstring), listed: a name the spec adds later is
+        # not claimed until the library has it.
+        directions=frozenset({"query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"}),
+        partition_modes=frozenset({"joint", "per_direction"}),
+        similarities=frozenset(SIMILARITY_FCTS),
+        hardness_modes=frozenset({"in_batch_negatives", "hard_negatives", "all_negatives"}),
         dtype=dtype,
         # util.cos_sim / util.dot_score upcast bfloat16 embeddings to float32 for each call, but the
         # gradients of those calls are summed in bfloat16, so the float32 loss-stage bound does not

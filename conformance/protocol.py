@@ -28,7 +28,9 @@ A minimal adapter (the whole thing)::
     from infonce_spec.conformance import Capabilities, LossGrads
 
     class MyAdapter:
-        capabilities = Capabilities(name="mylib", dtype="float32", grad_scale=True)
+        capabilities = Capabilities(  # query_to_doc, joint, cos, no hardness: the minimal claim
+            name="mylib", dtype="float32", similarities=frozenset({"cos", "dot"}), grad_scale=True
+        )
 
         def embeddings(self, case):
             q = torch.tensor(case.queries, dtype=torch.float32, requires_grad=True)
@@ -58,7 +60,13 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from infonce_spec.reference import Config
-from infonce_spec.vocabulary import DIRECTIONS, HARDNESS_MODES, PARTITION_MODES, SIMILARITIES
+from infonce_spec.vocabulary import (
+    DIRECTIONS,
+    HARDNESS_MODES,
+    PARTITION_MODES,
+    REQUIRED_DIRECTION,
+    SIMILARITIES,
+)
 
 __all__ = [
     "DTYPES",
@@ -85,6 +93,14 @@ DTYPES: tuple[str, ...] = ("float64", "float32", "bfloat16", "float16")
 class Capabilities:
     """What an adapter claims. Every property the suite has checks a claim; unclaimed ones are skipped
     and reported as ``not claimed`` (with the missing capability named).
+
+    Nothing is claimed by default beyond the minimal configuration, the spec's default ``Config()``:
+    directions ``{"query_to_doc"}`` (DIR-1: every implementation has it), partition mode
+    ``{"joint"}`` (PART-1: defined for every direction set), similarity ``{"cos"}`` (SIM-3 lets an
+    implementation offer either name; ``cos`` is the default of ``Config`` and of
+    sentence-transformers' loss, and one similarity is the least a loss has), no hardness mode
+    (HARD-6). Every further name is claimed by listing it, so a name the spec adds later is never
+    claimed by an adapter written before it.
 
     * ``directions`` -- the directions the implementation supports; a config is claimed when all of
       its directions are in this set (``query_to_doc`` is always required, DIR-1).
@@ -113,10 +129,10 @@ class Capabilities:
     """
 
     name: str
-    directions: frozenset[str] = frozenset(DIRECTIONS)
-    partition_modes: frozenset[str] = frozenset(PARTITION_MODES)
-    similarities: frozenset[str] = frozenset(SIMILARITIES)
-    hardness_modes: frozenset[str] = frozenset(HARDNESS_MODES)
+    directions: frozenset[str] = frozenset({REQUIRED_DIRECTION})
+    partition_modes: frozenset[str] = frozenset({"joint"})
+    similarities: frozenset[str] = frozenset({"cos"})
+    hardness_modes: frozenset[str] = frozenset()
     max_k: int | None = None
     dtype: str = "float64"
     compute_dtype: str | None = None
@@ -141,8 +157,8 @@ class Capabilities:
             if unknown:
                 raise ValueError(f"Capabilities.{name}: unknown names {unknown}; valid: {list(allowed)}")
             object.__setattr__(self, name, value)
-        if "query_to_doc" not in self.directions:
-            raise ValueError("Capabilities.directions must contain 'query_to_doc' (DIR-1)")
+        if REQUIRED_DIRECTION not in self.directions:
+            raise ValueError(f"Capabilities.directions must contain {REQUIRED_DIRECTION!r} (DIR-1)")
         if self.dtype not in DTYPES:
             raise ValueError(f"Capabilities.dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
         if self.compute_dtype is not None and self.compute_dtype not in DTYPES:

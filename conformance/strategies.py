@@ -21,7 +21,13 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 from infonce_spec.reference import Config
-from infonce_spec.vocabulary import DIRECTIONS, HARDNESS_MODES, PER_DIRECTION_ALLOWED
+from infonce_spec.vocabulary import (
+    DIRECTIONS,
+    HARDNESS_MODES,
+    PARTITION_MODES,
+    PER_DIRECTION_ALLOWED,
+    SIMILARITIES,
+)
 
 from .protocol import Capabilities
 from .tolerances import cos_eps_ambiguous, round_to_dtype
@@ -70,8 +76,29 @@ def direction_sets(allowed: frozenset[str] | None = None) -> st.SearchStrategy[t
     )
 
 
+class _Drawer:
+    """``st.composite``'s ``draw`` in the shape of ``st.data()`` (labels dropped), so that one
+    ``draw_*`` function serves both the labelled and the strategy form."""
+
+    def __init__(self, draw: Any) -> None:
+        self._draw = draw
+
+    def draw(self, strategy: Any, label: str | None = None) -> Any:
+        return self._draw(strategy)
+
+
+#: Without ``caps``, the strategies draw from every name of the spec.
+_EVERY_NAME = Capabilities(
+    name="any",
+    directions=frozenset(DIRECTIONS),
+    partition_modes=frozenset(PARTITION_MODES),
+    similarities=frozenset(SIMILARITIES),
+    hardness_modes=frozenset(HARDNESS_MODES),
+)
+
+
 def _caps(caps: Capabilities | None) -> Capabilities:
-    return caps if caps is not None else Capabilities(name="any")
+    return caps if caps is not None else _EVERY_NAME
 
 
 def draw_config(
@@ -119,12 +146,7 @@ def draw_config(
 @st.composite
 def configs(draw: Any, caps: Capabilities | None = None, **fixed: Any) -> Config:
     """The strategy form of :func:`draw_config` (unlabelled)."""
-
-    class _Data:
-        def draw(self, strategy: Any, label: str | None = None) -> Any:
-            return draw(strategy)
-
-    return draw_config(_Data(), caps, **fixed)
+    return draw_config(_Drawer(draw), caps, **fixed)
 
 
 def draw_shape(
@@ -200,12 +222,7 @@ def draw_batch(
 @st.composite
 def embeddings(draw: Any, rows: int, d: int, corners: bool = True) -> np.ndarray:
     """The strategy form of :func:`draw_embeddings`."""
-
-    class _Data:
-        def draw(self, strategy: Any, label: str | None = None) -> Any:
-            return draw(strategy)
-
-    return draw_embeddings(_Data(), rows, d, corners=corners)
+    return draw_embeddings(_Drawer(draw), rows, d, corners=corners)
 
 
 @st.composite
@@ -218,11 +235,6 @@ def batches(
     **shape: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(queries, docs)`` of a drawn shape (the strategy form of :func:`draw_shape` + :func:`draw_batch`)."""
-
-    class _Data:
-        def draw(self, strategy: Any, label: str | None = None) -> Any:
-            return draw(strategy)
-
-    data = _Data()
+    data = _Drawer(draw)
     n, k, d = draw_shape(data, caps, **shape)
     return draw_batch(data, n, k, d, dtype=dtype, similarity=similarity)

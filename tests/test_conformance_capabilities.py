@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import find, settings
@@ -9,10 +11,18 @@ from hypothesis import find, settings
 from infonce_spec.adapters.bundled import TorchAdapter
 from infonce_spec.conformance import Capabilities, load_adapter
 from infonce_spec.conformance.cases import load_case, save_case
+from infonce_spec.conformance.properties.base import properties
 from infonce_spec.conformance.protocol import LoadedAdapter
 from infonce_spec.conformance.runner import run_adapter
 from infonce_spec.conformance.strategies import batches, configs
 from infonce_spec.reference import Config
+from infonce_spec.vocabulary import (
+    DIRECTIONS,
+    HARDNESS_MODES,
+    PARTITION_MODES,
+    REQUIRED_DIRECTION,
+    SIMILARITIES,
+)
 
 
 class PlainInfoNCE(TorchAdapter):
@@ -74,6 +84,62 @@ def test_capabilities_are_validated() -> None:
     caps = Capabilities(name="x", similarities=frozenset({"cos"}))
     assert caps.claims_config(Config(similarity="dot")) == "similarity 'dot'"
     assert caps.claims_config(Config()) is None
+
+
+def _every_config() -> list[Config]:
+    """Every valid configuration the vocabulary spells (directions x partition x similarity x hardness)."""
+    found = []
+    for extra in itertools.product((False, True), repeat=len(DIRECTIONS) - 1):
+        directions = (REQUIRED_DIRECTION, *(d for d, on in zip(DIRECTIONS[1:], extra, strict=True) if on))
+        for mode, similarity, hardness in itertools.product(
+            PARTITION_MODES, SIMILARITIES, (None, *HARDNESS_MODES)
+        ):
+            try:
+                found.append(
+                    Config(
+                        directions=directions,
+                        partition_mode=mode,
+                        similarity=similarity,
+                        hardness_mode=hardness,
+                        hardness_strength=1.0 if hardness else 0.0,
+                    )
+                )
+            except ValueError:  # per_direction with a direction it is not defined for (PART-4)
+                pass
+    return found
+
+
+def test_nothing_is_claimed_by_default_beyond_the_minimal_configuration() -> None:
+    """A name the spec adds is never claimed by an adapter written before it: without explicit claims,
+    the one configuration claimed is the spec's default Config() (query_to_doc, joint, cos, no
+    hardness), at any scale."""
+    bare = Capabilities(name="bare")
+    claimed = [c for c in _every_config() if bare.claims_config(c) is None]
+    assert claimed == [Config()]
+    assert bare.claims_config(Config(scale=1.0)) is None
+    assert bare.claims_config(Config(hardness_mode="hard_negatives", hardness_strength=0.0)) is None  # HARD-6
+    assert bare.claims_config(Config(similarity="dot")) == "similarity 'dot'"
+    assert (
+        bare.claims_config(Config(directions=("query_to_doc", "doc_to_query")))
+        == "directions ['doc_to_query']"
+    )
+    unclaimed = {p.name for p in properties() if p.requires(bare) is not None}
+    assert {"reference/doc_to_doc", "reference/per_direction", "reference/hardness"} <= unclaimed
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "infonce_spec.adapters.bundled:uncached",
+        "infonce_spec.adapters.bundled:cached_bfloat16",
+        "infonce_spec.adapters.bundled:data_parallel",
+        "infonce_spec.conformance.mutants.adapter:TorchAdapter",
+    ],
+)
+def test_our_adapters_claim_every_name_explicitly(spec: str) -> None:
+    """The bundled and mutant adapters implement every name of the spec and say so."""
+    caps = load_adapter(spec).capabilities
+    assert all(caps.claims_config(c) is None for c in _every_config())
 
 
 def test_claimed_levels_need_their_methods() -> None:
