@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from infonce_spec.reference import Config
-from infonce_spec.vocabulary import COS_EPS  # SIM-1 eps
+from infonce_spec.vocabulary import COS_EPS, DIRECTION_SPECS  # COS_EPS: SIM-1's eps
 
 __all__ = [
     "COS_EPS",
@@ -155,8 +155,10 @@ class Bounds:
 
 
 def _candidates(config: Config, n: int, k: int) -> int:
-    widths = {"query_to_doc": k * n, "query_to_query": n, "doc_to_query": n, "doc_to_doc": k * n}
-    return sum(widths[d] for d in set(config.directions))
+    """The entries of one logit row over the config's directions: K·N per direction over documents,
+    N per direction over queries (§4, :data:`~infonce_spec.vocabulary.DIRECTION_SPECS`)."""
+    specs = (DIRECTION_SPECS[d] for d in set(config.directions))
+    return sum(k * n if spec.over_documents else n for spec in specs)
 
 
 def embedding_bounds(
