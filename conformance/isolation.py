@@ -3,8 +3,15 @@
 The implementation under test is untrusted: it may hang, die, run out of memory or answer with
 something that is not a result. The single-process calls (``embeddings``, ``encoder``,
 ``dropout_encoder`` and the CACHE-5 peak-memory meter) therefore run in one persistent worker
-process per adapter (:class:`CallWorker`, forked from the same ``forkserver`` as the data-parallel
-workers of :mod:`.distributed`, importing the adapter by its ``package.module:attribute`` name).
+process per adapter (:class:`CallWorker`). On Linux the worker is forked from the runner: the
+adapter object is copied, nothing is re-imported, a start costs milliseconds (a forkserver start,
+which imports torch, costs seconds per adapter: more than the 10 % the CI profile allows for this).
+GNU OpenMP is not fork-safe -- a forked child that enters a parallel region the parent has used
+hangs -- so torch computes on one thread in a forked worker. ``INFONCE_CONFORMANCE_ISOLATION=forkserver``
+(the default elsewhere) takes the worker from the data-parallel harness's forkserver instead
+(:mod:`.distributed`; the adapter is imported by its ``package.module:attribute`` name, torch keeps
+its threads); ``INFONCE_CONFORMANCE_ISOLATION=0`` runs every call in process, without a time limit
+(for debuggers).
 Every call has a time limit (``--timeout``, :func:`set_call_timeout`); what goes wrong is raised in
 the runner as one :class:`~.compare.AdapterFault`:
 
@@ -19,9 +26,8 @@ the runner as one :class:`~.compare.AdapterFault`:
 Any other exception of the adapter is re-raised as itself (``ValueError``/``TypeError`` are what
 VAL-1 expects), with the worker's traceback attached as its ``__cause__``.
 
-An adapter that cannot be re-imported by its name (a :class:`~.protocol.LoadedAdapter` built around
-an object) runs in process, without a time limit; so does every adapter when the environment sets
-``INFONCE_CONFORMANCE_ISOLATION=0`` (for debuggers).
+With the forkserver, an adapter that cannot be re-imported by its name (a
+:class:`~.protocol.LoadedAdapter` built around an object) runs in process, without a time limit.
 """
 
 from __future__ import annotations
@@ -300,12 +306,13 @@ def _serve(adapter: Any, conn: Any, dump_path: str) -> None:
     """The single-process worker: load the adapter (``adapter`` is its name, or the object itself in
     a forked worker), then answer ``(method, case)`` until ``None``."""
     prepare_worker(dump_path)
-    try:
-        import torch
+    if not isinstance(adapter, str):  # forked: the parent's OpenMP pool is not fork-safe (a child
+        try:  # that runs a parallel region hangs), so torch computes on one thread here
+            import torch
 
-        torch.set_num_threads(1)  # a forked child must not use the parent's OpenMP pool
-    except ImportError:
-        pass
+            torch.set_num_threads(1)
+        except ImportError:
+            pass
     try:
         from .protocol import LoadedAdapter, load_adapter
 
@@ -366,8 +373,9 @@ class CallWorker:
     """One persistent worker process running one adapter's single-process calls, each under a time
     limit; replaced after a timeout or a crash (the next call starts a fresh one)."""
 
-    def __init__(self, loaded: Any) -> None:
+    def __init__(self, loaded: Any, *, fork: bool = True) -> None:
         self.loaded = loaded
+        self.fork = fork
         self._proc: Any = None
         self._conn: Any = None
         self._dir = tempfile.mkdtemp(prefix="infonce-conformance-")
@@ -378,7 +386,7 @@ class CallWorker:
         from . import distributed
 
         os.makedirs(self._dir, exist_ok=True)
-        if _FORK:  # the parent's adapter object, copied: a few milliseconds, nothing re-imported
+        if self.fork:  # the parent's adapter object, copied: a few milliseconds, nothing re-imported
             ctx, target = multiprocessing.get_context("fork"), self.loaded
         else:
             ctx, target = distributed.mp_context(self.loaded.spec), self.loaded.spec
@@ -482,6 +490,17 @@ _WORKERS: dict[int, CallWorker] = {}
 _FORK = sys.platform.startswith("linux")
 
 
+def _mode() -> str:
+    """``INFONCE_CONFORMANCE_ISOLATION``: ``fork`` (default on Linux), ``forkserver`` (default
+    elsewhere: workers import the adapter by name, torch keeps its threads) or ``0`` (in process)."""
+    value = os.environ.get("INFONCE_CONFORMANCE_ISOLATION", "").strip().lower()
+    if value in ("0", "off", "no", "false"):
+        return "off"
+    if value == "forkserver" or not _FORK:
+        return "forkserver"
+    return "fork"
+
+
 class IsolatedAdapter:
     """The adapter as the properties see it: :data:`CALLS` go to its :class:`CallWorker`, everything
     else (``capabilities``, ...) is read from the object loaded in process."""
@@ -529,13 +548,14 @@ def _reimportable(spec: str, adapter: Any) -> bool:
 def isolated(loaded: Any) -> Any:
     """The adapter of ``loaded`` behind its worker (:class:`IsolatedAdapter`), or the object itself when
     it cannot be re-imported by name or isolation is switched off."""
-    if os.environ.get("INFONCE_CONFORMANCE_ISOLATION", "1") == "0":
+    mode = _mode()
+    if mode == "off":
         return loaded.adapter
-    if not _FORK and not _reimportable(loaded.spec, loaded.adapter):
+    if mode == "forkserver" and not _reimportable(loaded.spec, loaded.adapter):
         return loaded.adapter
     worker = _WORKERS.get(id(loaded))
-    if worker is None or worker.loaded is not loaded:
-        worker = _WORKERS[id(loaded)] = CallWorker(loaded)
+    if worker is None or worker.loaded is not loaded or worker.fork != (mode == "fork"):
+        worker = _WORKERS[id(loaded)] = CallWorker(loaded, fork=mode == "fork")
     return IsolatedAdapter(loaded.adapter, worker)
 
 

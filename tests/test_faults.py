@@ -226,6 +226,15 @@ def test_an_output_that_is_not_a_result_is_an_output_fault(
     assert info.value.detail.startswith(message)
 
 
+def test_the_forkserver_worker_imports_the_adapter_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFONCE_CONFORMANCE_ISOLATION", "forkserver")
+    ctx = Context(load_adapter(spec("Float16Results")))
+    with pytest.raises(AdapterFault, match="returned grad_queries as float16") as info:
+        _embeddings(ctx)
+    assert info.value.kind == "output"
+    assert np.shape(_encoder(ctx).grad_weight) == (2, 2)
+
+
 def test_an_adapter_exception_keeps_its_type_for_the_properties() -> None:
     """VAL-1 needs ValueError/TypeError as such: the worker re-raises the adapter's own exception."""
     ctx = Context(load_adapter(f"{BUNDLED}:uncached"))
