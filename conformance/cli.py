@@ -147,6 +147,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a data-parallel step")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="stop at the first established root cause and print it (the edit-run loop)",
+    )
     replay = sub.add_parser(
         "replay",
         help="re-run a failure's reproducer (.npz)",
@@ -330,6 +335,7 @@ def _run_adapters(specs: Sequence[str], args: argparse.Namespace, console: Any, 
                     timeout=args.timeout,
                     on_result=finished,
                     on_start=started,
+                    fail_fast=args.fail_fast,
                 )
             except KeyboardInterrupt:
                 outcome.reports.append(
@@ -345,6 +351,11 @@ def _run_adapters(specs: Sequence[str], args: argparse.Namespace, console: Any, 
                 raise
         outcome.reports.append(rep)
         print_report(rep, console)
+        if args.fail_fast and rep.diagnosis.roots:
+            console.print(
+                f"--fail-fast: stopped at the first root cause: {escape(rep.diagnosis.roots[0].line())}"
+            )
+            break
 
 
 def _write_reports(args: argparse.Namespace, outcome: RunOutcome, console: Any) -> None:
