@@ -145,7 +145,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run only properties whose name or clauses contain TEXT (repeatable; a TEXT that "
         "matches nothing is an error)",
     )
-    run.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a data-parallel step")
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for any adapter call (single process or one rank) before it is an adapter fault",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(
         "--fail-fast",
