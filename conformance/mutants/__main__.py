@@ -43,14 +43,14 @@ def _yes(x: bool) -> str:
 
 def kill_table(rows: list[Row]) -> str:
     lines = [
-        "| mutant | tagged | caught | root clause right? | FAIL set | roots | follows from | s |",
+        "| mutant | tagged | caught | root clause right? | FAIL set | roots (report lines) | follows from | s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         tag = f"{r.tag} ({FAULT})" if FAULT in r.expected else r.tag
         lines.append(
             f"| `{r.id}` | {tag} | {_yes(r.caught)} | {_yes(r.root_right)} | {', '.join(r.fail_set) or '-'} "
-            f"| {', '.join(r.roots) or '-'} | {len(r.follows)} | {r.seconds:.1f} |"
+            f"| {', '.join(r.roots) or '-'} ({len(r.root_lines)}) | {len(r.follows)} | {r.seconds:.1f} |"
         )
     return "\n".join(lines)
 

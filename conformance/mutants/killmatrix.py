@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..properties.base import Property
 from ..runner import RunReport, run_adapter
 from .catalogue import CATALOGUE, FAULT, Mutant
 
@@ -107,7 +108,9 @@ def row_of(
         follows={c: v for c, _, v, _ in verdicts if v.startswith("follows from")},
         root_lines=[c.line() for c in diag.roots],
         failed_properties=[
-            f"{r.label}: {r.status} -> {report.verdict(r)}" for r in report.results if r.failure
+            f"{r.label}: {r.status} {r.failure.clause or FAULT} -> {report.verdict(r)}"
+            for r in report.results
+            if r.failure
         ],
         seconds=round(seconds, 2),
         profile=report.profile,
@@ -124,12 +127,23 @@ class Diagnosed:
 
 
 def run(
-    spec: str, *, profile: str = "ci", world_sizes: Iterable[int] = WORLD_SIZES, timeout: float = 60.0
+    spec: str,
+    *,
+    profile: str = "ci",
+    world_sizes: Iterable[int] = WORLD_SIZES,
+    timeout: float = 60.0,
+    select: Callable[[Property], bool] | None = None,
 ) -> tuple[RunReport, float]:
-    """One full run of the suite against ``spec`` (no reproducers written) and its seconds."""
+    """One run of the suite (every property unless ``select``) against ``spec``, no reproducers written,
+    and its seconds."""
     start = time.perf_counter()
     report = run_adapter(
-        spec, profile=profile, world_sizes=tuple(world_sizes), reproducer_dir=None, timeout=timeout
+        spec,
+        profile=profile,
+        world_sizes=tuple(world_sizes),
+        reproducer_dir=None,
+        timeout=timeout,
+        select=select,
     )
     return report, time.perf_counter() - start
 
