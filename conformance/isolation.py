@@ -306,13 +306,9 @@ def _serve(adapter: Any, conn: Any, dump_path: str) -> None:
     """The single-process worker: load the adapter (``adapter`` is its name, or the object itself in
     a forked worker), then answer ``(method, case)`` until ``None``."""
     prepare_worker(dump_path)
-    if not isinstance(adapter, str):  # forked: the parent's OpenMP pool is not fork-safe (a child
-        try:  # that runs a parallel region hangs), so torch computes on one thread here
-            import torch
-
-            torch.set_num_threads(1)
-        except ImportError:
-            pass
+    torch = sys.modules.get("torch")  # imported by the parent (a child imports its own afresh)
+    if not isinstance(adapter, str) and torch is not None:  # forked: the parent's OpenMP pool is not
+        torch.set_num_threads(1)  # fork-safe (a child that runs a parallel region hangs): one thread
     try:
         from .protocol import LoadedAdapter, load_adapter
 
