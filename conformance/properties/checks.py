@@ -10,7 +10,9 @@ of the plain ``query_to_doc`` loss (:func:`simpler_variants`), simplest first:
    reference's);
 2. ``query_to_doc`` plus each other selected direction, ``joint``, no hardness (QQ-1, DQ-1, DD-1);
 3. the selected directions ``per_direction``, no hardness (PART-3);
-4. ``query_to_doc`` alone with the case's hardness (HARD-2).
+4. all the case's options together without hardness (the combination: PART-2, or PART-3);
+5. ``query_to_doc`` alone with the case's hardness, then the whole case with it (HARD-2 .. HARD-5,
+   refined by the hardness probes).
 
 :func:`isolate` returns the first variant the adapter gets wrong. A property that owns that
 variant's feature blames its own clause; otherwise the case is evidence about the simpler rule and
@@ -65,6 +67,7 @@ FEATURE_CLAUSES: dict[str, str] = {
     "doc_to_doc": "DD-1",
     "per_direction": "PART-3",
     "hardness": "HARD-2",
+    "combination": "PART-2",
 }
 
 
@@ -269,16 +272,20 @@ def simpler_variants(config: Config) -> list[Variant]:
                 dataclasses.replace(config, hardness_mode=None, hardness_strength=0.0),
             )
         )
+    unhard = dataclasses.replace(config, hardness_mode=None, hardness_strength=0.0)
+    rungs.append(Variant("combination", "all the case's options together, no hardness", unhard))
     if config.hardness_active:
+        value = f"hardness {config.hardness_mode!r} (alpha = {config.hardness_strength:g})"
         rungs.append(
             Variant(
                 "hardness",
-                f"query_to_doc alone, joint, hardness {config.hardness_mode!r} (alpha = {config.hardness_strength:g})",
+                f"query_to_doc alone, joint, {value}",
                 dataclasses.replace(
                     plain, hardness_mode=config.hardness_mode, hardness_strength=config.hardness_strength
                 ),
             )
         )
+        rungs.append(Variant("hardness", f"the case's {value} on top of its other options", config))
     seen: list[Config] = []
     out = []
     for rung in rungs:
@@ -296,6 +303,8 @@ def _variant_clause(
     gradient wrong: HARD-5)."""
     if variant.feature == "query_to_doc" and summed_over_queries(out, expected, bounds, ctx.dtype):
         return "LOSS-1"
+    if variant.feature == "combination":
+        return "PART-3" if variant.config.partition_mode == "per_direction" else "PART-2"
     if variant.feature == "hardness":
         if adapter_is_right(ctx, q, d, variant.config, grads=False)[0]:
             return "HARD-5"
@@ -305,7 +314,7 @@ def _variant_clause(
 
 def isolate(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config) -> tuple[Variant, str] | None:
     """The simplest variant of ``(q, d, config)`` the adapter gets wrong, with the clause it blames,
-    or ``None`` when every simpler variant is right (the error needs the full combination)."""
+    or ``None`` when every variant is right (the case itself is right)."""
     for variant in simpler_variants(config):
         ok, out, expected, bounds = adapter_is_right(ctx, q, d, variant.config)
         if not ok:
@@ -321,7 +330,7 @@ def blame(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config) -> tuple[s
         variant, clause = found
         return clause, f"wrong already with {variant.description}"
     clause = "PART-3" if config.partition_mode == "per_direction" else "PART-2"
-    return clause, "every simpler variant is right; only the combination of its options is wrong"
+    return clause, "every variant is right on its own; the case is not"
 
 
 def check_premise(

@@ -72,7 +72,27 @@ def _compare_rescaled(
         )
 
 
-class BatchPermutation(Property):
+class _Metamorphic(Property):
+    """A relation between the adapter's results on two related inputs. It presupposes finite results:
+    if the adapter's result on the original case is not finite (where the reference's is), the
+    failure is the original case's, filed by the premise ladder (:func:`~.checks.check_premise`)."""
+
+    def relation(self, case: dict[str, Any], ctx: Context) -> None:
+        raise NotImplementedError
+
+    def check(self, case: dict[str, Any], ctx: Context) -> None:
+        try:
+            self.relation(case, ctx)
+        except ConformanceFailure as exc:
+            q, d, config = case["queries"], case["docs"], case["config"]
+            out = ctx.embeddings(q, d, config)
+            values = (out.loss, out.grad_queries, out.grad_docs)
+            if not all(bool(np.all(np.isfinite(v))) for v in values):
+                check_premise(ctx, q, d, config, "the original case, with finite results", exc)
+            raise
+
+
+class BatchPermutation(_Metamorphic):
     name = "invariance/batch_permutation"
     clauses = ("LOSS-1", "LAYOUT-3")
     summary = "permuting the batch (queries and every doc column alike) permutes the gradients, keeps L"
@@ -83,7 +103,7 @@ class BatchPermutation(Property):
         case["permutation"] = np.asarray(data.draw(st.permutations(range(n)), label="permutation"))
         return case
 
-    def check(self, case: dict[str, Any], ctx: Context) -> None:
+    def relation(self, case: dict[str, Any], ctx: Context) -> None:
         q, d, config, p = case["queries"], case["docs"], case["config"], case["permutation"]
         base = ctx.embeddings(q, d, config)
         perm = ctx.embeddings(q[p], d[:, p], config)
@@ -92,7 +112,7 @@ class BatchPermutation(Property):
         _compare_same(ctx, perm, base.loss, base.grad_queries[p], base.grad_docs[:, p], bounds, self.clause)
 
 
-class HardNegativeOrder(Property):
+class HardNegativeOrder(_Metamorphic):
     name = "invariance/hard_negative_order"
     clauses = ("LAYOUT-2", "LAYOUT-3")
     summary = "permuting the hard-negative columns docs[1:] permutes their gradients, keeps L"
@@ -108,7 +128,7 @@ class HardNegativeOrder(Property):
         case["columns"] = np.asarray([0, *order])
         return case
 
-    def check(self, case: dict[str, Any], ctx: Context) -> None:
+    def relation(self, case: dict[str, Any], ctx: Context) -> None:
         q, d, config, cols = case["queries"], case["docs"], case["config"], case["columns"]
         base = ctx.embeddings(q, d, config)
         perm = ctx.embeddings(q, d[cols], config)
@@ -117,7 +137,7 @@ class HardNegativeOrder(Property):
         _compare_same(ctx, perm, base.loss, base.grad_queries, base.grad_docs[cols], bounds, self.clause)
 
 
-class CosRescaling(Property):
+class CosRescaling(_Metamorphic):
     name = "invariance/cos_rescaling"
     clauses = ("SIM-1",)
     summary = "cos: scaling any embedding by c > 0 keeps L and divides its gradient by c"
@@ -138,7 +158,7 @@ class CosRescaling(Property):
         case["row_factors"] = c
         return case
 
-    def check(self, case: dict[str, Any], ctx: Context) -> None:
+    def relation(self, case: dict[str, Any], ctx: Context) -> None:
         q, d, config, c = case["queries"], case["docs"], case["config"], case["row_factors"]
         n = q.shape[0]
         cq, cd = c[:n, None], c[n:].reshape(d.shape[0], n, 1)
@@ -150,7 +170,7 @@ class CosRescaling(Property):
         _compare_rescaled(ctx, scaled, base, (b1, b2), (cq, cd), name="c", argument="c x", clause=self.clause)
 
 
-class DotScaleIdentity(Property):
+class DotScaleIdentity(_Metamorphic):
     name = "invariance/dot_scale_identity"
     #: SCALE-1 first: the identity pins how the scale enters the logits (scale * s, not s / scale).
     clauses = ("SCALE-1", "SIM-2")
@@ -162,7 +182,7 @@ class DotScaleIdentity(Property):
     def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
         return draw_embedding_case(data, ctx, config={"similarity": "dot"})
 
-    def check(self, case: dict[str, Any], ctx: Context) -> None:
+    def relation(self, case: dict[str, Any], ctx: Context) -> None:
         q, d, config = case["queries"], case["docs"], case["config"]
         s = config.scale
         r = math.sqrt(s)

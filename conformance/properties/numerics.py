@@ -28,17 +28,23 @@ from .checks import assume_representable, check_premise, summed_over_queries
 __all__ = ["CosEps", "LargeLogits", "moderate_case", "unit_case"]
 
 
+#: The scale of the moderate version of a case: small logits, but not 1 (a scale of 1 hides every
+#: error in where the scale goes, e.g. a hardness term multiplied by it).
+MODERATE_SCALE = 2.0
+
+
 def moderate_case(
     q: np.ndarray, d: np.ndarray, config: Config, dtype: str
 ) -> tuple[np.ndarray, np.ndarray, Config]:
-    """The same case at moderate logits: scale 1 and, for dot, every row shrunk alike so that the
-    largest |s| among all rows is at most 4 (rounded to ``dtype``)."""
-    moderate = dataclasses.replace(config, scale=1.0)
+    """The same case at moderate logits: the scale at most :data:`MODERATE_SCALE` and, for dot, every
+    row shrunk alike so that every logit ``scale * s`` is at most 8 in size (rounded to ``dtype``)."""
+    scale = min(config.scale, MODERATE_SCALE)
+    moderate = dataclasses.replace(config, scale=scale)
     if config.similarity == "dot":
         x = np.concatenate([q, d.reshape(-1, q.shape[1])])
-        top = float(np.max(np.abs(x @ x.T), initial=0.0))
-        if top > 4.0:
-            factor = np.sqrt(4.0 / top)
+        top = scale * float(np.max(np.abs(x @ x.T), initial=0.0))
+        if top > 8.0:
+            factor = np.sqrt(8.0 / top)
             q, d = round_to_dtype(q * factor, dtype), round_to_dtype(d * factor, dtype)
     return q, d, moderate
 

@@ -145,6 +145,7 @@ class AllOptions(_ReferenceEquality):
     name = "reference/all_options"
     clauses = ("PART-2", "LOSS-1", "GRAD-1")
     summary = "every claimed combination of directions, partition, similarity, hardness equals the reference"
+    owns = ("combination",)
 
 
 class GradScale(_ReferenceEquality):
