@@ -1,4 +1,4 @@
-"""The loss configuration and its validation (clauses DIR-1, DIR-2, PART-1, PART-4, SCALE-1, SIM-3, HARD-1).
+"""The loss configuration and its validation (clauses DIR-1, DIR-2, PART-1, PART-4, PART-6, SCALE-1, SIM-3, HARD-1).
 
 The option names and strings are exactly sentence-transformers' (``query_to_doc``, ``joint``,
 ``in_batch_negatives``, ...), taken from :mod:`infonce_spec.vocabulary`, so a configuration can be
@@ -25,6 +25,8 @@ from infonce_spec.vocabulary import (
     HardnessMode,
     PartitionMode,
     Similarity,
+    groups_without_positive,
+    partition_groups,
 )
 
 __all__ = [
@@ -102,6 +104,15 @@ class Config:
                 f"{sorted(PER_DIRECTION_ALLOWED)}; {bad} rows never contain the positive pair. "
                 "Use partition_mode='joint'.",
             )
+        bare = groups_without_positive(self.partition_mode, canonical)
+        if bare:
+            raise SpecViolation(
+                "PART-6",
+                f"partition_mode={self.partition_mode!r} groups the directions as "
+                f"{[list(g) for g in partition_groups(self.partition_mode, canonical)]}; the group(s) "
+                f"{[list(g) for g in bare]} hold no row with the positive pair (query_to_doc or "
+                "doc_to_query). Add 'doc_to_query' or use partition_mode='joint'.",
+            )
 
         scale = _real(self.scale, "SCALE-1", "scale")
         if not (math.isfinite(scale) and scale > 0.0):
@@ -129,6 +140,12 @@ class Config:
     def selected_directions(self) -> tuple[Direction, ...]:
         """The set of selected directions in canonical order (DIR-2): what the loss depends on."""
         return tuple(d for d in DIRECTIONS if d in self.directions)
+
+    @property
+    def partition_groups(self) -> tuple[tuple[Direction, ...], ...]:
+        """The groups of the selected directions that share a log-partition (§6: PART-2, PART-3,
+        PART-5), in canonical order."""
+        return partition_groups(self.partition_mode, self.selected_directions)  # type: ignore[return-value]
 
     @property
     def temperature(self) -> float:

@@ -3,8 +3,9 @@
 The convention, written once:
 
 1. ``G[g, e] = ∂L/∂z_e`` for every entry e of every row of query g (GRAD-1):
-   softmax minus one-hot, ``(P[g, e] − [e = e⁺_g]) / N`` joint and ``(P^δ[g, e]/m − [e = e⁺_g]) / N``
-   per_direction, with e⁺_g the query_to_doc entry ``(0, g)``. An excluded entry has ``z = -inf``,
+   softmax minus one-hot, ``(P^γ[g, e]/M − [e = e⁺_g]) / N`` with ``P^γ`` the softmax over the
+   group γ that holds e and M the number of groups (joint: M = 1; per_direction: M = m;
+   per_anchor: one group per row vector), with e⁺_g the query_to_doc entry ``(0, g)``. An excluded entry has ``z = -inf``,
    so ``P = exp(-inf) = 0`` and ``G = 0`` exactly (GRAD-2). :func:`logit_gradients`.
 2. ``∂z_e/∂s_e = scale`` on every entry, selected by hardness or not: h carries no derivative
    (HARD-5). So ``∂L/∂s_e = scale · G[g, e]``.
@@ -31,17 +32,19 @@ from .similarity import norms
 __all__ = ["logit_gradients", "pullback", "scale_gradient", "unit_row_gradients"]
 
 
-def logit_gradients(xp: Any, rows: dict[str, Rows], log_z: dict[str, Any], n: int) -> dict[str, Any]:
+def logit_gradients(
+    xp: Any, rows: dict[str, Rows], log_z: dict[str, Any], n: int, groups: int
+) -> dict[str, Any]:
     """``G = ∂L/∂z`` (N, width) of every direction's rows (GRAD-1, GRAD-2).
 
-    ``log_z`` is :func:`.partition.log_partitions`: one ``"joint"`` entry (PART-2) or one per
-    direction (PART-3, m of them, each partition weighted ``1/m``).
+    ``log_z`` is :func:`.partition.log_partitions`: the log-partition of the group each direction
+    belongs to; ``groups`` is the number M of groups (1 joint, PART-2; m per_direction, PART-3;
+    per_anchor, PART-5), each group's softmax weighted ``1/(N M)``.
     """
     grads: dict[str, Any] = {}
+    weight = 1.0 / (n * groups)
     for name, r in rows.items():
-        key = "joint" if "joint" in log_z else name
-        weight = 1.0 / (n * len(log_z))  # 1/N joint; 1/(N m) per_direction
-        probabilities = xp.exp(r.logits - xp.reshape(log_z[key], (-1, 1)))  # P[g, e]; 0 where excluded
+        probabilities = xp.exp(r.logits - xp.reshape(log_z[name], (-1, 1)))  # P^γ[g, e]; 0 where excluded
         grads[name] = weight * probabilities
     qd = rows[REQUIRED_DIRECTION]
     one_hot = xp.astype(qd.own & qd.positive_column, xp.float64)  # [e = e⁺_g]

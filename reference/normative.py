@@ -32,10 +32,11 @@ def loss_and_grad(queries: Any, docs: Any, config: Config) -> Result:
     rows = logit_rows(xp, vectors, config)  # §4 and §5: z = scale · s + h, -inf where excluded
     positive = positive_logits(xp, rows)  # QD-2: p_g
 
-    log_z = log_partitions(xp, rows, config.partition_mode)  # §6: PART-2 / PART-3
-    per_query = per_query_losses(xp, log_z, positive)  # LOSS-2: l_g
+    groups = config.partition_groups  # §6: the groups of the partition mode (PART-2, PART-3, PART-5)
+    log_z = log_partitions(xp, rows, groups)  # one log-partition per group
+    per_query = per_query_losses(xp, log_z, groups, positive)  # LOSS-2: l_g
 
-    grads = logit_gradients(xp, rows, log_z, n)  # §7: G = ∂L/∂z (GRAD-1, GRAD-2)
+    grads = logit_gradients(xp, rows, log_z, n, len(groups))  # §7: G = ∂L/∂z (GRAD-1, GRAD-2)
     grad_u = unit_row_gradients(xp, vectors, rows, grads, config.scale)  # ∂L/∂n(x) (GRAD-1, HARD-5)
     grad_docs_u = xp.concat([grad_u["positives"], grad_u["hard_negatives"]], axis=0)
     doc_rows = xp.reshape(batch.docs, (k * n, d))

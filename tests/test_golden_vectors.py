@@ -143,7 +143,7 @@ def test_catalogue_covers_the_required_corners(cases):
     others = ("query_to_query", "doc_to_query", "doc_to_doc")
     every_set = {("query_to_doc", *extra) for r in range(4) for extra in itertools.combinations(others, r)}
     assert {cfg.directions for cfg in configs} >= every_set, "each direction set (DIR-1)"
-    assert {cfg.partition_mode for cfg in configs} == {"joint", "per_direction"}
+    assert {cfg.partition_mode for cfg in configs} == {"joint", "per_direction", "per_anchor"}
     assert {cfg.similarity for cfg in configs} == {"cos", "dot"}
     assert {cfg.hardness_mode for cfg in configs} == {
         None,
@@ -217,7 +217,7 @@ def test_optional_parts_are_not_covered_unless_claimed(tmp_path, reference_resul
     results["results"]["dp-w2-qd-k2"]["ranks"] = reference_results["results"]["dp-w2-qd-k2"]["ranks"]
     code, report = _verify(tmp_path, results)  # claims data parallelism: DP-5 is now a MUST
     assert code == 1 and report["clauses"]["DP-5"]["verdict"] == "FAIL"
-    assert report["clauses"]["DP-3"]["verdict"] == "pass" and report["clauses"]["DP-3"]["not covered"] == 5
+    assert report["clauses"]["DP-3"]["verdict"] == "pass" and report["clauses"]["DP-3"]["not covered"] == 6
 
 
 def test_wrong_error_clause_and_error_on_valid_input_fail(tmp_path, reference_results):

@@ -1,7 +1,7 @@
 """Family 1: the reference against a 50-digit mpmath oracle with forward-mode gradients.
 
 Every directions subset containing query_to_doc (DIR-1) x partition mode (PART-1; per_direction
-only where PART-4 allows it) x K in {1, 2, 4} x hardness mode (None and the three, strength > 0)
+only where PART-4 allows it, per_anchor where PART-6 does) x K in {1, 2, 4} x hardness mode (None and the three, strength > 0)
 x similarity (cos, dot), at N = 3, D = 3, on the normative reference and on the engine (square
 products held, and streamed in chunks of 2 rows). Each case
 compares the loss, the per-query losses and every gradient (queries, docs, scale) within 1e-12
@@ -22,7 +22,14 @@ import pytest
 
 from infonce_spec.errors import SpecViolation
 from infonce_spec.reference import Config
-from tests.oracles import PER_DIRECTION_ALLOWED, QD_SUBSETS, assert_close, mpmath_cases, short_label
+from tests.oracles import (
+    PER_DIRECTION_ALLOWED,
+    QD_SUBSETS,
+    assert_close,
+    mpmath_cases,
+    per_anchor_allowed,
+    short_label,
+)
 from tests.oracles.mpmath_oracle import DPS, directional_derivative, oracle
 from tests.reference_implementations import IMPLEMENTATIONS
 
@@ -46,9 +53,10 @@ def _inputs(case_id: str, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_case_grid_is_complete() -> None:
-    """8 subsets x (joint, + per_direction for 2 of them) x 3 K x 4 hardness x 2 similarities."""
+    """8 subsets x (joint, + per_direction for 2 of them, + per_anchor for 6) x 3 K x 4 hardness x 2
+    similarities."""
     assert len(QD_SUBSETS) == 8
-    assert len(CASES) == (8 + 2) * 3 * 4 * 2
+    assert len(CASES) == (8 + 2 + 6) * 3 * 4 * 2
     assert DPS >= 40
 
 
@@ -100,6 +108,40 @@ def test_per_direction_disallowed_combinations_raise(directions: tuple[str, ...]
     assert "PART-4" in str(info.value)
 
 
+PER_ANCHOR_DISALLOWED = [s for s in QD_SUBSETS if not per_anchor_allowed(s)]
+
+
+@pytest.mark.parametrize(
+    "directions", PER_ANCHOR_DISALLOWED, ids=[short_label(s) for s in PER_ANCHOR_DISALLOWED]
+)
+def test_per_anchor_without_a_positive_row_raises(directions: tuple[str, ...]) -> None:
+    """PART-6: per_anchor whose group of d[0, g]'s rows is doc_to_doc alone is rejected, naming the clause."""
+    assert len(PER_ANCHOR_DISALLOWED) == 2
+    with pytest.raises(SpecViolation) as info:
+        Config(directions=directions, partition_mode="per_anchor")
+    assert info.value.clause == "PART-6", f"PART-6 expected, got {info.value.clause}"
+    assert "PART-6" in str(info.value), "PART-6: the message names the clause"
+
+
+def test_per_anchor_is_nt_xent_over_2n_anchors() -> None:
+    """PART-5 with the four directions and K = 1 is SimCLR's NT-Xent: the mean over the 2N anchors
+    of the batch [q; d] of a cross-entropy over every other member, its pair the target."""
+    queries, docs = _inputs("nt-xent", 1)
+    scale = 2.0
+    x = np.concatenate([queries, docs[0]])
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    logits = scale * x @ x.T
+    np.fill_diagonal(logits, -np.inf)
+    partner = np.concatenate([np.arange(N, 2 * N), np.arange(N)])
+    row_max = logits.max(axis=1)
+    lse = row_max + np.log(np.exp(logits - row_max[:, None]).sum(axis=1))
+    nt_xent = float(np.mean(lse - logits[np.arange(2 * N), partner]))
+    config = Config(directions=QD_SUBSETS[-1], partition_mode="per_anchor", scale=scale, similarity="cos")
+    for name, loss_and_grad in IMPLEMENTATIONS.items():
+        got = loss_and_grad(queries, docs, config).loss
+        assert abs(got - nt_xent) <= RTOL * abs(nt_xent), f"PART-5 {name}: {got} != NT-Xent {nt_xent}"
+
+
 # --------------------------------------------------------------------------------------------------
 # The oracle's own check: its forward mode against mpmath.diff of the plain loss function.
 # --------------------------------------------------------------------------------------------------
@@ -107,6 +149,7 @@ def test_per_direction_disallowed_combinations_raise(directions: tuple[str, ...]
 ORACLE_CHECKS = [
     (("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"), "joint", "cos"),
     (("query_to_doc", "doc_to_query"), "per_direction", "dot"),
+    (("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"), "per_anchor", "cos"),
     (("query_to_doc", "doc_to_doc"), "joint", "dot"),
 ]
 

@@ -74,10 +74,12 @@ def hyp_settings(max_examples: int) -> settings:
 
 @st.composite
 def configs(draw: Any, *, hardness: bool = True) -> dict[str, Any]:
-    """A valid member of the family (DIR-1, PART-4, HARD-1), as keyword arguments."""
+    """A valid member of the family (DIR-1, PART-4, PART-6, HARD-1), as keyword arguments."""
     rest = draw(st.sets(st.sampled_from(DIRECTIONS[1:])), label="extra_directions")
     directions = ("query_to_doc", *(d for d in DIRECTIONS[1:] if d in rest))
     modes = ["joint", "per_direction"] if set(directions) <= {"query_to_doc", "doc_to_query"} else ["joint"]
+    if "doc_to_doc" not in directions or "doc_to_query" in directions:
+        modes.append("per_anchor")
     mode = draw(st.sampled_from(HARDNESS if hardness else (None,)), label="hardness_mode")
     return {
         "directions": directions,

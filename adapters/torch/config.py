@@ -1,4 +1,4 @@
-"""Loss options and their validation (clauses DIR-1, DIR-2, PART-1, PART-4, SCALE-1, SIM-3, HARD-1, VAL-1).
+"""Loss options and their validation (clauses DIR-1, DIR-2, PART-1, PART-4, PART-6, SCALE-1, SIM-3, HARD-1, VAL-1).
 
 The option names and strings are the spec's (and sentence-transformers'): ``directions``,
 ``partition_mode``, ``scale``, ``similarity``, ``hardness_mode``, ``hardness_strength``,
@@ -121,6 +121,17 @@ class LossConfig:
                 "PART-4",
                 f"partition_mode='per_direction' needs directions within {sorted(_PER_DIRECTION_OK)}; "
                 f"{extra} rows never contain the positive pair (use partition_mode='joint')",
+            )
+        if (
+            self.partition_mode == "per_anchor"
+            and "doc_to_doc" in self.directions
+            and "doc_to_query" not in self.directions
+        ):
+            raise SpecViolation(
+                "PART-6",
+                "partition_mode='per_anchor' groups doc_to_doc with the rows of the positive d[0, g]; "
+                "without doc_to_query that group never contains the positive pair "
+                "(add 'doc_to_query' or use partition_mode='joint')",
             )
 
         object.__setattr__(self, "scale", _check_scale(self.scale))

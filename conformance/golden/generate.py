@@ -50,7 +50,7 @@ def _value_clauses(spec: CaseSpec, config: Config, queries: np.ndarray, docs: np
     k = docs.shape[0]
     found = {"LAYOUT-1", "LAYOUT-2", "LAYOUT-3", "SCALE-1", "SCALE-2", "QD-1", "QD-2", "LOSS-1", "LOSS-2"}
     found |= {"GRAD-1", "SIM-1" if config.similarity == "cos" else "SIM-2"}
-    found.add("PART-2" if config.partition_mode == "joint" else "PART-3")
+    found.add({"joint": "PART-2", "per_direction": "PART-3", "per_anchor": "PART-5"}[config.partition_mode])
     for direction in config.directions:
         found.update(_DIRECTION_CLAUSES.get(direction, ()))
     if k >= 2:

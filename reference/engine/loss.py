@@ -87,7 +87,7 @@ def loss_and_grad(
         stop = min(start + step, n)
         blocks = row_blocks(xp, sims, start, stop, config)
         positive_parts.append(positive_logits(xp, blocks[0], start))
-        log_z, grads = partition(xp, blocks, config.partition_mode, n)
+        log_z, grads = partition(xp, blocks, config.partition_groups, n)
         log_z_parts.append(log_z)
         pieces = [piece for block in blocks for piece in block.pieces]
         for piece, grad in zip(pieces, grads, strict=True):

@@ -1,13 +1,16 @@
-"""The engine's partition of a chunk's logit blocks (clauses PART-2, PART-3, LOSS-1, GRAD-1).
+"""The engine's partition of a chunk's logit blocks (clauses PART-2, PART-3, PART-5, LOSS-1, GRAD-1).
 
-* ``joint`` (PART-2): one log-partition over all selected rows of query ``g`` together,
-  ``l_g = logsumexp(concat rows) - p_g``.
-* ``per_direction`` (PART-3): one log-partition per direction, averaged,
-  ``l_g = mean_dir logsumexp(row_dir) - p_g``.
+The partition mode groups the selected directions (:attr:`..config.Config.partition_groups`);
+each group has one log-partition over its blocks' pieces together, and
+``l_g = mean_groups logsumexp(group) - p_g``:
+
+* ``joint`` (PART-2): one group, ``l_g = logsumexp(concat rows) - p_g``;
+* ``per_direction`` (PART-3): one group per direction, ``l_g = mean_dir logsumexp(row_dir) - p_g``;
+* ``per_anchor`` (PART-5): one group per row vector (the rows of ``q_g``, the rows of ``d[0, g]``).
 
 Besides the log-partition of each query, :func:`partition` returns ``dL/dlogits`` for every piece
 *without* the positive's ``-1/N`` (the caller adds it): the softmax probabilities times the
-weight of the row in ``L = mean_g l_g`` (``1/N`` joint, ``1/(N * |directions|)`` per direction).
+weight of the group in ``L = mean_g l_g`` (``1/(N * groups)``).
 Masked entries (``-inf``) get probability exactly 0 (GRAD-2). The normative form is
 :mod:`infonce_spec.reference.partition` and :mod:`infonce_spec.reference.gradients`; this one
 overwrites the logits in place to spare chunk-sized allocations.
@@ -57,19 +60,23 @@ def _softmax_group(xp: Any, logits: list[Any], weight: float) -> tuple[Any, list
     return xp.reshape(lse, (-1,)), exps
 
 
-def partition(xp: Any, blocks: list[RowBlock], partition_mode: str, n: int) -> tuple[Any, list[Any]]:
+def partition(
+    xp: Any, blocks: list[RowBlock], groups: tuple[tuple[str, ...], ...], n: int
+) -> tuple[Any, list[Any]]:
     """The log-partition term of each query in the chunk and ``dL/dlogits`` per piece (no positive
-    term), in the order of the blocks' pieces.
+    term), in the order of the blocks' pieces. ``groups`` are the directions that share a
+    log-partition (PART-2, PART-3, PART-5).
 
     The pieces' logits are consumed (overwritten in place).
     """
-    if partition_mode == "joint":
-        return _softmax_group(xp, [p.logits for b in blocks for p in b.pieces], 1.0 / n)
-    weight = 1.0 / (n * len(blocks))
+    weight = 1.0 / (n * len(groups))
+    by_direction = {block.direction: block for block in blocks}
     log_z = None
-    grads = []
-    for block in blocks:
-        lse, block_grads = _softmax_group(xp, [p.logits for p in block.pieces], weight)
+    grads: dict[int, Any] = {}
+    for group in groups:
+        pieces = [p for name in group for p in by_direction[name].pieces]
+        lse, group_grads = _softmax_group(xp, [p.logits for p in pieces], weight)
         log_z = lse if log_z is None else log_z + lse
-        grads.extend(block_grads)
-    return log_z / len(blocks), grads
+        grads.update((id(p), g) for p, g in zip(pieces, group_grads, strict=True))
+    ordered = [grads[id(p)] for block in blocks for p in block.pieces]
+    return log_z / len(groups), ordered

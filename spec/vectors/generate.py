@@ -147,7 +147,8 @@ FILES: list[tuple[str, str, list[CaseSpec]]] = [
     ),
     (
         "partition.json",
-        "partition_mode='per_direction' (PART-3) on the directions it is defined for (PART-4).",
+        "partition_mode='per_direction' (PART-3) on the directions it is defined for (PART-4); "
+        "'per_anchor' (PART-5) on the directions it is defined for (PART-6).",
         [
             case(
                 "part-per-direction-qd",
@@ -165,6 +166,29 @@ FILES: list[tuple[str, str, list[CaseSpec]]] = [
                 "per_direction, dot, scale 2, K=3",
                 config([QD, DQ], "per_direction", 2.0, "dot"),
                 k=3,
+            ),
+            case(
+                "part-per-anchor-nt-xent-k1",
+                "SimCLR NT-Xent: all four directions, per_anchor, K=1",
+                config(GTE, "per_anchor", 2.0),
+                k=1,
+            ),
+            case("part-per-anchor-gte-k2", "all four directions, per_anchor, K=2", config(GTE, "per_anchor")),
+            case(
+                "part-per-anchor-qd-dq-dd-dot-k3",
+                "query_to_doc alone and doc_to_query + doc_to_doc, per_anchor, dot, scale 1, K=3",
+                config([QD, DQ, DD], "per_anchor", 1.0, "dot"),
+                k=3,
+            ),
+            case(
+                "part-per-anchor-qd-qq-equals-joint",
+                "per_anchor with query_to_doc + query_to_query (one group) equals joint",
+                config([QD, QQ], "per_anchor"),
+            ),
+            case(
+                "part-per-anchor-hardness",
+                "NT-Xent with all_negatives hardness, alpha 2, K=2",
+                config(GTE, "per_anchor", hardness_mode="all_negatives", hardness_strength=2.0),
             ),
         ],
     ),
@@ -372,6 +396,13 @@ FILES: list[tuple[str, str, list[CaseSpec]]] = [
             case("dp-w2-qd-k2", "world size 2, standard InfoNCE, K=2", config([QD]), world_size=2),
             case("dp-w2-gte-k2", "world size 2, GTE loss, K=2", config(GTE), world_size=2),
             case(
+                "dp-w2-nt-xent-k1",
+                "world size 2, NT-Xent (all four directions, per_anchor), K=1",
+                config(GTE, "per_anchor", 2.0),
+                k=1,
+                world_size=2,
+            ),
+            case(
                 "dp-w2-qd-dq-per-direction-dot-k3",
                 "world size 2, symmetric per_direction, dot, K=3",
                 config([QD, DQ], "per_direction", 1.0, "dot"),
@@ -425,6 +456,12 @@ FILES: list[tuple[str, str, list[CaseSpec]]] = [
                 "per_direction with doc_to_doc",
                 "PART-4",
                 config([QD, DQ, DD], "per_direction"),
+            ),
+            error(
+                "err-per-anchor-doc-to-doc-without-doc-to-query",
+                "per_anchor with doc_to_doc but not doc_to_query: the group of d[0, g] has no positive",
+                "PART-6",
+                config([QD, DD], "per_anchor"),
             ),
             error("err-scale-zero", "scale 0", "SCALE-1", config(scale=0.0)),
             error("err-scale-negative", "negative scale", "SCALE-1", config(scale=-20.0)),

@@ -17,7 +17,7 @@ Subpackages:
 * :mod:`infonce_spec.conformance` -- the hypothesis conformance suite, its runner and pytest plugin.
 """
 
-SPEC_VERSION = "1.0.0-draft"
+SPEC_VERSION = "1.1.0-draft"
 __version__ = "1.0.0.dev0"
 
 __all__ = ["SPEC_VERSION", "__version__"]

@@ -8,6 +8,9 @@ so anything may import it. The clause table lives next to it, in :mod:`infonce_s
 
 The independent oracles under ``tests/oracles`` spell the names out on their own on purpose.
 
+To add a partition mode: its name in :data:`PARTITION_MODES` and its grouping in
+:func:`partition_groups` (the two small functions at the end are the only code here).
+
 To add a direction: one :class:`DirectionSpec` in :data:`DIRECTION_SPECS` (its row side, column
 sides, masks, per-direction eligibility, clauses), its name in :data:`Direction`, then the row
 builder of the reference (``reference/rows.py``) and of the torch implementation
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "ANCHOR_GROUPS",
     "COS_EPS",
     "DIRECTIONS",
     "DIRECTION_SPECS",
@@ -27,6 +31,7 @@ __all__ = [
     "HARDNESS_MODES",
     "PARTITION_MODES",
     "PER_DIRECTION_ALLOWED",
+    "POSITIVE_ROW_DIRECTIONS",
     "REQUIRED_DIRECTION",
     "SIDES",
     "SIMILARITIES",
@@ -36,10 +41,12 @@ __all__ = [
     "PartitionMode",
     "Side",
     "Similarity",
+    "groups_without_positive",
+    "partition_groups",
 ]
 
 Direction = Literal["query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"]
-PartitionMode = Literal["joint", "per_direction"]
+PartitionMode = Literal["joint", "per_direction", "per_anchor"]
 Similarity = Literal["cos", "dot"]
 HardnessMode = Literal["in_batch_negatives", "hard_negatives", "all_negatives"]
 #: The three kinds of vectors of a batch (LAYOUT-1, LAYOUT-2): the queries ``q_j``, the positives
@@ -124,11 +131,48 @@ HARDNESS_DIRECTION: Direction = "query_to_doc"
 #: PART-4: ``per_direction`` is defined only for subsets of these.
 PER_DIRECTION_ALLOWED: frozenset[str] = frozenset(s.name for s in DIRECTION_SPECS.values() if s.per_direction)
 
+#: PART-6: the directions whose rows hold the positive pair (QD-2, DQ-1); every group of a
+#: partition must contain one of them.
+POSITIVE_ROW_DIRECTIONS: frozenset[str] = PER_DIRECTION_ALLOWED
+
 #: PART-1: the partition modes.
-PARTITION_MODES: tuple[PartitionMode, ...] = ("joint", "per_direction")
+PARTITION_MODES: tuple[PartitionMode, ...] = ("joint", "per_direction", "per_anchor")
+#: PART-5: the groups of ``per_anchor``, one per row vector (anchor): the rows of ``q_g``, then the
+#: rows of ``d[0, g]`` (their ``row_side`` in :data:`DIRECTION_SPECS`).
+ANCHOR_GROUPS: tuple[tuple[Direction, ...], ...] = tuple(
+    tuple(s.name for s in DIRECTION_SPECS.values() if s.row_side == side)  # type: ignore[misc]
+    for side in ("queries", "positives")
+)
 #: SIM-3: the similarities.
 SIMILARITIES: tuple[Similarity, ...] = ("cos", "dot")
 #: HARD-1: the hardness modes (``None``, no hardness, is valid too).
 HARDNESS_MODES: tuple[HardnessMode, ...] = ("in_batch_negatives", "hard_negatives", "all_negatives")
 #: SIM-1: the norm floor ε of the cos similarity, ``n(x) = x / max(‖x‖, ε)`` (fixed, not a parameter).
 COS_EPS: float = 1e-12
+
+
+def partition_groups(partition_mode: str, directions: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """The groups of the selected ``directions`` (a set, in canonical order, DIR-2) under
+    ``partition_mode`` (§6): ``joint`` one group (PART-2), ``per_direction`` one group per direction
+    (PART-3), ``per_anchor`` one group per row vector, absent where it has no selected direction
+    (PART-5). Each group's rows share one log-partition; ``l_g`` is the mean over the groups."""
+    selected = tuple(d for d in DIRECTIONS if d in directions)
+    if partition_mode == "joint":
+        return (selected,)
+    if partition_mode == "per_direction":
+        return tuple((d,) for d in selected)
+    if partition_mode == "per_anchor":
+        groups = (tuple(d for d in group if d in selected) for group in ANCHOR_GROUPS)
+        return tuple(group for group in groups if group)
+    raise ValueError(f"[PART-1] unknown partition_mode {partition_mode!r}")
+
+
+def groups_without_positive(partition_mode: str, directions: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """PART-6 (PART-4 for ``per_direction``): the groups of :func:`partition_groups` that hold no row
+    with the positive pair (no ``query_to_doc``, no ``doc_to_query``); empty when the configuration
+    is defined."""
+    return tuple(
+        group
+        for group in partition_groups(partition_mode, directions)
+        if not set(group) & POSITIVE_ROW_DIRECTIONS
+    )

@@ -1,4 +1,4 @@
-// A small, readable JavaScript implementation of infonce-spec 1.0.0-draft, written from the spec
+// A small, readable JavaScript implementation of infonce-spec 1.1.0-draft, written from the spec
 // (spec/infonce-spec.md), not from the Python reference. It is the non-Python consumer of the golden
 // vectors: it reads spec/vectors/MANIFEST.json, computes every case and writes a results file that
 // `python -m infonce_spec.conformance.golden verify` checks.
@@ -14,7 +14,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-export const SPEC_VERSION = "1.0.0-draft";
+export const SPEC_VERSION = "1.1.0-draft";
 const DIRECTIONS = ["query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"];
 const HARDNESS_MODES = ["in_batch_negatives", "hard_negatives", "all_negatives"];
 const COS_EPS = 1e-12; // SIM-1
@@ -47,11 +47,14 @@ export function validateConfig(raw) {
   if (!dirs.includes("query_to_doc")) throw new SpecViolation("DIR-1", "directions must contain query_to_doc");
   const directions = DIRECTIONS.filter((d) => dirs.includes(d)); // DIR-2: a set, in canonical order
   const partitionMode = raw.partition_mode;
-  if (partitionMode !== "joint" && partitionMode !== "per_direction") {
+  if (partitionMode !== "joint" && partitionMode !== "per_direction" && partitionMode !== "per_anchor") {
     throw new SpecViolation("PART-1", `unknown partition_mode ${JSON.stringify(partitionMode)}`);
   }
   if (partitionMode === "per_direction" && directions.some((d) => d !== "query_to_doc" && d !== "doc_to_query")) {
     throw new SpecViolation("PART-4", "per_direction is defined only for subsets of {query_to_doc, doc_to_query}");
+  }
+  if (partitionMode === "per_anchor" && directions.includes("doc_to_doc") && !directions.includes("doc_to_query")) {
+    throw new SpecViolation("PART-6", "per_anchor: the group of d[0, g] (doc_to_doc) holds no positive pair");
   }
   const scale = num(raw.scale);
   if (typeof scale !== "number" || !Number.isFinite(scale) || scale <= 0) {
@@ -171,8 +174,13 @@ export function computeCase(queries, docs, cfg, { bug = null } = {}) {
   const perQuery = [];
   for (let g = 0; g < N; g++) {
     const positive = scale * s(q(g), doc(0, g)); // QD-2
-    // PART-2: one softmax over all rows together; PART-3: one per direction, averaged.
-    const groups = partitionMode === "joint" ? [rows(g).flat()] : rows(g);
+    // PART-2: one softmax over all rows together; PART-3: one per direction, averaged;
+    // PART-5: one per row vector (the rows of q_g, the rows of d[0, g]), averaged.
+    const all = rows(g);
+    const anchor = (i) => (directions[i].startsWith("query_") ? "q" : "d");
+    const groups = partitionMode === "joint" ? [all.flat()]
+      : partitionMode === "per_direction" ? all
+      : ["q", "d"].map((a) => all.filter((_, i) => anchor(i) === a).flat()).filter((group) => group.length > 0);
     const weight = 1 / (N * groups.length); // LOSS-1: L is the mean over the N queries
     let lossG = -positive;
     for (const group of groups) {

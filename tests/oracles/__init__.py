@@ -45,6 +45,7 @@ __all__ = [
     "mpmath_cases",
     "natural_magnitudes",
     "partition_modes_for",
+    "per_anchor_allowed",
     "problems",
     "reference_settings",
     "short_label",
@@ -97,11 +98,20 @@ class LossCase:
         return self.hardness_mode is not None and self.hardness_strength > 0.0
 
 
+def per_anchor_allowed(directions: tuple[str, ...]) -> bool:
+    """PART-6 for per_anchor (PART-5): the group of the rows of ``d[0, g]`` (doc_to_query,
+    doc_to_doc), when selected, holds the positive pair only through doc_to_query."""
+    return "doc_to_doc" not in directions or "doc_to_query" in directions
+
+
 def partition_modes_for(directions: tuple[str, ...]) -> tuple[str, ...]:
-    """The partition modes PART-4 allows for ``directions``."""
+    """The partition modes PART-4 and PART-6 allow for ``directions``."""
+    modes = ["joint"]
     if set(directions) <= PER_DIRECTION_ALLOWED:
-        return ("joint", "per_direction")
-    return ("joint",)
+        modes.append("per_direction")
+    if per_anchor_allowed(directions):
+        modes.append("per_anchor")
+    return tuple(modes)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The loss at >= 40 significant digits, straight from the spec, with forward-mode gradients.
 
 Independent of the reference's closed form: the loss is evaluated row by row exactly as the spec
-reads (QD-1, QQ-1, DQ-1, DD-1, HARD-*, PART-2/3, LOSS-1), in mpmath, without any stabilisation
+reads (QD-1, QQ-1, DQ-1, DD-1, HARD-*, PART-2/3/5, LOSS-1), in mpmath, without any stabilisation
 trick (mpmath has an unbounded exponent, so ``log(sum(exp(z)))`` is exact to the working
 precision even for logits of 1e6). Gradients come from forward-mode automatic differentiation on
 :class:`Dual` numbers written here: every input coordinate carries a unit tangent, every operation
@@ -191,9 +191,19 @@ def spec_loss(
         if partition_mode == "joint":  # PART-2
             joint = [z for name in ("query_to_doc", *sorted(wanted - {"query_to_doc"})) for z in rows[name]]
             per_query.append(d_logsumexp([Dual.lift(z) for z in joint]) - positive)
-        else:  # PART-3
+        elif partition_mode == "per_direction":  # PART-3
             parts = [d_logsumexp([Dual.lift(z) for z in rows[name]]) for name in sorted(wanted)]
             per_query.append(d_sum(parts) / len(parts) - positive)
+        elif partition_mode == "per_anchor":  # PART-5: one partition per row vector, q_g and d[0, g]
+            anchored_on_query = rows["query_to_doc"] + rows.get("query_to_query", [])
+            anchored_on_doc = rows.get("doc_to_query", []) + rows.get("doc_to_doc", [])
+            groups = [anchored_on_query] + (
+                [anchored_on_doc] if wanted & {"doc_to_query", "doc_to_doc"} else []
+            )
+            parts = [d_logsumexp([Dual.lift(z) for z in group]) for group in groups]
+            per_query.append(d_sum(parts) / len(parts) - positive)
+        else:
+            raise ValueError(f"unknown partition mode {partition_mode!r}")
     return d_sum([Dual.lift(v) for v in per_query]) / n, per_query
 
 

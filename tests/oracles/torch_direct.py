@@ -91,6 +91,13 @@ def direct_loss(
         elif partition_mode == "per_direction":  # PART-3 (every allowed row holds >= 1 candidate)
             parts = [torch.logsumexp(nonempty[name], dim=0) for name in sorted(wanted)]
             losses.append(torch.stack(parts).mean() - positive)
+        elif partition_mode == "per_anchor":  # PART-5: the rows of q_g together, those of d[0, g] together
+            by_anchor = [
+                [z for name in ("query_to_doc", "query_to_query") for z in rows.get(name, [])],
+                [z for name in ("doc_to_query", "doc_to_doc") for z in rows.get(name, [])],
+            ]
+            anchors = [torch.logsumexp(torch.stack(zs), dim=0) for zs in by_anchor if zs]
+            losses.append(torch.stack(anchors).mean() - positive)
         else:
             raise ValueError(f"unknown partition mode {partition_mode!r}")
     per_query = torch.stack(losses)
