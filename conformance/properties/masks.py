@@ -143,7 +143,12 @@ class _MaskProperty(Property):
             embedding_bounds(q0, d0, config, ctx.compute_dtype),
             embedding_bounds(q1, d1, config, ctx.compute_dtype),
         )
-        self._changes(case, ctx, (out0, out1), (ref0, ref1), (b0, b1), ("loss",))
+        try:
+            self._changes(case, ctx, (out0, out1), (ref0, ref1), (b0, b1), ("loss",))
+        except ConformanceFailure as exc:
+            if not np.isfinite(out0.loss):  # the unperturbed case, where nothing is pushed, is already wrong
+                check_premise(ctx, q0, d0, config, "the unperturbed case, with a finite loss", exc)
+            raise
         try:
             ctx.compare(out0, ref0, b0, self.clause)
         except ConformanceFailure as exc:
