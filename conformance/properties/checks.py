@@ -9,8 +9,9 @@ of the plain ``query_to_doc`` loss (:func:`simpler_variants`), simplest first:
 1. ``query_to_doc`` alone, ``joint``, no hardness (QD-1; LOSS-1 when the result is N times the
    reference's);
 2. ``query_to_doc`` plus each other selected direction, ``joint``, no hardness (QQ-1, DQ-1, DD-1);
-3. the selected directions ``per_direction``, no hardness (PART-3);
-4. all the case's options together without hardness (the combination: PART-2, or PART-3);
+3. the selected directions ``per_direction``, no hardness (PART-3), or grouped ``per_anchor`` when
+   that makes more than one group (PART-5);
+4. all the case's options together without hardness (the combination: PART-2, PART-3 or PART-5);
 5. ``query_to_doc`` alone with the case's hardness, then the whole case with it (HARD-2 .. HARD-5,
    refined by the hardness probes).
 
@@ -53,6 +54,8 @@ __all__ = [
     "diagnose_hardness",
     "draw_embedding_case",
     "isolate",
+    "max_logit",
+    "moderate_case",
     "positive_probe",
     "reference_check",
     "simpler_variants",
@@ -66,9 +69,14 @@ FEATURE_CLAUSES: dict[str, str] = {
     "doc_to_query": "DQ-1",
     "doc_to_doc": "DD-1",
     "per_direction": "PART-3",
+    "per_anchor": "PART-5",
     "hardness": "HARD-2",
     "combination": "PART-2",
 }
+
+
+#: The clause that defines each partition mode's grouping (PART-2, PART-3, PART-5).
+PARTITION_CLAUSES: dict[str, str] = {"joint": "PART-2", "per_direction": "PART-3", "per_anchor": "PART-5"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,6 +251,40 @@ def diagnose_hardness(case: dict[str, Any], ctx: Context, default: str) -> tuple
     return default, ""
 
 
+#: The scale of the moderate version of a case: small logits, but not 1 (a scale of 1 hides every
+#: error in where the scale goes, e.g. a hardness term multiplied by it).
+MODERATE_SCALE = 2.0
+
+
+def moderate_case(
+    q: np.ndarray, d: np.ndarray, config: Config, dtype: str
+) -> tuple[np.ndarray, np.ndarray, Config]:
+    """The same case at moderate logits: the scale at most :data:`MODERATE_SCALE` and, for dot, every
+    row shrunk alike so that every logit ``scale * s`` is at most 8 in size (rounded to ``dtype``)."""
+    scale = min(config.scale, MODERATE_SCALE)
+    moderate = dataclasses.replace(config, scale=scale)
+    if config.similarity == "dot":
+        x = np.concatenate([q, d.reshape(-1, q.shape[1])])
+        top = scale * float(np.max(np.abs(x @ x.T), initial=0.0))
+        if top > 8.0:
+            factor = np.sqrt(8.0 / top)
+            q, d = round_to_dtype(q * factor, dtype), round_to_dtype(d * factor, dtype)
+    return q, d, moderate
+
+
+#: Logits beyond this size make a case "large" (exp(20) ~ 5e8): a reference comparison that fails
+#: there first checks the same case at moderate logits (NUM-1 is about exactly that).
+LARGE_LOGIT = 20.0
+
+
+def max_logit(q: np.ndarray, d: np.ndarray, config: Config) -> float:
+    """The largest ``|scale * s|`` between any two rows of the case (hardness aside)."""
+    x = np.concatenate([q, d.reshape(-1, q.shape[1])]).astype(np.float64)
+    if config.similarity == "cos":
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return config.scale * float(np.max(np.abs(x @ x.T), initial=0.0))
+
+
 def simpler_variants(config: Config) -> list[Variant]:
     """The ladder for ``config``, simplest first (see the module docstring), without repeats. A rung
     may be ``config`` itself (a case with one feature at most is its own rung): its failure is that
@@ -269,6 +311,14 @@ def simpler_variants(config: Config) -> list[Variant]:
             Variant(
                 "per_direction",
                 f"{' + '.join(config.directions)}, per_direction, no hardness",
+                dataclasses.replace(config, hardness_mode=None, hardness_strength=0.0),
+            )
+        )
+    if config.partition_mode == "per_anchor" and len(config.partition_groups) > 1:
+        rungs.append(
+            Variant(
+                "per_anchor",
+                f"{' + '.join(config.directions)}, per_anchor, no hardness",
                 dataclasses.replace(config, hardness_mode=None, hardness_strength=0.0),
             )
         )
@@ -304,7 +354,7 @@ def _variant_clause(
     if variant.feature == "query_to_doc" and summed_over_queries(out, expected, bounds, ctx.dtype):
         return "LOSS-1"
     if variant.feature == "combination":
-        return "PART-3" if variant.config.partition_mode == "per_direction" else "PART-2"
+        return PARTITION_CLAUSES[variant.config.partition_mode]
     if variant.feature == "hardness":
         if adapter_is_right(ctx, q, d, variant.config, grads=False)[0]:
             return "HARD-5"
@@ -329,8 +379,7 @@ def blame(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config) -> tuple[s
     if found is not None:
         variant, clause = found
         return clause, f"wrong already with {variant.description}"
-    clause = "PART-3" if config.partition_mode == "per_direction" else "PART-2"
-    return clause, "every variant is right on its own; the case is not"
+    return PARTITION_CLAUSES[config.partition_mode], "every variant is right on its own; the case is not"
 
 
 def check_premise(
@@ -382,6 +431,15 @@ def reference_check(
                 exc.detail,
                 mismatch=exc.mismatch,
             ) from None
+        if max_logit(q, d, config) > LARGE_LOGIT:
+            qm, dm, moderate = moderate_case(q, d, config, ctx.dtype)
+            if adapter_is_right(ctx, qm, dm, moderate)[0]:
+                raise PremiseFailure(
+                    "NUM-1",
+                    "the same case at moderate logits is right: the error needs large logits",
+                    exc.detail,
+                    mismatch=exc.mismatch,
+                ) from None
         found = isolate(ctx, q, d, config)
         if found is None or found[0].feature in owns:
             raise

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -23,30 +22,9 @@ from ..protocol import Capabilities
 from ..strategies import draw_config, draw_embeddings, draw_shape
 from ..tolerances import cos_eps_ambiguous, embedding_bounds, round_to_dtype
 from .base import Context, Property, claims
-from .checks import assume_representable, check_premise, summed_over_queries
+from .checks import assume_representable, check_premise, moderate_case, summed_over_queries
 
-__all__ = ["CosEps", "LargeLogits", "moderate_case", "unit_case"]
-
-
-#: The scale of the moderate version of a case: small logits, but not 1 (a scale of 1 hides every
-#: error in where the scale goes, e.g. a hardness term multiplied by it).
-MODERATE_SCALE = 2.0
-
-
-def moderate_case(
-    q: np.ndarray, d: np.ndarray, config: Config, dtype: str
-) -> tuple[np.ndarray, np.ndarray, Config]:
-    """The same case at moderate logits: the scale at most :data:`MODERATE_SCALE` and, for dot, every
-    row shrunk alike so that every logit ``scale * s`` is at most 8 in size (rounded to ``dtype``)."""
-    scale = min(config.scale, MODERATE_SCALE)
-    moderate = dataclasses.replace(config, scale=scale)
-    if config.similarity == "dot":
-        x = np.concatenate([q, d.reshape(-1, q.shape[1])])
-        top = scale * float(np.max(np.abs(x @ x.T), initial=0.0))
-        if top > 8.0:
-            factor = np.sqrt(8.0 / top)
-            q, d = round_to_dtype(q * factor, dtype), round_to_dtype(d * factor, dtype)
-    return q, d, moderate
+__all__ = ["CosEps", "LargeLogits", "unit_case"]
 
 
 def unit_case(x: np.ndarray, dtype: str) -> np.ndarray:
