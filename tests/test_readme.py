@@ -25,6 +25,14 @@ def _blocks() -> list[tuple[str, int, str]]:
     return found
 
 
+@pytest.mark.parametrize("doc", DOCS)
+def test_every_document_with_examples_is_there_and_has_them(doc):
+    """A renamed or emptied document fails here instead of collecting no example below."""
+    path = ROOT / doc
+    assert path.is_file(), f"{doc} is missing: its examples cannot run"
+    assert BLOCK.findall(path.read_text()), f"{doc} has no ```python example"
+
+
 @pytest.mark.parametrize(
     ("doc", "number", "code"), _blocks(), ids=lambda v: str(v)[:24] if isinstance(v, str) else str(v)
 )
