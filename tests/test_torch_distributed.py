@@ -40,11 +40,17 @@ F = 5
 
 @pytest.fixture(scope="module", params=[2, 3], ids=["W2", "W3"])
 def pool(request: pytest.FixtureRequest) -> Iterator[GlooPool]:
+    """One pool per world size for the whole module; closing it leaves no process behind."""
     workers = GlooPool(request.param)
+    served = sorted(r["pid"] for r in workers.run("pid"))
+    assert served == workers.pids, "the ranks that answer are the pool's own processes"
     yield workers
     workers.close()
     alive = [p.pid for p in workers.processes if p.is_alive()]
     assert not alive, f"gloo workers still alive after teardown: {alive}"
+    for pid in served:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # reaped, not a zombie
 
 
 @hyp_settings(12)
@@ -260,14 +266,3 @@ def test_ddp_encoder_is_all_reduced_once_per_step(pool: GlooPool) -> None:
             err = float(np.linalg.norm(record["grad_weight"] - np.asarray(ref.grad_weight)))
             bound = param_bound(case, payload, ref)
             assert_within("DDP-averaged dL/dW", "DP-4", err, bound, f"rank {rank} step {step}", case.replay())
-
-
-def test_workers_are_reaped_after_close() -> None:
-    """A closed pool leaves no process behind (the module fixture asserts the same at teardown)."""
-    workers = GlooPool(2)
-    pids = [r["pid"] for r in workers.run("pid")]
-    assert sorted(pids) == workers.pids
-    workers.close()
-    for pid in pids:
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
