@@ -1,0 +1,73 @@
+"""Fixtures shared by the whole test session.
+
+A conformance run is the expensive thing here, so a run that several tests read is made once per
+session: :func:`bundled_cli_run` is the command line run over the bundled adapters (a process, as a
+user starts it) whose exit code, JSON and Markdown reports every test about the bundled adapters'
+report reads. Timings belong in ``benchmarks/``, never in a test's asserts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class CliRun:
+    """One ``infonce-conformance run`` process: its exit code, output and reports."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    report: dict[str, Any]
+    markdown: str
+    reproducers: Path
+
+    @property
+    def output(self) -> str:
+        """The end of what it printed (for failure messages)."""
+        return self.stdout[-3000:] + self.stderr[-3000:]
+
+
+@pytest.fixture(scope="session")
+def bundled_cli_run(tmp_path_factory: pytest.TempPathFactory) -> CliRun:
+    """``infonce-conformance run --profile quick --world-sizes 1,2`` over the bundled adapters (no
+    ``--adapter``), with ``--json``, ``--report`` and ``--reproducers`` in a temporary folder: one
+    run per session."""
+    tmp = tmp_path_factory.mktemp("bundled-cli-run")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infonce_spec.conformance",
+            "run",
+            "--profile",
+            "quick",
+            "--world-sizes",
+            "1,2",
+            "--json",
+            str(tmp / "r.json"),
+            "--report",
+            str(tmp / "r.md"),
+            "--reproducers",
+            str(tmp / "repro"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    report = json.loads((tmp / "r.json").read_text()) if (tmp / "r.json").is_file() else {}
+    markdown = (tmp / "r.md").read_text() if (tmp / "r.md").is_file() else ""
+    return CliRun(out.returncode, out.stdout, out.stderr, report, markdown, tmp / "repro")
