@@ -84,32 +84,19 @@ def _script(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.distributed
-def test_run_quick_on_the_bundled_adapters_exits_zero(tmp_path: Path) -> None:
-    out = _cli(
-        "run",
-        "--profile",
-        "quick",
-        "--world-sizes",
-        "1,2",
-        "--json",
-        str(tmp_path / "r.json"),
-        "--report",
-        str(tmp_path / "r.md"),
-        "--reproducers",
-        str(tmp_path / "repro"),
-        "--no-progress",
-    )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    report = json.loads((tmp_path / "r.json").read_text())
+def test_run_quick_on_the_bundled_adapters_exits_zero(bundled_cli_run) -> None:  # type: ignore[no-untyped-def]
+    """The session's one command line run of the bundled adapters (tests/conftest.py)."""
+    out = bundled_cli_run
+    assert out.returncode == 0, out.output
+    report = out.report
     assert report["ok"] and len(report["reports"]) == 3
     for rep in report["reports"]:
         verdicts = {c["clause"]: c["verdict"] for c in rep["clauses"]}
         assert verdicts["MASK-QQ-1"] == "pass"
         cached = rep["adapter"] != "infonce_spec.adapters.bundled:uncached"
         assert verdicts["CACHE-5"] == ("pass" if cached else "not claimed")  # cached/loss_stage_memory
-    md = (tmp_path / "r.md").read_text()
-    assert "| MASK-QQ-1 | self excluded | pass |" in md
-    assert not (tmp_path / "repro").exists()
+    assert "| MASK-QQ-1 | self excluded | pass |" in out.markdown
+    assert not out.reproducers.exists()
 
 
 def test_broken_self_mask_is_flagged_with_reproducer_and_replay(tmp_path: Path) -> None:
