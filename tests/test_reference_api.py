@@ -51,8 +51,9 @@ def test_torch_inputs_that_require_grad(entry: str, dtype: torch.dtype) -> None:
     assert q.grad is None and d.grad is None
 
 
-def test_torch_requires_grad_reproduction_from_the_issue() -> None:
-    """``loss_and_grad(torch.randn(4, 8, dtype=torch.float64, requires_grad=True), d, Config())``."""
+def test_torch_queries_that_require_grad_are_read_by_value() -> None:
+    """``loss_and_grad(torch.randn(4, 8, dtype=torch.float64, requires_grad=True), d, Config())``: no
+    warning, the same loss as :func:`loss`, and results that carry no autograd graph."""
     torch.manual_seed(0)
     q = torch.randn(4, 8, dtype=torch.float64, requires_grad=True)
     d = torch.randn(2, 4, 8, dtype=torch.float64)
