@@ -157,7 +157,7 @@ def test_the_numpy_adapter_itself_is_correct() -> None:
     assert ctx.worst_ratio < 0.1
 
 
-# --- user adapters load like pytest test files (issue 10, bug 2) ---------------------------------
+# --- user adapters load like pytest test files ----------------------------------------------------
 
 SIBLING = "SCALE = 1.0  # imported by adapter.py as a sibling module\n"
 USER_ADAPTER = f"""
@@ -257,7 +257,7 @@ def test_a_replay_against_an_adapter_that_cannot_load_is_exit_2(user_folder: Pat
     )
 
 
-# --- selections, profiles, help, version, list (issue 10, bug 4 and output) ------------------------
+# --- selections, profiles, help, version, list -----------------------------------------------------
 
 
 def test_an_unknown_selection_is_an_error_naming_the_choices(tmp_path: Path) -> None:
@@ -300,7 +300,7 @@ def test_list_names_the_bundled_adapters() -> None:
     assert out.returncode == 0 and all(f"    {spec}\n" in out.stdout for spec in BUNDLED_ADAPTERS)
 
 
-# --- exit codes and partial results (issue 13, item 7) ------------------------------------------
+# --- exit codes and partial results --------------------------------------------------------------
 
 
 def test_two_adapters_the_second_fails_to_load_the_first_is_written(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """The golden vectors (spec/vectors/): regenerated without drift, complete, and verifiable.
 
 * the committed files equal what ``spec/vectors/generate.py`` writes (1e-12 per array), so CI fails on drift;
-* the manifest lists every case and the catalogue covers every clause family the issue names;
+* the manifest lists every case and the catalogue covers the required corners and error clauses;
 * the verifier passes the reference itself and rejects tampered results, naming the clause;
 * end to end: the JavaScript implementation in tests/js passes, its broken copy fails on MASK-DD-2.
 """

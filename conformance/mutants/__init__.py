@@ -1,4 +1,4 @@
-"""A catalogue of faulty InfoNCE implementations the conformance suite must catch (issue 5).
+"""A catalogue of faulty InfoNCE implementations the conformance suite must catch.
 
 * :mod:`.base`       -- one compact, correct torch implementation with overridable hooks;
 * :mod:`.cached`     -- its GradCache form (RNG replay, per-forward cache, chunked loss stage);

@@ -13,7 +13,7 @@ writing reproducers. The mutant is
 
 World sizes: :data:`WORLD_SIZES` (W = 2) for every mutant, the embeddings-level ones included. The
 data-parallel properties are not skipped for a level-1 mutant, because a level-1 bug is exactly what
-they could file as a false DP-1/DP-2/DP-3 (issue 9, cause 4); W = 2 is the smallest world that shows
+they could file as a false DP-1/DP-2/DP-3; W = 2 is the smallest world that shows
 both a data-parallel bug and such a false filing (W = 1 is the single process through the harness).
 
 :func:`first_verdict` is the edit-run loop: ``run_adapter(..., fail_fast=True)``, the seconds to the
