@@ -122,7 +122,7 @@ def diagnose(results: Sequence[Any]) -> Diagnosis:
     groups: dict[tuple[Any, ...], RootCause] = {}
     for r in faults:
         f = r.failure
-        key = (f.fault_kind, f.clause, f.fault_call, f.message.splitlines()[0] if f.message else "")
+        key = (f.fault_kind, f.clause, f.message.splitlines()[0] if f.message else "")
         if key not in groups:
             groups[key] = RootCause(f.clause, "adapter fault", f.message.splitlines()[0])
         groups[key].established_by.append(r)

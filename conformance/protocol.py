@@ -452,7 +452,9 @@ def _import_module(module_name: str, spec: str) -> Any:
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name is not None and (module_name + ".").startswith(exc.name + "."):  # the adapter's own module
+        if exc.name is not None and (module_name + ".").startswith(
+            exc.name + "."
+        ):  # the adapter's own module
             raise AdapterLoadError(
                 f"cannot load adapter {spec!r}: no module named {exc.name!r} (looked in the current "
                 f"folder {Path.cwd()} and on sys.path; a file is named 'path/to/file.py:attribute')"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import sys
 import time
-import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,8 @@ from .cases import config_to_dict, save_case
 from .clauses import CLAUSES
 from .compare import AdapterFault, ConformanceFailure, Mismatch, PremiseFailure
 from .diagnosis import Diagnosis, diagnose
-from .distributed import GlooHarness, HarnessError, TorchrunHarness, in_torchrun, stop_forkserver
+from .distributed import GlooHarness, TorchrunHarness, in_torchrun, stop_forkserver
+from .isolation import adapter_frame, set_call_timeout
 from .properties.base import Context, Property, properties
 from .protocol import Capabilities, LoadedAdapter, load_adapter
 
@@ -257,18 +257,13 @@ class _Stop(BaseException):
 
 
 def _fault(exc: BaseException) -> AdapterFault:
-    """An exception the adapter raised, as one :class:`AdapterFault` with its last frame."""
+    """An exception the adapter raised, as one :class:`AdapterFault` with the adapter's last frame."""
     if isinstance(exc, AdapterFault):
         return exc
-    if isinstance(exc, HarnessError):
-        return AdapterFault(exc.kind, f"data-parallel run failed ({exc.kind}): {exc}")
-    frames = traceback.extract_tb(exc.__traceback__)
-    frame = None
-    if frames:
-        last = frames[-1]
-        frame = f'File "{last.filename}", line {last.lineno}, in {last.name}: {last.line or ""}'.rstrip(": ")
     kind = "memory" if isinstance(exc, MemoryError) else "exception"
-    return AdapterFault(kind, f"the adapter raised {type(exc).__name__}: {exc} on a valid input", frame=frame)
+    return AdapterFault(
+        kind, f"the adapter raised {type(exc).__name__}: {exc} on a valid input", frame=adapter_frame(exc)
+    )
 
 
 def _case_size(case: dict[str, Any]) -> tuple[int, str]:
@@ -445,6 +440,7 @@ def run_adapter(
     at the launcher's world size, each rank computing its own part in-process.
     """
     loaded = spec if isinstance(spec, LoadedAdapter) else load_adapter(spec)
+    set_call_timeout(timeout)
     prof = PROFILES[profile] if isinstance(profile, str) else profile
     caps = loaded.capabilities
     props = [p for p in properties() if select is None or select(p)]

@@ -25,8 +25,8 @@ from infonce_spec.vocabulary import (
     DIRECTIONS,
     HARDNESS_MODES,
     PARTITION_MODES,
-    PER_DIRECTION_ALLOWED,
     SIMILARITIES,
+    groups_without_positive,
 )
 
 from .protocol import Capabilities
@@ -118,8 +118,7 @@ def draw_config(
         directions = data.draw(direction_sets(c.directions), label="directions")
     if partition_mode is None:
         modes = sorted(c.partition_modes)
-        if not set(directions) <= PER_DIRECTION_ALLOWED:
-            modes = [m for m in modes if m == "joint"]
+        modes = [m for m in modes if not groups_without_positive(m, tuple(directions))]  # PART-4, PART-6
         assume(modes)
         partition_mode = data.draw(st.sampled_from(modes), label="partition_mode")
     if similarity is None:

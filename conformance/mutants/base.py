@@ -237,9 +237,15 @@ class InfoNCE:
         return torch.logsumexp(x, dim=1)
 
     def log_partition(self, logits: dict[str, torch.Tensor]) -> torch.Tensor:
-        """joint: one partition over all rows (PART-2); per_direction: the mean of one per direction (PART-3)."""
+        """joint: one partition over all rows (PART-2); per_direction: the mean of one per direction
+        (PART-3); per_anchor: the mean of one per row vector, q_g's rows and d[0, g]'s rows (PART-5)."""
         if self.options.partition_mode == "joint":
             return self.logsumexp(torch.cat(list(logits.values()), dim=1))
+        if self.options.partition_mode == "per_anchor":
+            anchors = [
+                [z for name, z in logits.items() if name.startswith(side)] for side in ("query_", "doc_")
+            ]
+            return torch.stack([self.logsumexp(torch.cat(rows, dim=1)) for rows in anchors if rows]).mean(0)
         return torch.stack([self.logsumexp(row) for row in logits.values()]).mean(0)
 
     def per_query_losses(

@@ -263,7 +263,7 @@ class HardNegativesModeAllColumns(InfoNCE):
 )
 class PerDirectionSum(InfoNCE):
     def log_partition(self, logits: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.options.partition_mode == "joint":
+        if self.options.partition_mode != "per_direction":
             return super().log_partition(logits)
         return torch.stack([self.logsumexp(row) for row in logits.values()]).sum(0)
 
@@ -533,6 +533,25 @@ class ScaleGradNone(TorchAdapter):
         loss.backward()
         assert q.grad is not None and d.grad is not None
         return LossGrads(float(loss.item()), q.grad.numpy(), d.grad.numpy(), None)
+
+
+class _AnchorRowsSplit(InfoNCE):
+    def log_partition(self, logits: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.options.partition_mode != "per_anchor":
+            return super().log_partition(logits)
+        return torch.stack([self.logsumexp(row) for row in logits.values()]).mean(0)  # one per direction
+
+
+@mutant(
+    "per_anchor_split_rows",
+    "PART-5",
+    "per_anchor (SimCLR NT-Xent) takes one softmax per direction instead of one per anchor: each anchor's "
+    "row over the other view and its row over its own view are two partitions, averaged over four",
+    "NT-Xent written as the mean of separate cross-entropies per block of the 2N x 2N similarity matrix",
+)
+class PerAnchorSplitRows(TorchAdapter):
+    loss_class = _AnchorRowsSplit
+    capabilities = CAPABILITIES.with_(name="mutants.per_anchor_split_rows")
 
 
 #: The correct implementations the suite must pass (``module:attr`` specs).

@@ -372,9 +372,22 @@ def isolate(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config) -> tuple
     return None
 
 
+LARGE_ONLY = "the same case at moderate logits is right: the error needs large logits"
+
+
+def _needs_large_logits(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config) -> bool:
+    """Whether the case has large logits and the adapter is right on its moderate version."""
+    if max_logit(q, d, config) <= LARGE_LOGIT:
+        return False
+    qm, dm, moderate = moderate_case(q, d, config, ctx.dtype)
+    return adapter_is_right(ctx, qm, dm, moderate)[0]
+
+
 def blame(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config) -> tuple[str, str]:
-    """``(clause, which variant)`` for a case the adapter gets wrong: the simplest wrong variant's
-    clause, or -- every simpler variant right -- the partition that combines them (PART-2 / PART-3)."""
+    """``(clause, why)`` for a case the adapter gets wrong: NUM-1 when only its large logits make it
+    wrong, else the simplest wrong variant's clause (see :func:`isolate`)."""
+    if _needs_large_logits(ctx, q, d, config):
+        return "NUM-1", LARGE_ONLY
     found = isolate(ctx, q, d, config)
     if found is not None:
         variant, clause = found
@@ -431,15 +444,8 @@ def reference_check(
                 exc.detail,
                 mismatch=exc.mismatch,
             ) from None
-        if max_logit(q, d, config) > LARGE_LOGIT:
-            qm, dm, moderate = moderate_case(q, d, config, ctx.dtype)
-            if adapter_is_right(ctx, qm, dm, moderate)[0]:
-                raise PremiseFailure(
-                    "NUM-1",
-                    "the same case at moderate logits is right: the error needs large logits",
-                    exc.detail,
-                    mismatch=exc.mismatch,
-                ) from None
+        if _needs_large_logits(ctx, q, d, config):
+            raise PremiseFailure("NUM-1", LARGE_ONLY, exc.detail, mismatch=exc.mismatch) from None
         found = isolate(ctx, q, d, config)
         if found is None or found[0].feature in owns:
             raise

@@ -165,7 +165,10 @@ class DataParallelEmbeddings(Property):
             for r in range(w)
         ]
         raw = ctx.harness.run("rank_embeddings", cases)
-        outs = [to_outputs(o, (b, q.shape[1]), (d.shape[0], b, d.shape[2]), False) for o in raw]
+        outs = [
+            to_outputs(o, (b, q.shape[1]), (d.shape[0], b, d.shape[2]), False, call="rank_embeddings")
+            for o in raw
+        ]
         losses = rank_loss_failure(ctx, [o.loss for o in outs], [e.loss for e in expected], bounds.loss)
         pairs = []
         for r, (out, exp) in enumerate(zip(outs, expected, strict=True)):

@@ -20,6 +20,7 @@ __all__ = [
     "DocToQuery",
     "GradScale",
     "Hardness",
+    "PerAnchor",
     "PerDirection",
     "QueryToDoc",
     "QueryToQuery",
@@ -121,6 +122,37 @@ class PerDirection(_ReferenceEquality):
         directions = data.draw(st.sampled_from(options), label="directions")
         return draw_embedding_case(
             data, ctx, config={"partition_mode": "per_direction", "directions": directions}
+        )
+
+
+class PerAnchor(_ReferenceEquality):
+    name = "reference/per_anchor"
+    clauses = ("PART-5", "PART-6")
+    summary = (
+        "per_anchor partitioning (one log-partition per row vector, SimCLR NT-Xent) equals the reference"
+    )
+    owns = ("per_anchor",)
+    fixed: ClassVar[dict[str, Any]] = {"partition_mode": "per_anchor"}
+    needs_partition = "per_anchor"
+
+    def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
+        """A claimed direction set that PART-6 allows (doc_to_doc only with doc_to_query)."""
+        from itertools import combinations
+
+        from hypothesis import strategies as st
+
+        from infonce_spec.vocabulary import DIRECTIONS, groups_without_positive
+
+        extra = [d for d in DIRECTIONS[1:] if d in ctx.caps.directions]
+        options = [
+            ("query_to_doc", *rest)
+            for r in range(len(extra) + 1)
+            for rest in combinations(extra, r)
+            if not groups_without_positive("per_anchor", ("query_to_doc", *rest))
+        ]
+        directions = data.draw(st.sampled_from(options), label="directions")
+        return draw_embedding_case(
+            data, ctx, config={"partition_mode": "per_anchor", "directions": directions}
         )
 
 

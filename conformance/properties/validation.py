@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from ..compare import fail
+from ..compare import AdapterFault, fail
 from ..protocol import Capabilities, EmbeddingCase
 from .base import Context, Property
 from .checks import draw_embedding_case
@@ -39,6 +39,10 @@ CONFIG_CORRUPTIONS: dict[str, tuple[dict[str, Any], str]] = {
         {"directions": ("query_to_doc", "query_to_query"), "partition_mode": "per_direction"},
         "PART-4",
     ),
+    "per_anchor_doc_to_doc_without_doc_to_query": (
+        {"directions": ("query_to_doc", "doc_to_doc"), "partition_mode": "per_anchor"},
+        "PART-6",
+    ),
 }
 
 
@@ -59,7 +63,18 @@ def corrupt(q: np.ndarray, d: np.ndarray, how: str) -> tuple[np.ndarray, np.ndar
 
 class InvalidInputs(Property):
     name = "validation/invalid_inputs"
-    clauses = ("VAL-1", "LAYOUT-1", "LAYOUT-2", "LAYOUT-4", "SIM-3", "DIR-1", "HARD-1", "PART-1", "PART-4")
+    clauses = (
+        "VAL-1",
+        "LAYOUT-1",
+        "LAYOUT-2",
+        "LAYOUT-4",
+        "SIM-3",
+        "DIR-1",
+        "HARD-1",
+        "PART-1",
+        "PART-4",
+        "PART-6",
+    )
     summary = "NaN/inf, mismatched shapes, empty batches and invalid options raise ValueError or TypeError"
     weight = 0.5
 
@@ -90,6 +105,8 @@ class InvalidInputs(Property):
             if clause not in str(exc):
                 ctx.notes.append(f"{how}: raised {type(exc).__name__} without naming {clause}")
             return
+        except AdapterFault:
+            raise  # a hang, a crash, a dead worker: one verdict, not a VAL-1 failure
         except Exception as exc:
             raise fail(
                 clause, f"{how}: raised {type(exc).__name__}: {exc}; expected ValueError or TypeError"
