@@ -38,22 +38,16 @@ class CliRun:
         return self.stdout[-3000:] + self.stderr[-3000:]
 
 
-@pytest.fixture(scope="session")
-def bundled_cli_run(tmp_path_factory: pytest.TempPathFactory) -> CliRun:
-    """``infonce-conformance run --profile quick --world-sizes 1,2`` over the bundled adapters (no
-    ``--adapter``), with ``--json``, ``--report`` and ``--reproducers`` in a temporary folder: one
-    run per session."""
-    tmp = tmp_path_factory.mktemp("bundled-cli-run")
+def cli_run(tmp: Path, *args: str) -> CliRun:
+    """``python -m infonce_spec.conformance run ARGS`` with ``--json``, ``--report`` and
+    ``--reproducers`` in ``tmp``, from the repository root."""
     out = subprocess.run(
         [
             sys.executable,
             "-m",
             "infonce_spec.conformance",
             "run",
-            "--profile",
-            "quick",
-            "--world-sizes",
-            "1,2",
+            *args,
             "--json",
             str(tmp / "r.json"),
             "--report",
@@ -71,3 +65,24 @@ def bundled_cli_run(tmp_path_factory: pytest.TempPathFactory) -> CliRun:
     report = json.loads((tmp / "r.json").read_text()) if (tmp / "r.json").is_file() else {}
     markdown = (tmp / "r.md").read_text() if (tmp / "r.md").is_file() else ""
     return CliRun(out.returncode, out.stdout, out.stderr, report, markdown, tmp / "repro")
+
+
+@pytest.fixture(scope="session")
+def bundled_cli_run(tmp_path_factory: pytest.TempPathFactory) -> CliRun:
+    """``infonce-conformance run --profile quick --world-sizes 1,2`` over the bundled adapters (no
+    ``--adapter``): one run per session."""
+    return cli_run(tmp_path_factory.mktemp("bundled-cli-run"), "--profile", "quick", "--world-sizes", "1,2")
+
+
+#: The adapter of tests/test_conformance_cli.py that leaves the query in its query_to_query row.
+BROKEN_SELF_MASK = f"{ROOT / 'tests' / 'test_conformance_cli.py'}:BrokenSelfMask"
+
+
+@pytest.fixture(scope="session")
+def broken_self_mask_cli_run(tmp_path_factory: pytest.TempPathFactory) -> CliRun:
+    """``infonce-conformance run --adapter tests/test_conformance_cli.py:BrokenSelfMask --profile
+    quick --select QD-1 --select MASK-QQ-1 --select DD-1``: what it gets right, what it breaks
+    (MASK-QQ-1, with its reproducer) and what it does not claim; one run per session."""
+    select = [arg for text in ("QD-1", "MASK-QQ-1", "DD-1") for arg in ("--select", text)]
+    tmp = tmp_path_factory.mktemp("broken-self-mask-cli-run")
+    return cli_run(tmp, "--adapter", BROKEN_SELF_MASK, "--profile", "quick", *select)
