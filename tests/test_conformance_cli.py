@@ -99,24 +99,11 @@ def test_run_quick_on_the_bundled_adapters_exits_zero(bundled_cli_run) -> None: 
     assert not out.reproducers.exists()
 
 
-def test_broken_self_mask_is_flagged_with_reproducer_and_replay(tmp_path: Path) -> None:
-    repro = tmp_path / "repro"
-    select = [arg for text in ("QD-1", "MASK-QQ-1", "DD-1") for arg in ("--select", text)]
-    out = _cli(
-        "run",
-        "--adapter",
-        f"{HERE}:BrokenSelfMask",
-        "--profile",
-        "quick",
-        "--json",
-        str(tmp_path / "r.json"),
-        "--reproducers",
-        str(repro),
-        "--no-progress",
-        *select,
-    )
-    assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
-    rep = json.loads((tmp_path / "r.json").read_text())["reports"][0]
+def test_broken_self_mask_is_flagged_with_reproducer_and_replay(broken_self_mask_cli_run) -> None:  # type: ignore[no-untyped-def]
+    """The session's one run of BrokenSelfMask (tests/conftest.py: --select QD-1, MASK-QQ-1, DD-1)."""
+    out = broken_self_mask_cli_run
+    assert out.returncode == 1, out.output
+    rep = out.report["reports"][0]
     verdicts = {c["clause"]: c["verdict"] for c in rep["clauses"]}
     assert verdicts["MASK-QQ-1"] == "FAIL"
     assert verdicts["QD-1"] == "pass"  # what the adapter gets right still passes
@@ -335,22 +322,11 @@ def test_two_adapters_the_second_fails_to_load_the_first_is_written(tmp_path: Pa
     )
 
 
-def test_the_run_ends_with_one_summary_line_and_never_cuts_a_table(tmp_path: Path) -> None:
-    out = _cli(
-        "run",
-        "--adapter",
-        f"{HERE}:BrokenSelfMask",
-        "--profile",
-        "quick",
-        "--select",
-        "query_to_query",
-        "--reproducers",
-        str(tmp_path / "repro"),
-        "--no-progress",
-    )
-    assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
+def test_the_run_ends_with_one_summary_line_and_never_cuts_a_table(broken_self_mask_cli_run) -> None:  # type: ignore[no-untyped-def]
+    out = broken_self_mask_cli_run  # its selection MASK-QQ-1 holds every query_to_query property
+    assert out.returncode == 1, out.output
     assert "…" not in out.stdout  # CI logs are not terminals: wrap, never truncate
-    assert "reference/query_to_query" in out.stdout and str(tmp_path / "repro") in out.stdout
+    assert "reference/query_to_query" in out.stdout and str(out.reproducers) in out.stdout
     last = out.stdout.strip().splitlines()[-1]
     assert last.startswith("FAIL: 0 of 1 adapters conformant, 1 not; properties: ")
     assert "MASK-QQ-1" in last  # the root cause
