@@ -101,7 +101,7 @@ class TorchAdapter:
             # Every name infonce_spec.adapters.torch implements, listed: a name the spec adds later is
             # not claimed until the implementation has it.
             directions=frozenset({"query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"}),
-            partition_modes=frozenset({"joint", "per_direction"}),
+            partition_modes=frozenset({"joint", "per_direction", "per_anchor"}),
             similarities=frozenset({"cos", "dot"}),
             hardness_modes=frozenset({"in_batch_negatives", "hard_negatives", "all_negatives"}),
             dtype=dtype,

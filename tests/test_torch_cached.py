@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -88,10 +88,24 @@ def param_bound(case: Case, encoder: nn.Linear, inputs: list[torch.Tensor], ref:
     return ratio * bounds.grad + rounding
 
 
+#: SimCLR's NT-Xent (PART-5), always among the cases: the four directions grouped by anchor.
+NT_XENT = {
+    "directions": ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"),
+    "partition_mode": "per_anchor",
+    "scale": 7.0,
+    "similarity": "cos",
+    "hardness_mode": "in_batch_negatives",
+    "hardness_strength": 0.7,
+}
+
+
 @hyp_settings(15)
 @given(case=cases(dtypes=("float64",)))
+@example(case=Case(NT_XENT, 5, 1, 4, "float64", 4, 1.0))
+@example(case=Case(NT_XENT, 4, 2, 3, "float64", 5, 1.0))
 def test_cached_equals_uncached_and_reference_for_every_mini_batch_size(case: Case) -> None:
-    """CACHE-1: for every mini_batch_size in [1, B + 2] the loss and weight gradient match."""
+    """CACHE-1: for every mini_batch_size in [1, B + 2] the loss and weight gradient match (every
+    partition mode drawn; NT-Xent, PART-5, always)."""
     encoder, inputs = linear_problem(case)
     ref = linear_encoder_grad(
         inputs[0], torch.stack(inputs[1:]), encoder.weight.detach(), Config(**case.config)
