@@ -52,7 +52,7 @@ import importlib
 import importlib.util
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -66,6 +66,7 @@ from infonce_spec.vocabulary import (
     PARTITION_MODES,
     REQUIRED_DIRECTION,
     SIMILARITIES,
+    groups_without_positive,
 )
 
 __all__ = [
@@ -82,11 +83,99 @@ __all__ = [
     "LossGrads",
     "RankCase",
     "RankEncoderCase",
+    "Shape",
+    "clip_like",
+    "every_combination",
+    "infonce",
     "load_adapter",
+    "nt_xent",
+    "shape_text",
 ]
 
 #: The dtypes the tolerance model knows (:mod:`infonce_spec.conformance.tolerances`).
 DTYPES: tuple[str, ...] = ("float64", "float32", "bfloat16", "float16")
+
+
+#: One claimed configuration shape: the directions (canonical order, DIR-2) and the partition mode.
+Shape = tuple[tuple[str, ...], str]
+
+
+def _shape(directions: Iterable[str], partition_mode: str) -> Shape:
+    """``(directions, partition_mode)`` checked against the vocabulary and the spec's rules: known
+    names, ``query_to_doc`` included (DIR-1), every group holding the positive pair (PART-4, PART-6);
+    directions in canonical order."""
+    if isinstance(directions, str):
+        raise TypeError(
+            f"a configuration's directions are a collection of names, got the string {directions!r}"
+        )
+    given = frozenset(directions)
+    unknown = sorted(given - set(DIRECTIONS))
+    if unknown:
+        raise ValueError(
+            f"Capabilities.configurations: unknown directions {unknown}; valid: {list(DIRECTIONS)}"
+        )
+    if REQUIRED_DIRECTION not in given:
+        raise ValueError(f"Capabilities.configurations: {sorted(given)} lacks {REQUIRED_DIRECTION!r} (DIR-1)")
+    if partition_mode not in PARTITION_MODES:
+        raise ValueError(
+            f"Capabilities.configurations: unknown partition_mode {partition_mode!r}; "
+            f"valid: {list(PARTITION_MODES)} (PART-1)"
+        )
+    ordered = tuple(d for d in DIRECTIONS if d in given)
+    empty = groups_without_positive(partition_mode, ordered)
+    if empty:
+        clause = "PART-4" if partition_mode == "per_direction" else "PART-6"
+        raise ValueError(
+            f"Capabilities.configurations: {'+'.join(ordered)} with {partition_mode!r} is not a "
+            f"configuration of the spec: the groups {[list(g) for g in empty]} hold no positive pair ({clause})"
+        )
+    return ordered, partition_mode
+
+
+def shape_text(shape: Shape) -> str:
+    """``query_to_doc+doc_to_query/per_direction``: a shape as reports print it."""
+    return f"{'+'.join(shape[0])}/{shape[1]}"
+
+
+def _shape_order(shape: Shape) -> tuple[int, tuple[int, ...], int]:
+    """Simplest first: fewer directions, then the canonical direction order, then the mode's order."""
+    return len(shape[0]), tuple(DIRECTIONS.index(d) for d in shape[0]), PARTITION_MODES.index(shape[1])
+
+
+def every_combination(directions: Iterable[str], partition_modes: Iterable[str]) -> frozenset[Shape]:
+    """Every configuration made of ``query_to_doc`` plus any subset of ``directions`` with any of
+    ``partition_modes``, leaving out what the spec does not define (PART-4, PART-6): what
+    ``directions`` and ``partition_modes`` claim together when ``configurations`` is not given."""
+    from itertools import combinations
+
+    dirs = frozenset(directions) | {REQUIRED_DIRECTION}
+    others = [d for d in DIRECTIONS if d in dirs and d != REQUIRED_DIRECTION]
+    modes = list(partition_modes)
+    out = set()
+    for r in range(len(others) + 1):
+        for rest in combinations(others, r):
+            for mode in modes:
+                chosen = (REQUIRED_DIRECTION, *rest)
+                if not groups_without_positive(mode, chosen):
+                    out.add(_shape(chosen, mode))
+    return frozenset(out)
+
+
+def infonce() -> frozenset[Shape]:
+    """Standard InfoNCE: ``query_to_doc`` alone, ``joint`` (QD-1, PART-2)."""
+    return frozenset({_shape(("query_to_doc",), "joint")})
+
+
+def clip_like() -> frozenset[Shape]:
+    """CLIP's symmetric cross-entropy ``(CE(logits) + CE(logits.T)) / 2``: exactly
+    ``{query_to_doc, doc_to_query}``, ``per_direction`` (PART-3; spec §14.1). A loss that also
+    offers one direction alone adds :func:`infonce`."""
+    return frozenset({_shape(("query_to_doc", "doc_to_query"), "per_direction")})
+
+
+def nt_xent() -> frozenset[Shape]:
+    """SimCLR's NT-Xent over 2N anchors: all four directions, ``per_anchor`` (PART-5; spec §14.1)."""
+    return frozenset({_shape(DIRECTIONS, "per_anchor")})
 
 
 @dataclass(frozen=True)
@@ -105,6 +194,15 @@ class Capabilities:
     * ``directions`` -- the directions the implementation supports; a config is claimed when all of
       its directions are in this set (``query_to_doc`` is always required, DIR-1).
     * ``partition_modes``, ``similarities`` -- subsets of the spec's names.
+    * ``configurations`` -- the exact claim, when ``directions`` x ``partition_modes`` says too much:
+      the set of ``(directions, partition_mode)`` pairs the implementation implements, e.g.
+      ``clip_like() | infonce()`` or ``{(("query_to_doc", "doc_to_query"), "per_direction")}``
+      (helpers: :func:`infonce`, :func:`clip_like`, :func:`nt_xent`, :func:`every_combination`).
+      Each pair is checked against the spec (DIR-1, PART-1, PART-4, PART-6); ``directions`` and
+      ``partition_modes`` are then derived from it (their union) and must not say otherwise. The
+      suite draws only these pairs; the report lists the spec's other pairs as not claimed.
+      ``None`` (the default): every valid pair of :func:`every_combination` (directions,
+      partition_modes).
     * ``hardness_modes`` -- supported hardness modes besides ``None`` (which is always supported).
     * ``max_k`` -- the largest number of document columns ``K`` (``None``: no limit; ``1``: no hard negatives).
     * ``dtype`` -- the precision of the embeddings and of the returned gradients (``float64``,
@@ -144,8 +242,11 @@ class Capabilities:
     max_world_size: int = 4
     validates_inputs: bool = False
     torch_memory: bool = False
+    configurations: frozenset[Shape] | None = None
 
     def __post_init__(self) -> None:
+        if self.configurations is not None:
+            self._derive_from_configurations()
         for name, allowed in (
             ("directions", DIRECTIONS),
             ("partition_modes", PARTITION_MODES),
@@ -172,6 +273,74 @@ class Capabilities:
         if self.dropout and not self.encoder:
             raise ValueError("Capabilities.dropout needs encoder=True")
 
+    def _derive_from_configurations(self) -> None:
+        """Normalise ``configurations`` (checked pairs, canonical order) and derive ``directions`` and
+        ``partition_modes`` from it; a different explicit value of either is an error."""
+        configs = self.configurations
+        if isinstance(configs, (str, bytes)) or not isinstance(configs, Iterable):
+            raise TypeError("Capabilities.configurations must be a set of (directions, partition_mode) pairs")
+        pairs = []
+        for pair in configs:
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not isinstance(pair[1], str):
+                raise TypeError(
+                    f"Capabilities.configurations: {pair!r} is not a (directions, partition_mode) pair"
+                )
+            pairs.append(_shape(pair[0], pair[1]))
+        if not pairs:
+            raise ValueError(
+                "Capabilities.configurations is empty: an adapter claims at least one configuration"
+            )
+        shapes = frozenset(pairs)
+        union_dirs = frozenset(d for dirs, _ in shapes for d in dirs)
+        union_modes = frozenset(mode for _, mode in shapes)
+        for name, derived, default in (
+            ("directions", union_dirs, frozenset({REQUIRED_DIRECTION})),
+            ("partition_modes", union_modes, frozenset({"joint"})),
+        ):
+            given = frozenset(getattr(self, name))
+            if given not in (default, derived):
+                raise ValueError(
+                    f"Capabilities.{name}={sorted(given)} contradicts configurations (which claim "
+                    f"{sorted(derived)}); leave {name} out: it is derived from configurations"
+                )
+            object.__setattr__(self, name, derived)
+        object.__setattr__(self, "configurations", shapes)
+
+    def shapes(self) -> tuple[Shape, ...]:
+        """The claimed ``(directions, partition_mode)`` pairs, simplest first: ``configurations``, or
+        every valid pair of ``directions`` x ``partition_modes``."""
+        claimed = (
+            self.configurations
+            if self.configurations is not None
+            else every_combination(self.directions, self.partition_modes)
+        )
+        return tuple(sorted(claimed, key=_shape_order))
+
+    def unclaimed_shapes(self) -> tuple[Shape, ...]:
+        """The spec's valid pairs (every direction set, every partition mode) that are not claimed."""
+        claimed = set(self.shapes())
+        every = every_combination(DIRECTIONS, PARTITION_MODES)
+        return tuple(sorted((s for s in every if s not in claimed), key=_shape_order))
+
+    def find_shapes(
+        self,
+        *,
+        including: Iterable[str] = (),
+        directions: Iterable[str] | None = None,
+        partition_mode: str | None = None,
+    ) -> tuple[Shape, ...]:
+        """The claimed pairs whose directions include ``including`` (and are exactly ``directions``
+        when given, in any order) with ``partition_mode`` (any when ``None``), simplest first."""
+        want = set(including)
+        exact = None if directions is None else set(directions)
+        return tuple(
+            s
+            for s in self.shapes()
+            if want <= set(s[0])
+            and (exact is None or exact == set(s[0]))
+            and (partition_mode is None or s[1] == partition_mode)
+        )
+
     def claims_config(self, config: Config) -> str | None:
         """``None`` if ``config`` is claimed, else the reason it is not."""
         missing = sorted(set(config.directions) - self.directions)
@@ -179,6 +348,12 @@ class Capabilities:
             return f"directions {missing}"
         if config.partition_mode not in self.partition_modes:
             return f"partition_mode {config.partition_mode!r}"
+        if self.configurations is not None and not self.find_shapes(
+            directions=config.directions, partition_mode=config.partition_mode
+        ):
+            dirs = tuple(d for d in DIRECTIONS if d in set(config.directions))
+            claimed = ", ".join(shape_text(s) for s in self.shapes())
+            return f"configuration {shape_text((dirs, config.partition_mode))} (claimed: {claimed})"
         if config.similarity not in self.similarities:
             return f"similarity {config.similarity!r}"
         if config.hardness_active and config.hardness_mode not in self.hardness_modes:

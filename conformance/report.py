@@ -34,8 +34,19 @@ def _caps_text(report: RunReport) -> str:
         f"dtype {c.dtype}; levels {', '.join(levels)}; directions {sorted(c.directions)}; "
         f"partition {sorted(c.partition_modes)}; similarity {sorted(c.similarities)}; "
         f"hardness {sorted(c.hardness_modes)}; max K {c.max_k or 'any'}; grad_scale {c.grad_scale}; "
-        f"validates inputs {c.validates_inputs}"
+        f"validates inputs {c.validates_inputs}" + _exact_claims_text(c)
     )
+
+
+def _exact_claims_text(c: Any) -> str:
+    """With an exact claim: the claimed configurations and the spec's others, not claimed."""
+    if c.configurations is None:
+        return ""
+    from .protocol import shape_text
+
+    claimed = ", ".join(shape_text(s) for s in c.shapes())
+    unclaimed = ", ".join(shape_text(s) for s in c.unclaimed_shapes()) or "none"
+    return f"; configurations exactly {claimed}; not claimed: {unclaimed}"
 
 
 def _ratio(r: PropertyResult) -> str:
@@ -131,6 +142,11 @@ def to_json(reports: list[RunReport]) -> dict[str, Any]:
             k: (sorted(v) if isinstance(v, frozenset) else v)
             for k, v in dataclasses.asdict(rep.capabilities).items()
         }
+        if rep.capabilities.configurations is not None:  # simplest first, as JSON lists
+            caps["configurations"] = [[list(dirs), mode] for dirs, mode in rep.capabilities.shapes()]
+        caps["unclaimed_configurations"] = [
+            [list(dirs), mode] for dirs, mode in rep.capabilities.unclaimed_shapes()
+        ]
         diag = rep.diagnosis
         return {
             "adapter": rep.adapter,

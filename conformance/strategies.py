@@ -112,8 +112,15 @@ def draw_config(
     scale: st.SearchStrategy[float] | None = None,
 ) -> Config:
     """A :class:`Config` within ``caps``; fixed fields are not drawn. ``hardness``: ``None`` may or
-    may not draw a mode, ``True`` always draws a mode and a positive strength, ``False`` never."""
+    may not draw a mode, ``True`` always draws a mode and a positive strength, ``False`` never.
+
+    With an exact claim (``caps.configurations``) the directions and partition mode are drawn as one
+    claimed pair (simplest first, so shrinking reaches the simplest claimed configuration);
+    otherwise the directions are drawn within ``caps.directions`` and a mode that the spec defines
+    for them (PART-4, PART-6) within ``caps.partition_modes``."""
     c = _caps(caps)
+    if c.configurations is not None:
+        directions, partition_mode = _draw_claimed_shape(data, c, directions, partition_mode)
     if directions is None:
         directions = data.draw(direction_sets(c.directions), label="directions")
     if partition_mode is None:
@@ -140,6 +147,20 @@ def draw_config(
         hardness_mode=mode,
         hardness_strength=strength,
     )
+
+
+def _draw_claimed_shape(
+    data: Any, caps: Capabilities, directions: tuple[str, ...] | None, partition_mode: str | None
+) -> tuple[tuple[str, ...], str]:
+    """An exact claim's ``(directions, partition_mode)`` (``Capabilities.configurations``) that agrees
+    with the fixed fields; a fixed pair that is not claimed is rejected (``assume``), so a property
+    that fixes one must say so in its ``requires``. Fixed directions are kept as given (DIR-2)."""
+    shapes = caps.find_shapes(directions=directions, partition_mode=partition_mode)
+    assume(shapes)
+    if directions is not None and partition_mode is not None:
+        return directions, partition_mode
+    dirs, mode = data.draw(st.sampled_from(shapes), label="directions, partition_mode")
+    return (dirs if directions is None else directions), mode
 
 
 @st.composite

@@ -101,8 +101,12 @@ def claims(
     similarity: str | None = None,
     partition_mode: str | None = None,
     min_k: int = 1,
+    fixed: dict[str, Any] | None = None,
 ) -> str | None:
-    """The common ``requires``: the named directions, similarity, partition mode and K are claimed."""
+    """The common ``requires``: the named directions, similarity, partition mode and K are claimed,
+    and some claimed configuration (``Capabilities.shapes``) has the named directions among its own
+    with that partition mode -- exactly the directions ``fixed["directions"]`` and the mode
+    ``fixed["partition_mode"]`` when the property fixes them (its draws are :func:`draw_config`'s)."""
     missing = [d for d in directions if d not in caps.directions]
     if missing:
         return f"directions {missing}"
@@ -110,6 +114,11 @@ def claims(
         return f"similarity {similarity!r}"
     if partition_mode is not None and partition_mode not in caps.partition_modes:
         return f"partition_mode {partition_mode!r}"
+    exact = (fixed or {}).get("directions")
+    mode = (fixed or {}).get("partition_mode", partition_mode)
+    if not caps.find_shapes(including=directions, directions=exact, partition_mode=mode):
+        dirs = "+".join(exact) if exact else "+".join(("query_to_doc", *directions)) + "(+...)"
+        return f"a configuration {dirs}/{mode or 'any partition'}"
     if caps.max_k is not None and caps.max_k < min_k:
         return f"K >= {min_k} (max_k = {caps.max_k})"
     return None

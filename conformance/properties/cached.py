@@ -392,12 +392,17 @@ class LossStageMemory(Property):
 
         The similarity does not change what is allocated (cos adds O(N) normalised copies)."""
         caps = ctx.caps
-        directions = ("query_to_doc", "doc_to_doc") if "doc_to_doc" in caps.directions else ("query_to_doc",)
+        directions, partition_mode = (
+            caps.find_shapes(directions=("query_to_doc", "doc_to_doc"), partition_mode="joint")
+            or caps.find_shapes(directions=("query_to_doc",), partition_mode="joint")
+            or caps.shapes()
+        )[0]
         modes = sorted(caps.hardness_modes)
         mode = "all_negatives" if "all_negatives" in modes else (modes[0] if modes else None)
         similarity = "cos" if "cos" in caps.similarities else sorted(caps.similarities)[0]
         config = Config(
             directions=directions,
+            partition_mode=partition_mode,
             similarity=similarity,
             hardness_mode=mode,
             hardness_strength=1.0 if mode else 0.0,

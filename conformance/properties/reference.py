@@ -43,7 +43,11 @@ class _ReferenceEquality(Property):
         if self.needs_hardness and not caps.hardness_modes:
             return "a hardness mode"
         return claims(
-            caps, directions=self.needs_directions, partition_mode=self.needs_partition, min_k=self.min_k
+            caps,
+            directions=self.needs_directions,
+            partition_mode=self.needs_partition,
+            min_k=self.min_k,
+            fixed=self.fixed,
         )
 
     def draw(self, data: Any, ctx: Context) -> dict[str, Any]:
@@ -119,6 +123,7 @@ class PerDirection(_ReferenceEquality):
         options = [("query_to_doc",)]
         if "doc_to_query" in ctx.caps.directions:
             options.append(("query_to_doc", "doc_to_query"))
+        options = [o for o in options if ctx.caps.find_shapes(directions=o, partition_mode="per_direction")]
         directions = data.draw(st.sampled_from(options), label="directions")
         return draw_embedding_case(
             data, ctx, config={"partition_mode": "per_direction", "directions": directions}
@@ -149,6 +154,7 @@ class PerAnchor(_ReferenceEquality):
             for r in range(len(extra) + 1)
             for rest in combinations(extra, r)
             if not groups_without_positive("per_anchor", ("query_to_doc", *rest))
+            and ctx.caps.find_shapes(directions=("query_to_doc", *rest), partition_mode="per_anchor")
         ]
         directions = data.draw(st.sampled_from(options), label="directions")
         return draw_embedding_case(
