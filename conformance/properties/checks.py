@@ -87,6 +87,13 @@ class Variant:
     description: str
     config: Config
 
+    @property
+    def why(self) -> str:
+        """Why a case on which this rung is wrong is evidence about the rung's rule, in words."""
+        if self.feature == "large logits":
+            return self.description
+        return f"the same case is wrong already with {self.description}"
+
 
 def assume_representable(result: Any, dtype: str) -> None:
     """Reject cases whose exact results are not representable in ``dtype`` (float16: > 65504)."""
@@ -394,7 +401,7 @@ def blame(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config) -> tuple[s
     found = isolate(ctx, q, d, config)
     if found is not None:
         variant, clause = found
-        return clause, f"wrong already with {variant.description}"
+        return clause, variant.why
     return PARTITION_CLAUSES[config.partition_mode], "every variant is right on its own; the case is not"
 
 
@@ -453,7 +460,7 @@ def reference_check(
         variant, blamed = found
         raise PremiseFailure(
             blamed,
-            f"the same case is wrong already with {variant.description}",
+            variant.why,
             exc.detail,
             mismatch=exc.mismatch,
         ) from None

@@ -103,7 +103,7 @@ def _premise(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config, exc: Co
         variant, clause = found
         raise PremiseFailure(
             clause,
-            f"the same case is wrong already with {variant.description}",
+            variant.why,
             exc.detail,
             mismatch=exc.mismatch,
         ) from None

@@ -269,9 +269,7 @@ class NonNegative(Property):
             found = isolate(ctx, q, d, config)
             if found is not None:
                 variant, clause = found
-                raise PremiseFailure(
-                    clause, f"wrong already with {variant.description}", exc.detail, mismatch=exc.mismatch
-                ) from None
+                raise PremiseFailure(clause, variant.why, exc.detail, mismatch=exc.mismatch) from None
             raise
 
 
