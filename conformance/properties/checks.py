@@ -50,6 +50,7 @@ __all__ = [
     "adapter_is_right",
     "assume_representable",
     "blame",
+    "check_ladder",
     "check_premise",
     "diagnose_hardness",
     "draw_embedding_case",
@@ -418,6 +419,23 @@ def check_premise(
     raise PremiseFailure(clause, f"{premise}: {why}", failure.detail, mismatch=failure.mismatch) from None
 
 
+def check_ladder(
+    ctx: Context,
+    q: np.ndarray,
+    d: np.ndarray,
+    config: Config,
+    failure: ConformanceFailure,
+    *,
+    owns: tuple[str, ...],
+) -> None:
+    """Raise :class:`PremiseFailure` if the first wrong rung of the ladder (:func:`isolate`) has a
+    feature the property does not ``own``; return if it owns it (or no rung is wrong)."""
+    found = isolate(ctx, q, d, config)
+    if found is not None and found[0].feature not in owns:
+        variant, clause = found
+        raise PremiseFailure(clause, variant.why, failure.detail, mismatch=failure.mismatch) from None
+
+
 def reference_check(
     case: dict[str, Any],
     ctx: Context,
@@ -454,13 +472,5 @@ def reference_check(
                 exc.detail,
                 mismatch=exc.mismatch,
             ) from None
-        found = isolate(ctx, q, d, config)
-        if found is None or found[0].feature in owns:
-            raise
-        variant, blamed = found
-        raise PremiseFailure(
-            blamed,
-            variant.why,
-            exc.detail,
-            mismatch=exc.mismatch,
-        ) from None
+        check_ladder(ctx, q, d, config, exc, owns=owns)
+        raise

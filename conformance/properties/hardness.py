@@ -43,9 +43,9 @@ from .base import Context, Property, claims
 from .checks import (
     adapter_is_right,
     blame,
+    check_ladder,
     diagnose_hardness,
     draw_embedding_case,
-    isolate,
     positive_probe,
     summed_over_queries,
 )
@@ -98,15 +98,7 @@ def hardness_check(case: dict[str, Any], ctx: Context, default: str) -> None:
 
 def _premise(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config, exc: ConformanceFailure) -> None:
     """Every simpler variant but the hardness one is right, and so is the case without hardness."""
-    found = isolate(ctx, q, d, config)
-    if found is not None and found[0].feature != "hardness":
-        variant, clause = found
-        raise PremiseFailure(
-            clause,
-            variant.why,
-            exc.detail,
-            mismatch=exc.mismatch,
-        ) from None
+    check_ladder(ctx, q, d, config, exc, owns=("hardness",))
     if config.hardness_active:
         _without_hardness(ctx, q, d, config, exc)
 

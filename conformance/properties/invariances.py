@@ -273,6 +273,23 @@ class NonNegative(Property):
             raise
 
 
+def _equals_canonical(ctx: Context, case: dict[str, Any], out: Outputs, clause: str, canonical: str) -> None:
+    """``out`` (the adapter on a spelling of ``case["config"]``) equals the reference on the canonical
+    config; premise: the adapter itself is right on the canonical config."""
+    q, d, config = case["queries"], case["docs"], case["config"]
+    try:
+        ctx.compare(
+            out,
+            loss_and_grad(q, d, config),
+            embedding_bounds(q, d, config, ctx.compute_dtype),
+            clause,
+            what=f"reference ({canonical})",
+        )
+    except ConformanceFailure as exc:
+        check_premise(ctx, q, d, config, f"the same case with {canonical}", exc)
+        raise
+
+
 class DirectionOrder(Property):
     name = "invariance/direction_order"
     clauses = ("DIR-2",)
@@ -293,19 +310,8 @@ class DirectionOrder(Property):
 
     def check(self, case: dict[str, Any], ctx: Context) -> None:
         q, d, config = case["queries"], case["docs"], case["config"]
-        expected = loss_and_grad(q, d, config)
         out = ctx.embeddings(q, d, config_with_directions(config, case["given_directions"]))
-        try:
-            ctx.compare(
-                out,
-                expected,
-                embedding_bounds(q, d, config, ctx.compute_dtype),
-                self.clause,
-                what="reference (canonical directions)",
-            )
-        except ConformanceFailure as exc:
-            check_premise(ctx, q, d, config, "the same case with its directions in canonical order", exc)
-            raise
+        _equals_canonical(ctx, case, out, self.clause, "its directions in canonical order")
 
 
 class ZeroHardness(Property):
@@ -322,20 +328,8 @@ class ZeroHardness(Property):
         return case
 
     def check(self, case: dict[str, Any], ctx: Context) -> None:
-        q, d, config = case["queries"], case["docs"], case["config"]
-        expected = loss_and_grad(q, d, config)
-        out = ctx.embeddings(q, d, case["variant"])
-        try:
-            ctx.compare(
-                out,
-                expected,
-                embedding_bounds(q, d, config, ctx.compute_dtype),
-                self.clause,
-                what="reference without hardness",
-            )
-        except ConformanceFailure as exc:
-            check_premise(ctx, q, d, config, "the same case with hardness_mode=None", exc)
-            raise
+        q, d = case["queries"], case["docs"]
+        _equals_canonical(ctx, case, ctx.embeddings(q, d, case["variant"]), self.clause, "hardness_mode=None")
 
 
 __all__ = [
