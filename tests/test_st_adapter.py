@@ -14,10 +14,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -339,23 +340,23 @@ E2E = ("mnrl", "cached_mnrl")
 
 @pytest.fixture(scope="module")
 def suite_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One ``infonce-conformance run --profile quick --world-sizes 1,2`` over both adapters, through the
-    command line's own entry point in this process (sentence-transformers is imported once)."""
-    from infonce_spec.conformance import cli
-
+    """One ``infonce-conformance run --profile quick --world-sizes 1,2`` over both adapters."""
     tmp = tmp_path_factory.mktemp("st-conformance")
+    exe = shutil.which("infonce-conformance") or str(Path(sys.executable).with_name("infonce-conformance"))
+    command = [exe] if Path(exe).exists() else [sys.executable, "-m", "infonce_spec.conformance"]
     out = tmp / "report.json"
     args = ["run", *(a for name in E2E for a in ("--adapter", f"{MODULE}:{name}"))]
     args += ["--profile", "quick", "--world-sizes", "1,2", "--no-progress", "--json", str(out)]
     args += ["--reproducers", str(tmp / "failures")]
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        returncode = cli.main(args)
-    report = json.loads(out.read_text()) if out.exists() else {}
-    report["returncode"], report["output"] = (
-        returncode,
-        f"{stdout.getvalue()[-4000:]}\n{stderr.getvalue()[-2000:]}",
+    run = subprocess.run(
+        [*command, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
+    report = json.loads(out.read_text()) if out.exists() else {}
+    report["returncode"], report["output"] = run.returncode, f"{run.stdout[-4000:]}\n{run.stderr[-2000:]}"
     return report
 
 
