@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cases import load_case
-from .compare import ConformanceFailure
-from .distributed import GlooHarness, HarnessError, stop_forkserver
+from .compare import AdapterFault, ConformanceFailure, PremiseFailure
+from .distributed import GlooHarness, stop_forkserver
 from .properties.base import REGISTRY, Context, properties
 from .protocol import load_adapter
 
@@ -44,15 +44,20 @@ def replay(path: str | Path, adapter: str | None = None, *, timeout: float = 60.
     ctx = Context(loaded, harness=harness, world_size=int(world))
     try:
         prop.check(case, ctx)
+    except PremiseFailure as exc:
+        return ReplayResult(
+            prop.name, spec, True, exc.clause, f"[premise not met: {exc.clause}] {exc.detail}"
+        )
     except ConformanceFailure as exc:
         return ReplayResult(prop.name, spec, True, exc.clause, exc.detail)
-    except HarnessError as exc:
+    except AdapterFault as exc:
+        where = f" (rank {exc.rank})" if exc.rank is not None else ""
         return ReplayResult(
-            prop.name, spec, True, prop.clause, f"data-parallel run failed ({exc.kind}): {exc}"
+            prop.name, spec, True, exc.clause, f"adapter fault ({exc.kind}){where}: {exc.detail}"
         )
     except Exception as exc:
         return ReplayResult(
-            prop.name, spec, True, prop.clause, f"the adapter raised {type(exc).__name__}: {exc}"
+            prop.name, spec, True, None, f"adapter fault: the adapter raised {type(exc).__name__}: {exc}"
         )
     finally:
         if harness is not None:
