@@ -35,6 +35,8 @@ def _models_utils_placeholder() -> None:
 
     class _Placeholder(types.ModuleType):
         def __getattr__(self, name: str) -> Any:
+            if name.startswith("__"):
+                raise AttributeError(name)
             raise ImportError(
                 f"lightly.models.utils.{name} needs torchvision (not installed); the peer adapter "
                 "uses NTXentLoss without a memory bank only"

@@ -10,7 +10,7 @@ with queries = ``embeddings`` and ``docs[0]`` = ``ref_emb`` (spec §14.1):
 
 So it claims exactly those two configurations (``nt_xent() | infonce()``), the adapter picking
 ``symmetric`` from the case. ``cos`` is its default distance ``CosineSimilarity()``, ``dot`` is
-``DotProductSimilarity()``; scale = 1/temperature; K = 1 (one reference per embedding).
+``DotProductSimilarity(normalize_embeddings=False)`` (its distances normalise by default); scale = 1/temperature; K = 1 (one reference per embedding).
 
 Not claimed: hard negatives (K >= 2: no such input), dL/dscale (``temperature`` is a float), the
 encoder and cached levels (none), data parallel (its ``DistributedLossWrapper`` is not wired here).
@@ -32,7 +32,12 @@ from infonce_spec.conformance.protocol import (
     nt_xent,
 )
 
-DISTANCES = {"cos": CosineSimilarity, "dot": DotProductSimilarity}
+#: Its distances normalise the embeddings unless told not to (``normalize_embeddings=True`` is the
+#: default of every distance, ``DotProductSimilarity`` included): ``dot`` is the un-normalised one.
+DISTANCES = {
+    "cos": lambda: CosineSimilarity(),
+    "dot": lambda: DotProductSimilarity(normalize_embeddings=False),
+}
 
 
 class NTXentAdapter:

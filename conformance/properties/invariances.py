@@ -242,7 +242,7 @@ class NonNegative(Property):
         case = draw_embedding_case(data, ctx)
         config: Config = case["config"]
         assume(
-            config.partition_mode == "joint"
+            config.partition_mode in ("joint", "per_anchor")  # per_anchor: PART-6, a positive per group
             or set(config.directions) == {"query_to_doc", "doc_to_query"}
             or config.directions == ("query_to_doc",)
         )
