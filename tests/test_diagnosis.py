@@ -4,12 +4,15 @@ for roots and never "pass" for a clause a failure was filed under."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from infonce_spec.adapters.bundled import TorchAdapter
 from infonce_spec.clauses import CLAUSES, presupposes
 from infonce_spec.conformance.diagnosis import diagnose
-from infonce_spec.conformance.protocol import Capabilities
-from infonce_spec.conformance.runner import Failure, PropertyResult, RunReport
+from infonce_spec.conformance.protocol import Capabilities, LoadedAdapter
+from infonce_spec.conformance.runner import Failure, PropertyResult, RunReport, run_adapter
 
 
 def _result(
@@ -117,3 +120,43 @@ def test_failures_along_a_chain_of_presuppositions_have_one_root():
 def test_diagnose_of_a_clean_run_is_empty():
     diag = diagnose([_result("a", ("QD-1",)), _result("b", ("PART-2",), "not claimed")])
     assert diag.roots == [] and diag.follows == {}
+
+
+class _DotAsCos(TorchAdapter):
+    """A single-process adapter whose dot similarity normalises the embeddings (computes cos): one
+    bug, SIM-2 (the pytorch-metric-learning DotProductSimilarity default)."""
+
+    def __init__(self) -> None:
+        super().__init__("dot_as_cos")
+        self.capabilities = dataclasses.replace(self.capabilities, name="dot_as_cos", data_parallel=False)
+
+    def embeddings(self, case):  # type: ignore[no-untyped-def]
+        if case.config.similarity == "dot":
+            case = dataclasses.replace(case, config=dataclasses.replace(case.config, similarity="cos"))
+        return super().embeddings(case)
+
+
+def test_a_single_bug_is_one_root_and_every_other_failure_follows_from_it():
+    """End to end, on the properties that meet the bug: the clause table's only FAIL is SIM-2."""
+    chosen = {
+        "reference/query_to_doc",
+        "reference/all_options",
+        "invariance/dot_scale_identity",
+        "numerics/large_logits",
+    }
+    rep = run_adapter(
+        LoadedAdapter("dot_as_cos", _DotAsCos()),
+        profile="quick",
+        world_sizes=(),
+        reproducer_dir=None,
+        select=lambda p: p.name in chosen,
+    )
+    assert not rep.ok
+    fails = [c for c, _, v, _ in rep.clause_verdicts() if v == "FAIL"]
+    assert fails == ["SIM-2"], rep.clause_verdicts()
+    assert all(
+        rep.verdict(r) in ("pass", "FAIL")
+        or r.label not in chosen
+        or rep.verdict(r).startswith("follows from SIM-2")
+        for r in rep.results
+    )

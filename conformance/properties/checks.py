@@ -159,12 +159,20 @@ def summed_over_queries(out: Outputs, expected: Any, bounds: Bounds, dtype: str 
 
 
 def adapter_is_right(
-    ctx: Context, q: np.ndarray, d: np.ndarray, config: Config, *, grads: bool = True
+    ctx: Context,
+    q: np.ndarray,
+    d: np.ndarray,
+    config: Config,
+    *,
+    grads: bool = True,
+    expected_config: Config | None = None,
 ) -> tuple[bool, Outputs, Any, Bounds]:
     """Whether the adapter's loss (and with ``grads`` its gradients) on ``(q, d, config)`` are within
-    their bounds of the reference -- a probe: no margin statistics. Also returns what was compared."""
-    expected = loss_and_grad(q, d, config)
-    bounds = embedding_bounds(q, d, config, ctx.compute_dtype)
+    their bounds of the reference (on ``expected_config`` if given: a probe of what the adapter
+    computes instead) -- a probe: no margin statistics. Also returns what was compared."""
+    target = config if expected_config is None else expected_config
+    expected = loss_and_grad(q, d, target)
+    bounds = embedding_bounds(q, d, target, ctx.compute_dtype)
     out = ctx.embeddings(q, d, config)
     u = UNIT_ROUNDOFF[ctx.dtype]
     try:

@@ -29,7 +29,7 @@ from ..compare import ConformanceFailure, PremiseFailure, fail
 from ..protocol import Capabilities
 from ..tolerances import UNIT_ROUNDOFF, Bounds, embedding_bounds, round_to_dtype
 from .base import Context, Outputs, Property, claims
-from .checks import check_premise, draw_embedding_case, isolate
+from .checks import adapter_is_right, check_premise, draw_embedding_case, isolate
 
 SAME = "same adapter on the original input"
 
@@ -170,6 +170,16 @@ class CosRescaling(_Metamorphic):
         _compare_rescaled(ctx, scaled, base, (b1, b2), (cq, cd), name="c", argument="c x", clause=self.clause)
 
 
+def _computes_cos(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config) -> bool:
+    """Whether the adapter's ``dot`` result on the case is the reference's ``cos`` result, on a case
+    where the two differ (its embeddings are normalised: SIM-2)."""
+    as_cos = dataclasses.replace(config, similarity="cos")
+    return (
+        adapter_is_right(ctx, q, d, config, expected_config=as_cos)[0]
+        and not adapter_is_right(ctx, q, d, config)[0]
+    )
+
+
 class DotScaleIdentity(_Metamorphic):
     name = "invariance/dot_scale_identity"
     #: SCALE-1 first: the identity pins how the scale enters the logits (scale * s, not s / scale).
@@ -191,6 +201,13 @@ class DotScaleIdentity(_Metamorphic):
         try:
             self._identity(ctx, q, d, q2, d2, config, unit)
         except ConformanceFailure as exc:
+            if _computes_cos(ctx, q, d, config) or _computes_cos(ctx, q2, d2, unit):
+                raise ConformanceFailure(
+                    "SIM-2",
+                    f"{exc.detail}; the adapter's dot results are the reference's cos results on the same "
+                    "case: the embeddings are normalised (dot is a . b, SIM-2)",
+                    mismatch=exc.mismatch,
+                ) from None
             if not config.hardness_active:
                 raise
             plain, plain_unit = (
