@@ -100,13 +100,13 @@ def summary(rows: list[Row], correct: list[Row]) -> str:
     return text
 
 
-def render(rows: list[Row], correct: list[Row]) -> str:
+def render(rows: list[Row], correct: list[Row], note: str = "") -> str:
     profile = (rows or correct)[0].profile if rows or correct else "-"
     worlds = (rows or correct)[0].world_sizes if rows or correct else []
-    parts = [
-        f"Profile `{profile}`, world sizes {worlds}, the runner's bounded shrinking, no reproducers written.",
-        summary(rows, correct),
-    ]
+    head = (
+        f"Profile `{profile}`, world sizes {worlds}, the runner's bounded shrinking, no reproducers written."
+    )
+    parts = [head + (f" {note}" if note else ""), summary(rows, correct)]
     if rows:
         parts += ["#### Mutants", kill_table(rows)]
     if correct:
@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load", type=Path, nargs="+", help="render saved rows instead of running")
     parser.add_argument("--markdown", type=Path, help="replace the generated tables in this file")
     parser.add_argument("--catalogue", action="store_true", help="print the catalogue and exit")
+    parser.add_argument("--note", default="", help="a sentence for the header (e.g. the commit measured)")
     args = parser.parse_args(argv)
     if args.catalogue:
         print(catalogue_table() + "\n\n" + variants_table())
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             correct.append(r)
             save()
-    text = render(rows, correct)
+    text = render(rows, correct, args.note)
     print(text)
     if args.markdown is not None:
         write_markdown(args.markdown, text)
