@@ -44,10 +44,8 @@ def spec(name: str) -> str:
     return f"{FAULTS}:{name}"
 
 
-@pytest.fixture(autouse=True, scope="module")
+@pytest.fixture(autouse=True)
 def _stop_workers() -> Iterator[None]:
-    """One forkserver (torch and the fault adapters preloaded) serves every pool of this module; it
-    is stopped when the module is done."""
     yield
     stop_forkserver()
 
