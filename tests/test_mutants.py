@@ -21,7 +21,7 @@ What runs here, within the test budget (about 40-60 s of the project's 150 s on 
 
 The full check -- every mutant, the ci profile, every chapter with the data-parallel one at W = 2,
 and the correct implementations -- is the kill matrix, ``python -m infonce_spec.conformance.mutants
---markdown docs/mutants.md``, whose tables docs/mutants.md records (30-60 minutes on 2 cores).
+--markdown docs/mutants.md``, whose tables docs/mutants.md records (tens of minutes on 2 cores).
 Nothing is printed here: a failure message carries the FAIL set and the report's root-cause lines.
 """
 
