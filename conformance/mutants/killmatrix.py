@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..properties.base import Property
@@ -61,9 +61,6 @@ class Row:
     seconds: float
     profile: str
     world_sizes: list[int]
-    first: str = ""
-    first_seconds: float | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def caught(self) -> bool:
