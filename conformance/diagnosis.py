@@ -20,6 +20,7 @@ The clause table then shows FAIL only for roots and "follows from X" for the res
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,6 +99,14 @@ def _explain(clause: str, roots: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(r for r in roots if r == clause or r in pre))
 
 
+def _fault_text(message: str) -> str:
+    """What identifies a fault across the paths that word it (in process, on a rank): the exception's
+    type and text when it raised one, else the message's first line."""
+    first = message.splitlines()[0] if message else ""
+    m = re.search(r"raised ([A-Za-z_][\w.]*): (.*?)(?: on a valid input| in \w+\(case\))?$", first)
+    return f"{m.group(1)}: {m.group(2)}" if m else first
+
+
 def _blamed(result: Any) -> list[str]:
     f = result.failure
     return [f.clause, *(c for c, _ in f.also)]
@@ -122,7 +131,7 @@ def diagnose(results: Sequence[Any]) -> Diagnosis:
     groups: dict[tuple[Any, ...], RootCause] = {}
     for r in faults:
         f = r.failure
-        key = (f.fault_kind, f.clause, f.message.splitlines()[0] if f.message else "")
+        key = (f.fault_kind, f.clause, _fault_text(f.message))
         if key not in groups:
             groups[key] = RootCause(f.clause, "adapter fault", f.message.splitlines()[0])
         groups[key].established_by.append(r)

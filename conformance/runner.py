@@ -21,6 +21,7 @@ from hypothesis import errors as hypothesis_errors
 from hypothesis import strategies as st
 
 import infonce_spec
+from infonce_spec.clauses import presupposes
 
 from .cases import config_to_dict, save_case
 from .clauses import CLAUSES
@@ -432,9 +433,9 @@ def run_adapter(
 ) -> RunReport:
     """Run every property against the adapter ``spec`` (``package.module:attribute``).
 
-    With ``fail_fast`` the run stops after the first property that blames a clause with its premise
-    met, or meets an adapter fault (an established root cause in the order the suite runs: the plain
-    loss first, each feature on its own, then their combinations, the encoder, data parallel).
+    With ``fail_fast`` the run stops at the first property that blames a clause with its premise met
+    once every property that could still show a root under it has run (those covering a clause it
+    presupposes), or at the first adapter fault; the diagnosis then names the root among them.
 
     Under ``torchrun`` (see :func:`~.distributed.in_torchrun`) only the data-parallel properties run,
     at the launcher's world size, each rank computing its own part in-process.
@@ -453,8 +454,24 @@ def run_adapter(
         if on_result is not None:
             on_result(r)
 
+    def wanted(prop: Property) -> bool:
+        """Under ``fail_fast``, after a failure only what could still be its root: the properties
+        covering a clause the failed clauses presuppose (nothing after an adapter fault)."""
+        failed = [r for r in results if r.status in ("FAIL", "fault")] if fail_fast else []
+        if not failed:
+            return True
+        if any(r.status == "fault" for r in failed):
+            return False
+        blamed = {c for r in failed for c in (r.failure.clause, *(a for a, _ in r.failure.also)) if c}
+        needed = set().union(*(presupposes(c) for c in blamed)) - blamed
+        return bool(needed & set(prop.clauses))
+
     def done() -> bool:
-        return fail_fast and any(r.status in ("FAIL", "fault") for r in results)
+        return (
+            fail_fast
+            and any(r.status in ("FAIL", "fault") for r in results)
+            and not any(wanted(p) for p in props if not any(r.property == p.name for r in results))
+        )
 
     torchrun = in_torchrun()
     if torchrun:
@@ -473,6 +490,8 @@ def run_adapter(
             for prop in (p for p in props if p.level != "data_parallel"):
                 if done():
                     break
+                if not wanted(prop):
+                    continue
                 if on_start is not None:
                     on_start(prop.name)
                 record(run_property(prop, Context(loaded), prof, reproducer_dir=rdir))
@@ -505,6 +524,8 @@ def run_adapter(
                 for prop in todo:
                     if done():
                         break
+                    if not wanted(prop):
+                        continue
                     if on_start is not None:
                         on_start(f"{prop.name} [W={w}]")
                     record(

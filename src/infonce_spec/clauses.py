@@ -179,7 +179,7 @@ CLAUSES: tuple[Clause, ...] = (
         "DP-1",
     ),
     _c("DP-3", "local gradient", "local embedding gradient = W·∂L/∂(local)", "DP-1", "DP-2"),
-    _c("DP-4", "parameter gradients", "averaged parameter gradients = ∂L/∂θ", "DP-3"),
+    _c("DP-4", "parameter gradients", "averaged parameter gradients = ∂L/∂θ", "DP-3", "CACHE-1"),
     _c("DP-5", "unequal local batches", "unequal local batches raise an error, never hang"),
     _c("CACHE-1", "same results", "cached = uncached for every mini-batch size ≥ 1", "GRAD-1"),
     _c("CACHE-2", "linear backward", "backward linear in the upstream gradient", "CACHE-1"),
