@@ -32,8 +32,13 @@ RTOL = 1e-10
 MASKED = {"query_to_query", "doc_to_doc"}
 
 
+#: Partition modes sentence-transformers 6.2.0 has: joint and per_direction (PART-2 .. PART-4), not
+#: per_anchor (PART-5), which it cannot be compared on.
+ST_PARTITION_MODES = ("joint", "per_direction")
+
+
 @reference_settings(max_examples=150)
-@given(p=problems(max_n=6, max_k=4, max_d=5))
+@given(p=problems(max_n=6, max_k=4, max_d=5).filter(lambda p: p.case.partition_mode in ST_PARTITION_MODES))
 def test_reference_matches_sentence_transformers(p: Problem) -> None:
     """The spec's behavioural anchor: LOSS-1, GRAD-1 (and SCALE-2 where ST's own gradient is defined)."""
     got = loss_and_grad(p.queries, p.docs, Config(**p.case.kwargs()))
