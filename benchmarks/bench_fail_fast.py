@@ -123,6 +123,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="pairs of ci runs in part 2 (%(default)s)")
     parser.add_argument("--no-fail-fast", action="store_true", help="skip part 1")
     args = parser.parse_args()
+    from infonce_spec.conformance.cli import keep_hypothesis_out_of_the_working_folder
+
+    keep_hypothesis_out_of_the_working_folder()  # as `infonce-conformance run` does
     print(machine(), flush=True)
     if not args.no_fail_fast:
         fail_fast(args.only, tuple(int(w) for w in args.world_sizes.split(",")))

@@ -28,10 +28,12 @@ Nothing is printed here: a failure message carries the FAIL set and the report's
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir, storage_directory
 
 pytest.importorskip("torch")
 
@@ -61,6 +63,16 @@ MISDIAGNOSED: dict[str, str] = {}
 
 #: The mutants of the systematic causes must say where the bug comes from.
 WITH_PROVENANCE = ("partition_without_positive", "hard_negatives_by_cat", "scale_grad_none")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def hypothesis_storage_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The runs here call the runner in this process: hypothesis' storage (its constants cache) goes
+    to a temporary folder, not ``.hypothesis/`` in the checkout, and back afterwards."""
+    previous = storage_directory(intent_to_write=False).home_directory
+    set_hypothesis_home_dir(tmp_path_factory.mktemp("hypothesis"))
+    yield
+    set_hypothesis_home_dir(previous)
 
 
 def explain(row: Row) -> str:

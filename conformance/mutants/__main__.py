@@ -15,6 +15,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from ..cli import keep_hypothesis_out_of_the_working_folder
 from .catalogue import CATALOGUE, CORRECT, FAULT, VARIANTS
 from .killmatrix import WORLD_SIZES, Diagnosed, Row, diagnose, row_of, run
 
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--catalogue", action="store_true", help="print the catalogue and exit")
     parser.add_argument("--note", default="", help="a sentence for the header (e.g. the commit measured)")
     args = parser.parse_args(argv)
+    keep_hypothesis_out_of_the_working_folder()  # as `infonce-conformance run` does
     if args.catalogue:
         print(catalogue_table() + "\n\n" + variants_table())
         return 0
