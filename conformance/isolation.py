@@ -302,10 +302,37 @@ def run_call(adapter: Any, claimed: str, method: str, case: Any, rank: int | Non
         )
 
 
+def _drop_inherited_pipes() -> None:
+    """In a forked worker: close the copies of the runner's forkserver and resource-tracker pipes.
+
+    Both helpers exit when every writer of their pipe has closed it; a forked worker that kept the
+    runner's copies alive would make the runner's shutdown (``stop_forkserver``, the resource
+    tracker at exit) wait for the worker forever.
+    """
+    from multiprocessing import forkserver, resource_tracker
+
+    server = forkserver._forkserver
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        server._forkserver_alive_fd = None
+        server._forkserver_pid = None
+    tracker = resource_tracker._resource_tracker
+    fd = getattr(tracker, "_fd", None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        tracker._fd = None
+        tracker._pid = None
+
+
 def _serve(adapter: Any, conn: Any, dump_path: str) -> None:
     """The single-process worker: load the adapter (``adapter`` is its name, or the object itself in
     a forked worker), then answer ``(method, case)`` until ``None``."""
     prepare_worker(dump_path)
+    if not isinstance(adapter, str):
+        _drop_inherited_pipes()
     torch = sys.modules.get("torch")  # imported by the parent (a child imports its own afresh)
     if not isinstance(adapter, str) and torch is not None:  # forked: the parent's OpenMP pool is not
         torch.set_num_threads(1)  # fork-safe (a child that runs a parallel region hangs): one thread
