@@ -120,7 +120,25 @@ def row_blocks(xp: Any, products: Products, start: int, stop: int, config: Confi
                 logits *= _hardness(xp, logits, start, stop, _FIRST_BLOCK[col_side] * n, n, config)
             pieces.append(Piece(row_side, col_side, logits))
         blocks.append(RowBlock(direction, pieces))
+    if "doc_to_query" in config.selected_directions:
+        _own_pairs_are_the_positives(xp, blocks, start)
     return blocks
+
+
+def _own_pairs_are_the_positives(xp: Any, blocks: list[RowBlock], start: int) -> None:
+    """Write ``p_g`` into the own entries ``(g, g)`` of doc_to_query's rows (DQ-1 keeps them).
+
+    ``s(d[0, g], q_g)`` and ``s(q_g, d[0, g])`` are the same number, but two matrix products may round
+    them differently; taking the query_to_doc entry makes ``p_g`` bitwise an entry of every row that
+    holds the pair, so ``l_g >= 0`` holds exactly in every partition (LOSS-2).
+    """
+    positives = positive_logits(xp, blocks[0], start)
+    (block,) = (b for b in blocks if b.direction == "doc_to_query")
+    piece = block.pieces[0]
+    rows, width = (int(s) for s in piece.logits.shape)
+    flat = xp.reshape(piece.logits, (rows * width,))
+    flat[_own_entries(start, rows, width)] = positives
+    block.pieces[0] = Piece(piece.row_side, piece.col_side, xp.reshape(flat, (rows, width)))
 
 
 def _hardness(xp: Any, logits: Any, start: int, stop: int, first: int, n: int, config: Config) -> Any:
