@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -176,8 +177,10 @@ def run_peer(peer: Peer, workdir: Path, profile: str, timeout: float) -> dict[st
 
 
 def _relative(text: str) -> str:
-    """Absolute paths of this machine made relative to the repository root."""
-    return text.replace(f"{ROOT}/", "")
+    """Absolute paths made relative to the repository root -- of this checkout, or of the one the
+    committed reports were written in (any absolute prefix before a folder of this repository)."""
+    text = text.replace(f"{ROOT}/", "")
+    return re.sub(r"(?<![\w.])/[^\s`'\"]*?/(?=(?:peers|adapters)/)", "", text)
 
 
 def load_classification(path: Path = CLASSIFICATION) -> dict[str, dict[str, str]]:

@@ -397,10 +397,14 @@ def test_an_interrupt_stops_everything_and_writes_the_partial_report(sig: int, t
             lines.append(line)
             if "data_parallel/embeddings [W=1]" in line:
                 break
-        time.sleep(0.5)
-        members = _session(proc.pid)
+        deadline = time.monotonic() + 15  # a loaded machine may take a while to map them
+        while True:
+            time.sleep(0.5)
+            members = _session(proc.pid)
+            semaphores = _semaphores(members)
+            if (len(members) >= 3 and semaphores) or time.monotonic() > deadline:
+                break
         assert len(members) >= 3, lines  # the runner, the forkserver, a rank (and the resource tracker)
-        semaphores = _semaphores(members)
         start = time.monotonic()
         proc.send_signal(sig)
         rest, _ = proc.communicate(timeout=60)
