@@ -25,8 +25,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from infonce_spec.clauses import CLAUSE_IDS, presupposes
 from infonce_spec.clauses import clause as clause_row
-from infonce_spec.clauses import presupposes
 
 __all__ = ["Diagnosis", "RootCause", "diagnose"]
 
@@ -113,8 +113,6 @@ def _blamed(result: Any) -> list[str]:
 
 
 def _order(clause: str | None) -> int:
-    from infonce_spec.clauses import CLAUSE_IDS
-
     return -1 if clause is None else CLAUSE_IDS.index(clause)
 
 
