@@ -12,13 +12,22 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import configuration
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# hypothesis keeps its example database and constants cache in the current folder unless told
+# otherwise: a plain `python -m pytest` from the checkout must not write `.hypothesis/` there.
+os.environ.setdefault(
+    "HYPOTHESIS_STORAGE_DIRECTORY", str(Path(tempfile.gettempdir()) / "infonce-spec-hypothesis")
+)
+configuration.set_hypothesis_home_dir(os.environ["HYPOTHESIS_STORAGE_DIRECTORY"])
 
 
 @dataclass(frozen=True)
