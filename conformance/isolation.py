@@ -311,20 +311,16 @@ def _drop_inherited_pipes() -> None:
     """
     from multiprocessing import forkserver, resource_tracker
 
-    server = forkserver._forkserver
-    fd = getattr(server, "_forkserver_alive_fd", None)
-    if fd is not None:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-        server._forkserver_alive_fd = None
-        server._forkserver_pid = None
-    tracker = resource_tracker._resource_tracker
-    fd = getattr(tracker, "_fd", None)
-    if fd is not None:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-        tracker._fd = None
-        tracker._pid = None
+    for helper, fd_attr, pid_attr in (
+        (forkserver._forkserver, "_forkserver_alive_fd", "_forkserver_pid"),
+        (resource_tracker._resource_tracker, "_fd", "_pid"),
+    ):
+        fd = getattr(helper, fd_attr, None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            setattr(helper, fd_attr, None)
+            setattr(helper, pid_attr, None)
 
 
 def _serve(adapter: Any, conn: Any, dump_path: str) -> None:

@@ -322,19 +322,11 @@ def simpler_variants(config: Config) -> list[Variant]:
                     dataclasses.replace(plain, directions=("query_to_doc", direction)),
                 )
             )
-    if config.partition_mode == "per_direction" and len(config.directions) > 1:
+    if config.partition_mode != "joint" and len(config.partition_groups) > 1:  # per_direction, per_anchor
         rungs.append(
             Variant(
-                "per_direction",
-                f"{' + '.join(config.directions)}, per_direction, no hardness",
-                dataclasses.replace(config, hardness_mode=None, hardness_strength=0.0),
-            )
-        )
-    if config.partition_mode == "per_anchor" and len(config.partition_groups) > 1:
-        rungs.append(
-            Variant(
-                "per_anchor",
-                f"{' + '.join(config.directions)}, per_anchor, no hardness",
+                config.partition_mode,
+                f"{' + '.join(config.directions)}, {config.partition_mode}, no hardness",
                 dataclasses.replace(config, hardness_mode=None, hardness_strength=0.0),
             )
         )
