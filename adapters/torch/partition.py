@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import torch
 
+from infonce_spec.vocabulary import DIRECTION_SPECS
+
 from .logits import RowBlock
 
 __all__ = ["per_query_loss"]
 
-#: PART-5: the row vector of each direction's rows, the query or its positive.
-_ROW_VECTOR = {
-    "query_to_doc": "query",
-    "query_to_query": "query",
-    "doc_to_query": "positive",
-    "doc_to_doc": "positive",
-}
+#: PART-5: the row vector of each direction's rows, the query or its positive (the vocabulary's
+#: row side of the direction: a name, no math).
+_ROW_VECTOR = {name: spec.row_side for name, spec in DIRECTION_SPECS.items()}
 
 
 def _groups(block: RowBlock, partition_mode: str) -> list[list[torch.Tensor]]:

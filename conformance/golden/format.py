@@ -9,17 +9,14 @@ from typing import Any
 import numpy as np
 
 from infonce_spec import SPEC_VERSION
+from infonce_spec.clauses import CLAUSE_IDS
+from infonce_spec.vocabulary import DIRECTION_SPECS
 
 FORMAT = "infonce-spec-golden-vectors"
 #: The schema is versioned with the spec: vectors for spec X are schema X.
 SCHEMA_VERSION = SPEC_VERSION
 #: Every clause of the spec, in the spec's order (reports and the manifest's index follow it).
-ALL_CLAUSES = tuple(
-    "LAYOUT-1 LAYOUT-2 LAYOUT-3 LAYOUT-4 LAYOUT-5 SIM-1 SIM-2 SIM-3 SCALE-1 DIR-1 DIR-2 QD-1 QD-2 QQ-1 "
-    "MASK-QQ-1 DQ-1 DD-1 MASK-DD-1 MASK-DD-2 ROW-1 HARD-1 HARD-2 HARD-3 HARD-4 HARD-5 HARD-6 PART-1 PART-2 "
-    "PART-3 PART-4 PART-5 PART-6 LOSS-1 LOSS-2 GRAD-1 GRAD-2 GRAD-3 SCALE-2 NUM-1 DP-1 DP-2 DP-3 DP-4 DP-5 CACHE-1 "
-    "CACHE-2 CACHE-3 CACHE-4 CACHE-5 VAL-1".split()
-)
+ALL_CLAUSES = CLAUSE_IDS
 #: Clauses no golden vector can check (they need a model, a training step or a process group).
 NOT_COVERED = {
     "DP-4": "parameter gradients averaged over ranks need a model; the conformance suite checks it",
@@ -38,10 +35,11 @@ TOLERANCES = {"float64": {"values": 1e-9, "gradients": 1e-9}, "float32": {"value
 SHOULD_ERRORS = frozenset({"LAYOUT-4"})
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 ASPECT_CLAUSES = {"grad_scale": {"SCALE-2"}, "ranks": {"DP-1", "DP-2", "DP-3"}}
+#: The clauses a direction's rows exercise in any case: its row clause and its masks (GRAD-2 with
+#: them); MASK-DD-2, the mask of the own *hard negatives*, only with K >= 2 (added by the generator).
 _DIRECTION_CLAUSES = {
-    "query_to_query": ("QQ-1", "MASK-QQ-1", "GRAD-2"),
-    "doc_to_query": ("DQ-1",),
-    "doc_to_doc": ("DD-1", "MASK-DD-1", "GRAD-2"),
+    name: (spec.clause, *(m for m in spec.masks if m != "MASK-DD-2"), *(("GRAD-2",) if spec.masks else ()))
+    for name, spec in DIRECTION_SPECS.items()
 }
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from hypothesis import assume
 
 from infonce_spec.reference import Config, loss_and_grad
+from infonce_spec.vocabulary import DIRECTION_SPECS
 
 from ..compare import ConformanceFailure, PremiseFailure, check_close
 from ..strategies import draw_batch, draw_config, draw_shape
@@ -63,21 +64,17 @@ __all__ = [
     "summed_over_queries",
 ]
 
-#: The clause a wrong variant is filed under, by the feature it adds to the plain loss.
+#: The clause that defines each partition mode's grouping (PART-2, PART-3, PART-5).
+PARTITION_CLAUSES: dict[str, str] = {"joint": "PART-2", "per_direction": "PART-3", "per_anchor": "PART-5"}
+
+#: The clause a wrong variant is filed under, by the feature it adds to the plain loss: a direction's
+#: row clause (from the vocabulary), a partition mode's, hardness (refined by the hardness probes).
 FEATURE_CLAUSES: dict[str, str] = {
-    "query_to_doc": "QD-1",
-    "query_to_query": "QQ-1",
-    "doc_to_query": "DQ-1",
-    "doc_to_doc": "DD-1",
-    "per_direction": "PART-3",
-    "per_anchor": "PART-5",
+    **{name: spec.clause for name, spec in DIRECTION_SPECS.items()},
+    **PARTITION_CLAUSES,
     "hardness": "HARD-2",
     "combination": "PART-2",
 }
-
-
-#: The clause that defines each partition mode's grouping (PART-2, PART-3, PART-5).
-PARTITION_CLAUSES: dict[str, str] = {"joint": "PART-2", "per_direction": "PART-3", "per_anchor": "PART-5"}
 
 
 @dataclasses.dataclass(frozen=True)
