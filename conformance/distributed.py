@@ -36,6 +36,7 @@ from typing import Any
 from .compare import AdapterFault
 from .isolation import (
     close_workers,
+    end_process,
     exit_description,
     last_frame,
     load_summary,
@@ -310,12 +311,7 @@ class GlooHarness:
         for p in procs:
             p.join(timeout=max(0.0, deadline - time.monotonic()))
         for p in procs:
-            if p.is_alive():
-                p.terminate()
-                p.join(timeout=2.0)
-            if p.is_alive():
-                p.kill()
-                p.join(timeout=2.0)
+            end_process(p)
         for q in [*self._tasks, self._results]:
             if q is not None:
                 with contextlib.suppress(Exception):

@@ -58,6 +58,7 @@ __all__ = [
     "call_timeout",
     "check_result_dtypes",
     "close_workers",
+    "end_process",
     "exit_description",
     "isolated",
     "last_frame",
@@ -255,6 +256,15 @@ def thread_stack(dump: str) -> str | None:
 
 
 # -- the worker --------------------------------------------------------------------------------------------
+def end_process(proc: Any, wait: float = 2.0) -> None:
+    """End a started worker process that did not exit by itself: SIGTERM, then SIGKILL, each given
+    ``wait`` seconds (nothing is left behind, nothing waits forever)."""
+    for stop in (proc.terminate, proc.kill):
+        if proc.is_alive():
+            stop()
+            proc.join(timeout=wait)
+
+
 def prepare_worker(dump_path: str) -> None:
     """In a worker: ignore SIGINT (the runner stops its workers) and dump every thread's stack to
     ``dump_path`` on ``SIGUSR1`` (the stack of a hung call)."""
@@ -482,12 +492,7 @@ class CallWorker:
                 conn.send(None)
         if proc is not None and proc._popen is not None:
             proc.join(timeout=1.0)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(timeout=2.0)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(timeout=2.0)
+            end_process(proc)
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
