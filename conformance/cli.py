@@ -392,7 +392,7 @@ def _write_reports(args: argparse.Namespace, outcome: RunOutcome, console: Any) 
 
 
 def _cmd_run(args: argparse.Namespace) -> ExitCode:
-    from .distributed import in_torchrun
+    from .distributed import in_torchrun, shared_forkserver
     from .runner import BUNDLED_ADAPTERS
 
     args.rank0 = not in_torchrun() or os.environ.get("RANK") == "0"
@@ -401,7 +401,8 @@ def _cmd_run(args: argparse.Namespace) -> ExitCode:
     outcome = RunOutcome()
     start = time.perf_counter()
     try:
-        _run_adapters(args.adapter or list(BUNDLED_ADAPTERS), args, console, outcome)
+        with shared_forkserver():  # one forkserver start for every adapter of the run
+            _run_adapters(args.adapter or list(BUNDLED_ADAPTERS), args, console, outcome)
     except KeyboardInterrupt:
         outcome.interrupted = True
         print("infonce-conformance: interrupted; writing the results that finished", file=sys.stderr)

@@ -29,7 +29,7 @@ import tempfile
 import time
 import traceback
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +51,11 @@ __all__ = [
     "HarnessError",
     "RankError",
     "TorchrunHarness",
+    "close_pools",
+    "end_of_run",
     "in_torchrun",
+    "shared_forkserver",
+    "stop_forkserver",
 ]
 
 
@@ -174,9 +178,7 @@ def stop_forkserver() -> None:
     """Stop every worker of this process (data-parallel pools, single-process workers) and the
     forkserver if this module started it, so a run leaves no process behind."""
     global _STARTED_FORKSERVER
-    for pool in list(_POOLS):
-        pool.close(graceful=False)
-    close_workers()
+    close_pools()
     if not _STARTED_FORKSERVER:
         return
     from multiprocessing import forkserver
@@ -186,6 +188,43 @@ def stop_forkserver() -> None:
         with contextlib.suppress(Exception):
             stop()
     _STARTED_FORKSERVER = False
+
+
+def close_pools() -> None:
+    """Stop every data-parallel pool and single-process worker of this process (not the forkserver)."""
+    for pool in list(_POOLS):
+        pool.close(graceful=False)
+    close_workers()
+
+
+_SHARED = 0
+
+
+@contextlib.contextmanager
+def shared_forkserver() -> Iterator[None]:
+    """One forkserver for every run inside the block (the command line's adapters, a test session).
+
+    A forkserver start imports torch, ``torch.distributed`` and ``torch._dynamo`` (seconds); inside
+    the block a run ends with :func:`end_of_run`, which stops its pools and workers but keeps the
+    forkserver for the next run. The outermost block stops it (and anything left) on its way out.
+    """
+    global _SHARED
+    _SHARED += 1
+    try:
+        yield
+    finally:
+        _SHARED -= 1
+        if not _SHARED:
+            stop_forkserver()
+
+
+def end_of_run() -> None:
+    """The end of a run (or a replay): every pool and worker stops; the forkserver too, unless a
+    :func:`shared_forkserver` block keeps it for the next run."""
+    if _SHARED:
+        close_pools()
+    else:
+        stop_forkserver()
 
 
 def _collateral(error: RankError) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .cases import load_case
 from .compare import AdapterFault, ConformanceFailure, PremiseFailure
-from .distributed import GlooHarness, stop_forkserver
+from .distributed import GlooHarness, end_of_run
 from .properties.base import REGISTRY, Context, properties
 from .protocol import load_adapter
 
@@ -62,5 +62,5 @@ def replay(path: str | Path, adapter: str | None = None, *, timeout: float = 60.
     finally:
         if harness is not None:
             harness.close()
-        stop_forkserver()
+        end_of_run()
     return ReplayResult(prop.name, spec, False, None, "the case passes")

@@ -27,7 +27,7 @@ from .cases import config_to_dict, save_case
 from .clauses import CLAUSES
 from .compare import AdapterFault, ConformanceFailure, Mismatch, PremiseFailure
 from .diagnosis import Diagnosis, diagnose
-from .distributed import GlooHarness, TorchrunHarness, in_torchrun, stop_forkserver
+from .distributed import GlooHarness, TorchrunHarness, end_of_run, in_torchrun
 from .isolation import adapter_frame, set_call_timeout
 from .properties.base import Context, Property, properties
 from .protocol import Capabilities, LoadedAdapter, load_adapter
@@ -536,7 +536,7 @@ def run_adapter(
             finally:
                 harness.close()
     finally:
-        stop_forkserver()
+        end_of_run()
     report = RunReport(loaded.spec, caps, prof.name, tuple(sizes), results, time.perf_counter() - start)
     if torchrun:
         device = getattr(harness, "device", "-")

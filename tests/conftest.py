@@ -13,12 +13,15 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import configuration
+
+from infonce_spec.conformance.distributed import shared_forkserver
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,6 +31,15 @@ os.environ.setdefault(
     "HYPOTHESIS_STORAGE_DIRECTORY", str(Path(tempfile.gettempdir()) / "infonce-spec-hypothesis")
 )
 configuration.set_hypothesis_home_dir(os.environ["HYPOTHESIS_STORAGE_DIRECTORY"])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_forkserver_per_session() -> Iterator[None]:
+    """The data-parallel pools and call workers of every in-process run come from one forkserver per
+    test session (per pytest-xdist worker): a start imports torch, ``torch.distributed`` and
+    ``torch._dynamo``, seconds each time. Each run still stops its own pools and workers."""
+    with shared_forkserver():
+        yield
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from infonce_spec.adapters.bundled import TorchAdapter
+from infonce_spec.conformance import distributed
 from infonce_spec.conformance.distributed import in_torchrun
 from infonce_spec.conformance.protocol import Capabilities, RankCase
 from infonce_spec.conformance.runner import run_adapter
@@ -38,9 +39,17 @@ class HangingRank(CrashingRank):
         raise ValueError("rank 0 gives up")
 
 
+def forkserver_pid() -> int | None:
+    """The session's forkserver (a child kept on purpose between runs; it exits with this process)."""
+    from multiprocessing import forkserver
+
+    return getattr(forkserver._forkserver, "_forkserver_pid", None)
+
+
 def _children() -> set[int]:
     """Live child processes of this process (from /proc), except multiprocessing's resource tracker
-    (a per-interpreter singleton of the standard library that exits with its parent)."""
+    (a per-interpreter singleton of the standard library that exits with its parent) and the test
+    session's one forkserver (kept between runs on purpose, ``tests/conftest.py``)."""
     me, out = os.getpid(), set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -52,7 +61,7 @@ def _children() -> set[int]:
             continue
         if int(fields[1]) == me and fields[0] != "Z" and "resource_tracker" not in cmdline:
             out.add(int(entry.name))
-    return out
+    return out - {forkserver_pid()}
 
 
 def _dp_only(prop) -> bool:  # type: ignore[no-untyped-def]
@@ -115,6 +124,30 @@ def test_a_hung_worker_times_out_and_is_killed() -> None:
         "rank 0 raised ValueError: rank 0 gives up in rank_embeddings(case)"
     )
     assert _children() - before == set()
+
+
+def test_runs_in_a_shared_block_reuse_one_forkserver_and_a_run_outside_stops_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for _ in range(2):
+        rep = run_adapter(
+            "infonce_spec.adapters.bundled:data_parallel",
+            profile="quick",
+            world_sizes=(2,),
+            reproducer_dir=None,
+            select=_dp_only,
+        )
+        assert rep.ok, [(r.label, r.failure) for r in rep.results]
+        pid = forkserver_pid()
+        assert pid is not None and Path(f"/proc/{pid}").exists()
+        if _ == 0:
+            first = pid
+    assert pid == first, "the second run started a forkserver of its own"
+    stopped: list[bool] = []
+    monkeypatch.setattr(distributed, "_SHARED", 0)
+    monkeypatch.setattr(distributed, "stop_forkserver", lambda: stopped.append(True))
+    distributed.end_of_run()
+    assert stopped, "a run outside a shared_forkserver block must stop the forkserver"
 
 
 def test_torchrun_is_detected_from_its_environment(monkeypatch: pytest.MonkeyPatch) -> None:
