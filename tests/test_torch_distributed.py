@@ -1,6 +1,6 @@
 """The data-parallel contract over real gloo process groups at W = 2 and 3 (DP-1 .. DP-5, CACHE-1).
 
-One pool of W spawned workers per world size serves every case of this module
+One pool of W workers (forked from the session forkserver) per world size serves every case of this module
 (tests/torch_dist_worker.py). Each rank gets its slice of a global batch; the test process compares
 with the reference: ``L_r`` and ``W * dL/d(local)`` per rank (``rank_expectations``, the error model
 of tests/torch_helpers.py with the gradient bound times W, since each rank's gradient sums W ranks'

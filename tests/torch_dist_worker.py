@@ -1,6 +1,6 @@
 """A pool of gloo worker processes for tests/test_torch_distributed.py (DP-1 .. DP-5).
 
-:class:`GlooPool` spawns W processes once (``torch.multiprocessing`` spawn context), each joins a
+:class:`GlooPool` starts W processes once (forked from the session's forkserver), each joins a
 gloo process group and then serves cases sent through its own queue: ``pool.run(name, payload)``
 sends the same case to every rank and returns the per-rank results, in rank order. Every queue
 read has a timeout; workers exit on a ``None`` message, or by themselves when the parent process
@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+
+from infonce_spec.conformance.distributed import mp_context, no_main_reimport
 
 __all__ = ["CASES", "GlooPool", "free_port"]
 
@@ -211,10 +212,12 @@ def worker_main(rank: int, world: int, port: int, inbox: Any, outbox: Any) -> No
 
 
 class GlooPool:
-    """W spawned gloo workers serving cases (see the module docstring)."""
+    """W gloo workers serving cases (see the module docstring)."""
 
     def __init__(self, world: int) -> None:
-        ctx = mp.get_context("spawn")
+        # Workers fork from the test session's forkserver (tests/conftest.py), which has imported
+        # torch, torch.distributed and torch._dynamo once: a spawned worker pays those imports itself.
+        ctx = mp_context("infonce_spec.adapters.bundled:data_parallel")
         port = free_port()
         self.world = world
         self.outbox = ctx.Queue()
@@ -223,8 +226,9 @@ class GlooPool:
             ctx.Process(target=worker_main, args=(r, world, port, self.inboxes[r], self.outbox), daemon=True)
             for r in range(world)
         ]
-        for process in self.processes:
-            process.start()
+        with no_main_reimport():
+            for process in self.processes:
+                process.start()
         try:
             ready = [self._get(READY_TIMEOUT) for _ in range(world)]
         except BaseException:
