@@ -175,3 +175,25 @@ def test_data_parallel_not_claimed_is_reported_once_per_property() -> None:
         ("data_parallel/unequal_batch", "not claimed"),
     ]
     assert isinstance(rep.capabilities, Capabilities)
+
+
+def test_a_layout_error_that_a_shrunk_case_hides_from_the_losses_is_dp1() -> None:
+    """The mutant whose rank offset is ``r`` instead of ``r B``: under the quick profile the failing
+    case has rows of zeros, on which every rank's loss is right and only the gradients are off.
+    DP-3 presupposes DP-1 and DP-2: the rank losses on a generic batch of the same shapes show the
+    layout, so the root is DP-1 (a premise check), not DP-3."""
+    from infonce_spec.conformance.diagnosis import diagnose
+    from infonce_spec.conformance.mutants.catalogue import CATALOGUE
+
+    rep = run_adapter(
+        CATALOGUE["dp_rank_offset"].spec,
+        profile="quick",
+        world_sizes=(2,),
+        reproducer_dir=None,
+        select=_dp_only,
+    )
+    (result,) = rep.results
+    assert result.status == "premise" and result.failure is not None, (result.status, result.failure)
+    assert result.failure.clause == "DP-1", result.failure.message
+    assert "generic batch" in result.failure.message
+    assert [root.clause for root in diagnose(rep.results).roots] == ["DP-1"]

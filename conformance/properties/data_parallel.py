@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from infonce_spec.reference import linear_encoder_grad, rank_expectations
 
-from ..compare import ConformanceFailure, fail
+from ..compare import ConformanceFailure, PremiseFailure, fail
 from ..distributed import RankError
 from ..protocol import Capabilities, RankCase, RankEncoderCase
 from ..strategies import draw_batch, draw_config
@@ -107,7 +107,64 @@ def _verdict(
         return
     first = failures[0]
     check_premise(ctx, q, d, config, "the same global batch in one process (W = 1)", first)
+    if first.clause == "DP-3":
+        check_layout(ctx, q.shape, d.shape, config, first)
     raise ConformanceFailure(first.clause, first.detail, mismatch=first.mismatch, also=tuple(failures[1:]))
+
+
+def generic_batch(
+    q_shape: tuple[int, ...], d_shape: tuple[int, ...], dtype: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """A batch of the given shapes whose rows are all different (standard normal, seed 0, rounded
+    to ``dtype``): every similarity differs, so every rank's ``L_r`` depends on which columns are
+    its positives and negatives."""
+    rng = np.random.default_rng(0)
+    return round_to_dtype(rng.standard_normal(q_shape), dtype), round_to_dtype(
+        rng.standard_normal(d_shape), dtype
+    )
+
+
+def check_layout(
+    ctx: Context, q_shape: tuple[int, ...], d_shape: tuple[int, ...], config: Any, failure: ConformanceFailure
+) -> None:
+    """The premise of a gradient verdict (DP-3 presupposes DP-1 and DP-2): the rank losses are right
+    on a :func:`generic_batch` of the same shapes. A shrunk case can hide a layout error from the
+    losses (rows of zeros or duplicates make a wrong positive column score like the right one) and
+    leave it visible in the gradients only; then the losses on a generic batch show it, and the
+    failure is filed under :func:`loss_clause`'s clause as a premise failure."""
+    gq, gd = generic_batch(q_shape, d_shape, ctx.dtype)
+    w = ctx.world_size
+    outs, expected, bounds = _rank_run(ctx, gq, gd, config, w)
+    losses = np.asarray([o.loss for o in outs], dtype=np.float64)
+    want = np.asarray([e.loss for e in expected], dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        if bool(np.all(np.abs(losses - want) <= bounds.loss)):
+            return
+        if len(losses) > 1 and bool(np.all(np.abs(losses - float(np.mean(want))) <= bounds.loss)):
+            return  # every rank reports the global L (DP-2 allows it)
+    clause, why = loss_clause(losses, want, bounds.loss)
+    premise = f"the rank losses on a generic batch of the same shapes (no two rows alike): {why}"
+    raise PremiseFailure(clause, premise, failure.detail, mismatch=failure.mismatch) from None
+
+
+def _rank_run(
+    ctx: Context, q: np.ndarray, d: np.ndarray, config: Any, w: int
+) -> tuple[list[Any], list[Any], Any]:
+    """Every rank's ``rank_embeddings`` on its slice of the global batch (DP-1's layout): the
+    outputs, :func:`rank_expectations` and the error bounds."""
+    b = q.shape[0] // w
+    expected = rank_expectations(q, d, config, w)
+    bounds = embedding_bounds(q, d, config, ctx.compute_dtype)
+    cases = [
+        RankCase(r, w, q[r * b : (r + 1) * b].copy(), d[:, r * b : (r + 1) * b].copy(), config)
+        for r in range(w)
+    ]
+    raw = ctx.harness.run("rank_embeddings", cases)
+    outs = [
+        to_outputs(o, (b, q.shape[1]), (d.shape[0], b, d.shape[2]), False, call="rank_embeddings")
+        for o in raw
+    ]
+    return outs, expected, bounds
 
 
 def _grad_failure(
@@ -158,17 +215,7 @@ class DataParallelEmbeddings(Property):
     def check(self, case: dict[str, Any], ctx: Context) -> None:
         q, d, config, w = case["queries"], case["docs"], case["config"], int(case["world_size"])
         b = q.shape[0] // w
-        expected = rank_expectations(q, d, config, w)
-        bounds = embedding_bounds(q, d, config, ctx.compute_dtype)
-        cases = [
-            RankCase(r, w, q[r * b : (r + 1) * b].copy(), d[:, r * b : (r + 1) * b].copy(), config)
-            for r in range(w)
-        ]
-        raw = ctx.harness.run("rank_embeddings", cases)
-        outs = [
-            to_outputs(o, (b, q.shape[1]), (d.shape[0], b, d.shape[2]), False, call="rank_embeddings")
-            for o in raw
-        ]
+        outs, expected, bounds = _rank_run(ctx, q, d, config, w)
         losses = rank_loss_failure(ctx, [o.loss for o in outs], [e.loss for e in expected], bounds.loss)
         pairs = []
         for r, (out, exp) in enumerate(zip(outs, expected, strict=True)):
