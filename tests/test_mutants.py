@@ -27,6 +27,8 @@ Nothing is printed here: a failure message carries the FAIL set and the report's
 
 from __future__ import annotations
 
+import gc
+import importlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,6 +77,24 @@ def hypothesis_storage_outside_the_checkout(tmp_path_factory: pytest.TempPathFac
     set_hypothesis_home_dir(previous)
 
 
+@pytest.fixture(scope="module")
+def forked_workers_inherit_the_meter_imports() -> Iterator[None]:
+    """Each run below forks its own call worker (conformance/isolation.py) from this process. Two
+    costs every worker would pay again are paid here once and inherited instead:
+
+    * the CACHE-5 meter's ``TorchDispatchMode`` imports ``torch._dynamo`` (with sympy: about 1.5 s of
+      CPU) on first use -- in every forked worker whose parent has not imported it;
+    * the meter's ``gc.collect()`` walks, and so copies, every object the worker inherited: objects
+      frozen here (``gc.freeze``, as CPython advises before a fork) are not walked.
+
+    What the runs compute and check is unchanged; the objects are unfrozen afterwards."""
+    importlib.import_module("torch._dynamo")
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
+
+
 def explain(row: Row) -> str:
     """The diagnosis of a run, for a failure message."""
     lines = [
@@ -101,6 +121,7 @@ def test_catalogue_is_well_formed() -> None:
         assert v.spec in CORRECT
 
 
+@pytest.mark.usefixtures("forked_workers_inherit_the_meter_imports")
 def test_correct_variant_passes_without_noise() -> None:
     spec = VARIANTS["dp_global_loss_every_rank"].spec
     report, seconds = run(spec, profile="quick", world_sizes=(2,))
@@ -136,6 +157,7 @@ def chapters(m: Mutant) -> set[str]:
     return {"embeddings", "encoder"}
 
 
+@pytest.mark.usefixtures("forked_workers_inherit_the_meter_imports")
 @pytest.mark.parametrize("mid", SUBSET)
 def test_mutant_is_diagnosed_with_its_tag_only(mid: str) -> None:
     m = CATALOGUE[mid]
