@@ -218,13 +218,14 @@ def shared_forkserver() -> Iterator[None]:
             stop_forkserver()
 
 
-def end_of_run() -> None:
-    """The end of a run (or a replay): every pool and worker stops; the forkserver too, unless a
-    :func:`shared_forkserver` block keeps it for the next run."""
+def end_of_run() -> bool:
+    """The end of a run (or a replay, a command): every pool and worker stops; the forkserver too,
+    unless a :func:`shared_forkserver` block keeps it for the next run. True if it was stopped."""
     if _SHARED:
         close_pools()
-    else:
-        stop_forkserver()
+        return False
+    stop_forkserver()
+    return True
 
 
 def _collateral(error: RankError) -> bool:

@@ -38,12 +38,14 @@ class Interrupted(KeyboardInterrupt):
 
 def shutdown(*, resource_tracker: bool = True) -> None:
     """Stop every worker, pool and forkserver of this process; then (``resource_tracker``) unlink
-    the closed queues' semaphores and stop multiprocessing's resource tracker."""
-    from .distributed import stop_forkserver
+    the closed queues' semaphores and stop multiprocessing's resource tracker. Inside a
+    :func:`~.distributed.shared_forkserver` block (a program that calls the command line in
+    process) the forkserver and the resource tracker are the block's, and stop at its end."""
+    from .distributed import end_of_run
 
-    stop_forkserver()
+    stopped = end_of_run()
     gc.collect()  # closed queues: their semaphores are unlinked by their finalizers
-    if resource_tracker:
+    if resource_tracker and stopped:
         from multiprocessing import resource_tracker as tracker
 
         stop = getattr(tracker._resource_tracker, "_stop", None)

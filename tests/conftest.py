@@ -93,17 +93,3 @@ def bundled_cli_run(tmp_path_factory: pytest.TempPathFactory) -> CliRun:
     """``infonce-conformance run --profile quick --world-sizes 1,2`` over the bundled adapters (no
     ``--adapter``): one run per session."""
     return cli_run(tmp_path_factory.mktemp("bundled-cli-run"), "--profile", "quick", "--world-sizes", "1,2")
-
-
-#: The adapter of tests/test_conformance_cli.py that leaves the query in its query_to_query row.
-BROKEN_SELF_MASK = f"{ROOT / 'tests' / 'test_conformance_cli.py'}:BrokenSelfMask"
-
-
-@pytest.fixture(scope="session")
-def broken_self_mask_cli_run(tmp_path_factory: pytest.TempPathFactory) -> CliRun:
-    """``infonce-conformance run --adapter tests/test_conformance_cli.py:BrokenSelfMask --profile
-    quick --select QD-1 --select MASK-QQ-1 --select DD-1``: what it gets right, what it breaks
-    (MASK-QQ-1, with its reproducer) and what it does not claim; one run per session."""
-    select = [arg for text in ("QD-1", "MASK-QQ-1", "DD-1") for arg in ("--select", text)]
-    tmp = tmp_path_factory.mktemp("broken-self-mask-cli-run")
-    return cli_run(tmp, "--adapter", BROKEN_SELF_MASK, "--profile", "quick", *select)

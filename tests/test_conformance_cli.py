@@ -97,14 +97,18 @@ def _errors(stderr: str) -> list[str]:
 
 
 @pytest.fixture
-def in_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``cli.main`` called in this process: a command's end (``interrupt.shutdown``) stops every
-    worker, pool and forkserver of its process -- here the test session's shared forkserver
-    (tests/conftest.py) -- so it is left out; the commands run as processes in this module end as
-    they do for a user."""
-    from infonce_spec.conformance import interrupt
+def in_process() -> Iterator[None]:
+    """``cli.main`` called in this process, inside the test session's ``shared_forkserver`` block
+    (tests/conftest.py): a command's end stops its workers and pools but keeps the session's
+    forkserver (``interrupt.shutdown``), which is checked here."""
+    from multiprocessing import forkserver
 
-    monkeypatch.setattr(interrupt, "shutdown", lambda **kwargs: None)
+    before = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    yield
+    if before is not None:
+        assert getattr(forkserver._forkserver, "_forkserver_pid", None) == before, (
+            "the command stopped the forkserver"
+        )
 
 
 @pytest.mark.distributed
