@@ -42,6 +42,27 @@ def one_forkserver_per_session() -> Iterator[None]:
         yield
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``pytest-xdist --dist loadgroup`` (``./run test``), the tests that read one shared
+    run -- a session- or module-scoped fixture that is not autouse, e.g. ``bundled_cli_run``, the
+    sentence-transformers suite run, a gloo pool -- go to one worker, so that it is made once, not
+    once per worker that happens to receive one of its readers."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        shared = sorted(
+            name
+            for name, defs in info.name2fixturedefs.items()
+            if defs
+            and defs[-1].scope in ("session", "module")
+            and not getattr(defs[-1], "_autouse", False)
+            and not getattr(defs[-1].func, "__module__", "_pytest").startswith("_pytest")  # tmp_path_factory
+        )
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
+
+
 @dataclass(frozen=True)
 class CliRun:
     """One ``infonce-conformance run`` process: its exit code, output and reports."""
