@@ -585,6 +585,7 @@ def isolated(loaded: Any) -> Any:
 
 def close_workers() -> None:
     """Stop every single-process worker (the end of a run, or an interrupt)."""
+    workers = list(_LIVE)  # taken first: _WORKERS may hold the last reference to a live worker
     _WORKERS.clear()
-    for worker in list(_LIVE):
+    for worker in workers:
         worker.discard()
