@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from multiprocessing import forkserver, resource_tracker
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import numpy as np
 import pytest
 
 from infonce_spec.conformance.compare import AdapterFault
-from infonce_spec.conformance.distributed import GlooHarness, stop_forkserver
+from infonce_spec.conformance.distributed import GlooHarness, close_pools
 from infonce_spec.conformance.isolation import call_timeout, set_call_timeout
 from infonce_spec.conformance.properties.base import Context
 from infonce_spec.conformance.protocol import (
@@ -44,10 +45,35 @@ def spec(name: str) -> str:
     return f"{FAULTS}:{name}"
 
 
+def _live_processes(*, parent: int | None = None, session: int | None = None) -> list[int]:
+    """Live (not zombie) processes with this parent process or of this session (from /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, ppid, _pgrp, sid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:4]
+        except (OSError, ValueError):
+            continue
+        if state != "Z" and (int(ppid) == parent or int(sid) == session):
+            pids.append(int(entry.name))
+    return pids
+
+
 @pytest.fixture(autouse=True)
-def _stop_workers() -> Iterator[None]:
+def _no_worker_left() -> Iterator[None]:
+    """After each test every pool and call worker is stopped (:func:`close_pools`), and no process
+    of them is left: none forked from the session's forkserver (conftest.py keeps that one for the
+    whole session; a start costs seconds), none forked from this process but the session's helpers."""
     yield
-    stop_forkserver()
+    close_pools()
+    forkserver_pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    helpers = {forkserver_pid, getattr(resource_tracker._resource_tracker, "_pid", None)}
+    forked_here = [pid for pid in _live_processes(parent=os.getpid()) if pid not in helpers]
+    assert forked_here == [], f"call workers (or other children of this process) left: {forked_here}"
+    if forkserver_pid is not None:
+        ranks = _live_processes(parent=forkserver_pid)
+        assert ranks == [], f"processes forked from the forkserver (ranks, call workers) left: {ranks}"
 
 
 # -- the data-parallel pool -------------------------------------------------------------------------------
@@ -348,18 +374,8 @@ def test_a_load_failure_after_a_completed_adapter_keeps_its_results(tmp_path: Pa
 
 # -- interrupts -------------------------------------------------------------------------------------------
 def _session(sid: int) -> list[int]:
-    """Live processes of session ``sid`` (from /proc)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            pids.append(int(entry.name))
-    return pids
+    """Live processes of session ``sid``."""
+    return _live_processes(session=sid)
 
 
 def _semaphores(pids: list[int]) -> set[str]:
