@@ -131,9 +131,12 @@ def test_correct_variant_passes_without_noise() -> None:
     assert levels == {"embeddings", "encoder", "data_parallel"}, f"chapters that passed: {sorted(levels)}"
 
 
+@pytest.mark.xdist_group("bundled_cli_run")
 def test_bundled_adapters_pass_without_noise(bundled_cli_run: Any) -> None:
     """The bundled torch implementations (correct): the session's one command line run of them
-    (``tests/conftest.py``) has no root cause and no "follows from" verdict in any clause row."""
+    (``tests/conftest.py``) has no root cause and no "follows from" verdict in any clause row. Under
+    ``pytest -n 2 --dist loadgroup`` the group puts every reader of that run on one worker, so the
+    session makes it once (a session fixture is made once per xdist worker that uses it)."""
     reports = bundled_cli_run.report.get("reports", [])
     assert reports, bundled_cli_run.output
     for rep in reports:
