@@ -8,17 +8,18 @@
   equals :func:`~infonce_spec.reference.linear_encoder_grad`, cached for mini-batch sizes 1 .. N+2;
 * cached == uncached with dropout under one seed (CACHE-3) and for two forwards then two backwards
   (CACHE-4);
-* end to end: ``infonce-conformance run --profile quick`` exits 0 for ``mnrl`` and ``cached_mnrl``
-  (data-parallel world sizes 1 and 2 included) with exactly the expected "not claimed" properties.
+* end to end: ``infonce-conformance run --profile quick`` (the command line's ``main``, in this
+  process) exits 0 for ``mnrl`` and ``cached_mnrl`` (data-parallel world sizes 1 and 2 included) with
+  exactly the expected "not claimed" properties.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import io
 import json
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -338,25 +339,50 @@ def test_stand_in_model_is_called_once_per_column_in_order() -> None:
 E2E = ("mnrl", "cached_mnrl")
 
 
+def _forkserver_preloading(module: str) -> None:
+    """Let the run's data-parallel ranks inherit ``module`` (and sentence-transformers, about 2.5 s of
+    CPU per rank otherwise) from the forkserver: the session's forkserver (tests/conftest.py), when an
+    earlier test started it without ``module`` in its preload list, is stopped, so that the run starts
+    one that preloads the adapter's module (``distributed.mp_context``) and the session goes on with it."""
+    from multiprocessing import forkserver
+
+    from infonce_spec.conformance.distributed import stop_forkserver
+
+    server = forkserver._forkserver
+    running = getattr(server, "_forkserver_pid", None) is not None
+    if running and module not in (getattr(server, "_preload_modules", None) or ()):
+        stop_forkserver()
+
+
 @pytest.fixture(scope="module")
 def suite_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One ``infonce-conformance run --profile quick --world-sizes 1,2`` over both adapters."""
+    """One ``infonce-conformance run --adapter ...:mnrl --adapter ...:cached_mnrl --profile quick
+    --world-sizes 1,2``: the command line's ``main``, called in this process, which has imported
+    sentence-transformers already (a new process would import it again, seconds of CPU), inside the
+    session's ``shared_forkserver`` block. Its call workers are forked from this process with the
+    heap frozen (``gc.freeze``, as CPython advises before a fork: the CACHE-5 meter's ``gc.collect``
+    walks only the worker's own objects); what the run computes and checks is unchanged."""
+    from infonce_spec.conformance import cli
+
     tmp = tmp_path_factory.mktemp("st-conformance")
-    exe = shutil.which("infonce-conformance") or str(Path(sys.executable).with_name("infonce-conformance"))
-    command = [exe] if Path(exe).exists() else [sys.executable, "-m", "infonce_spec.conformance"]
     out = tmp / "report.json"
     args = ["run", *(a for name in E2E for a in ("--adapter", f"{MODULE}:{name}"))]
     args += ["--profile", "quick", "--world-sizes", "1,2", "--no-progress", "--json", str(out)]
     args += ["--reproducers", str(tmp / "failures")]
-    run = subprocess.run(
-        [*command, *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    _forkserver_preloading(MODULE)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    gc.collect()
+    gc.freeze()
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            returncode = cli.main(args)
+    finally:
+        gc.unfreeze()
     report = json.loads(out.read_text()) if out.exists() else {}
-    report["returncode"], report["output"] = run.returncode, f"{run.stdout[-4000:]}\n{run.stderr[-2000:]}"
+    report["returncode"], report["output"] = (
+        returncode,
+        f"{stdout.getvalue()[-4000:]}\n{stderr.getvalue()[-2000:]}",
+    )
     return report
 
 
