@@ -244,7 +244,8 @@ def _settings(profile: Profile, prop: Property, level_examples: int) -> settings
 
 #: Examples hypothesis may still try after the first failing one, while shrinking it: enough to
 #: shrink a numeric failure to a small case, bounded so that a broken adapter cannot make a property
-#: cost hundreds of calls. The smallest failure seen by then is reported.
+#: cost hundreds of calls. The failure hypothesis has shrunk to by then -- the last one seen, its
+#: smallest in its own order of choices (not always the fewest array elements) -- is reported.
 SHRINK_LIMIT = 60
 
 
