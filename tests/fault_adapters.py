@@ -105,6 +105,17 @@ class MemoryErrorAtRank1(DataParallel):
         raise MemoryError("cannot allocate the gathered embeddings")
 
 
+class HangingRankEncoder(TorchAdapter):
+    """Data-parallel, correct except that ``rank_encoder`` never answers on any rank (a run held in a
+    data-parallel call, for the interrupt tests)."""
+
+    def __init__(self) -> None:
+        super().__init__("fault-hanging-rank-encoder", data_parallel=True)
+
+    def rank_encoder(self, case: Any) -> Any:
+        time.sleep(3600)
+
+
 class ConstructorRaisesInWorker(DataParallel):
     """Loads in the runner, but its constructor raises in a spawned worker."""
 
