@@ -5,6 +5,10 @@ data-parallel pool and the single-process worker directly (verdict text, kind, r
 the pool replaced, the same text on a second run); command-line tests check exit codes, the JSON
 report, the run time against a clean run, and clean interrupts (no process, semaphore or socket
 folder left behind). Time bounds are generous bounds, not benchmarks.
+
+What costs seconds is shared: the pools of the harness-level tests come from the session's one
+forkserver (tests/conftest.py; after each test every pool and worker is stopped and none is left),
+and the single-process and rank faults on the command line are one run (:func:`faults_cli_run`).
 """
 
 from __future__ import annotations
