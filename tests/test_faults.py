@@ -74,10 +74,14 @@ def _no_worker_left() -> Iterator[None]:
     forkserver_pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
     helpers = {forkserver_pid, getattr(resource_tracker._resource_tracker, "_pid", None)}
     forked_here = [pid for pid in _live_processes(parent=os.getpid()) if pid not in helpers]
-    assert forked_here == [], f"call workers (or other children of this process) left: {forked_here}"
+    assert forked_here == [], (
+        f"call workers (or other children) left by this or an earlier test: {forked_here}"
+    )
     if forkserver_pid is not None:
         ranks = _live_processes(parent=forkserver_pid)
-        assert ranks == [], f"processes forked from the forkserver (ranks, call workers) left: {ranks}"
+        assert ranks == [], (
+            f"ranks or call workers of the forkserver left by this or an earlier test: {ranks}"
+        )
 
 
 # -- the data-parallel pool -------------------------------------------------------------------------------
