@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import io
 import json
 import re
@@ -359,9 +358,7 @@ def suite_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One ``infonce-conformance run --adapter ...:mnrl --adapter ...:cached_mnrl --profile quick
     --world-sizes 1,2``: the command line's ``main``, called in this process, which has imported
     sentence-transformers already (a new process would import it again, seconds of CPU), inside the
-    session's ``shared_forkserver`` block. Its call workers are forked from this process with the
-    heap frozen (``gc.freeze``, as CPython advises before a fork: the CACHE-5 meter's ``gc.collect``
-    walks only the worker's own objects); what the run computes and checks is unchanged."""
+    session's ``shared_forkserver`` block; what the run computes and checks is unchanged."""
     from infonce_spec.conformance import cli
 
     tmp = tmp_path_factory.mktemp("st-conformance")
@@ -371,13 +368,8 @@ def suite_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     args += ["--reproducers", str(tmp / "failures")]
     _forkserver_preloading(MODULE)
     stdout, stderr = io.StringIO(), io.StringIO()
-    gc.collect()
-    gc.freeze()
-    try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            returncode = cli.main(args)
-    finally:
-        gc.unfreeze()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        returncode = cli.main(args)
     report = json.loads(out.read_text()) if out.exists() else {}
     report["returncode"], report["output"] = (
         returncode,
