@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import queue
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -183,6 +184,12 @@ def stop_forkserver() -> None:
         return
     from multiprocessing import forkserver
 
+    # Its children are gone: the forkserver is killed rather than asked, since an interpreter that
+    # has imported torch takes about a second to exit; ``_stop`` then reaps it and cleans up.
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    if pid is not None:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
     stop = getattr(forkserver._forkserver, "_stop", None)
     if stop is not None:
         with contextlib.suppress(Exception):

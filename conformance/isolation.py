@@ -463,7 +463,7 @@ class CallWorker:
         what = "while loading the adapter" if starting else f"in {method}(case)"
         if not self._conn.poll(timeout):
             stack = thread_stack(read_dump(self._proc, self._dump) or "")
-            self.close()
+            self.close(graceful=False)  # a hung worker cannot read the request to stop
             raise AdapterFault(
                 "timeout", f"adapter did not answer within {timeout:g} s {what}", call=method, frame=stack
             )
@@ -500,15 +500,17 @@ class CallWorker:
             )
         raise exc from _RemoteTraceback(tb)
 
-    def close(self) -> None:
-        """Stop the worker (ask, then terminate, then kill; always join)."""
+    def close(self, *, graceful: bool = True) -> None:
+        """Stop the worker: ask and wait a second (if ``graceful``), then terminate, then kill;
+        always join."""
         proc, conn = self._proc, self._conn
         self._proc = self._conn = None
-        if conn is not None:
+        if conn is not None and graceful:
             with contextlib.suppress(Exception):
                 conn.send(None)
         if proc is not None and proc._popen is not None:
-            proc.join(timeout=1.0)
+            if graceful:
+                proc.join(timeout=1.0)
             end_process(proc)
         if conn is not None:
             with contextlib.suppress(Exception):

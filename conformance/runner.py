@@ -534,6 +534,10 @@ def run_adapter(
                             prop, Context(loaded, harness=harness, world_size=w), prof, reproducer_dir=rdir
                         )
                     )
+            except BaseException:  # an interrupt: a rank may be busy or hung, so no graceful wait
+                if isinstance(harness, GlooHarness):
+                    harness.close(graceful=False)
+                raise
             finally:
                 harness.close()
     finally:
