@@ -334,12 +334,21 @@ def _drop_inherited_pipes() -> None:
             setattr(helper, pid_attr, None)
 
 
-def _serve(adapter: Any, conn: Any, dump_path: str) -> None:
+def _serve(adapter: Any, conn: Any, dump_path: str, runner_end: Any = None) -> None:
     """The single-process worker: load the adapter (``adapter`` is its name, or the object itself in
-    a forked worker), then answer ``(method, case)`` until ``None``."""
+    a forked worker), then answer ``(method, case)`` until ``None`` or until the runner's end of
+    the pipe is closed.
+
+    A forked worker first closes its copies of the runner's pipe ends -- ``runner_end`` (its own
+    pipe's) and every other live worker's: a copy left open would keep that pipe from ever
+    reaching end-of-file, and a worker the runner dropped would wait forever."""
     prepare_worker(dump_path)
     if not isinstance(adapter, str):
         _drop_inherited_pipes()
+        for other in [runner_end, *(w._conn for w in list(_LIVE))]:
+            if other is not None:
+                with contextlib.suppress(OSError):
+                    other.close()
     torch = sys.modules.get("torch")  # imported by the parent (a child imports its own afresh)
     if not isinstance(adapter, str) and torch is not None:  # forked: the parent's OpenMP pool is not
         torch.set_num_threads(1)  # fork-safe (a child that runs a parallel region hangs): one thread
@@ -438,7 +447,10 @@ class CallWorker:
             ctx, target = distributed.mp_context(self.loaded.spec), self.loaded.spec
         parent, child = ctx.Pipe()
         proc = ctx.Process(
-            target=_serve, args=(target, child, self._dump), daemon=True, name="infonce-conformance-call"
+            target=_serve,
+            args=(target, child, self._dump, parent if self.fork else None),
+            daemon=True,
+            name="infonce-conformance-call",
         )
         with distributed.no_main_reimport(), _frozen_heap(self.fork):
             proc.start()

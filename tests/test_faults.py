@@ -13,6 +13,7 @@ and the single-process and rank faults on the command line are one run (:func:`f
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -233,6 +234,25 @@ def test_a_dead_worker_is_a_crash_and_is_replaced(short_timeout: float) -> None:
     assert info.value.kind == "crash"
     assert info.value.detail == "the adapter's worker process died (exit code 7) in embeddings(case)"
     assert np.shape(_encoder(ctx).grad_weight) == (2, 2)
+
+
+def test_a_worker_dropped_without_close_exits_by_itself() -> None:
+    """A call worker the runner lets go of (no ``close``) sees its pipe end and exits, even with
+    another worker forked after it (which must not keep a copy of the first one's pipe open)."""
+    from infonce_spec.conformance.isolation import CallWorker
+
+    loaded = load_adapter(f"{BUNDLED}:uncached")
+    first, second = CallWorker(loaded), CallWorker(loaded)
+    case = EmbeddingCase(np.eye(2, 3), np.eye(2, 3)[None], Config())
+    first.call("embeddings", case)
+    second.call("embeddings", case)
+    proc = first._proc
+    del first
+    gc.collect()
+    proc.join(timeout=10)
+    assert proc.exitcode == 0, "the dropped worker is still waiting for a request"
+    assert np.isfinite(second.call("embeddings", case).loss)  # the other worker still answers
+    second.discard()
 
 
 OUTPUT_FAULTS = [
