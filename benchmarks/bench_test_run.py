@@ -1,7 +1,7 @@
 """The project's own test run: wall time of ``./run test`` (two pytest-xdist workers), and where it goes.
 
 Target (issue "architecture step"): the test run in <= 150 s on the 2-core development machine, with
-nothing less checked. The run is timed as ``./run test`` runs it (``pytest -n 2 --dist loadgroup``); the
+nothing less checked. The run is timed as ``./run test`` runs it (``pytest -n 2 --dist loadfile``); the
 baseline measured in the same run is the same suite in one process (``-n 0``), so the ratio says
 what the second worker buys on this machine. ``--durations=0`` gives each test's setup, call and
 teardown; they are summed per file (the files that dominate are where sharing pays).
@@ -42,11 +42,11 @@ def machine() -> str:
 
 
 def timed_run(workers: int) -> tuple[float, str]:
-    """``python -m pytest -n WORKERS --dist loadgroup -q --durations=0`` (as ``./run test``) from the
+    """``python -m pytest -n WORKERS --dist loadfile -q --durations=0`` (as ``./run test``) from the
     repository root: wall seconds, output."""
     start = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-n", str(workers), "--dist", "loadgroup", "-q", "--durations=0"],
+        [sys.executable, "-m", "pytest", "-n", str(workers), "--dist", "loadfile", "-q", "--durations=0"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -6,8 +6,7 @@ joint) and forgets the query_to_query self mask (MASK-QQ-1). The CLI loads it by
 Exit codes: 0 conformant, 1 not conformant, 2 usage or load error, 3 interrupted, 4 internal error.
 
 A process start costs (torch, the adapter's imports), so one process serves every test that reads
-it: the session's run of the bundled adapters (tests/conftest.py), this module's run of the broken
-adapter, one ``list`` per adapter name, and one run whose adapters fail to load one after another.
+it: this module's run of the bundled adapters, its run of the broken adapter, one ``list`` per adapter name, and one run whose adapters fail to load one after another.
 Each behaviour a user sees through a process (an exit status, one line and no traceback) is checked
 on a process at least once; the other checks of the same code call ``cli.main`` in this process.
 """
@@ -111,9 +110,62 @@ def in_process() -> Iterator[None]:
         )
 
 
+@dataclass(frozen=True)
+class CliRun:
+    """One ``infonce-conformance run`` process: its exit code, output and reports."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    report: dict[str, Any]
+    markdown: str
+    reproducers: Path
+
+    @property
+    def output(self) -> str:
+        """The end of what it printed (for failure messages)."""
+        return self.stdout[-3000:] + self.stderr[-3000:]
+
+
+def cli_run(tmp: Path, *args: str) -> CliRun:
+    """``python -m infonce_spec.conformance run ARGS`` with ``--json``, ``--report`` and
+    ``--reproducers`` in ``tmp``, from the repository root."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infonce_spec.conformance",
+            "run",
+            *args,
+            "--json",
+            str(tmp / "r.json"),
+            "--report",
+            str(tmp / "r.md"),
+            "--reproducers",
+            str(tmp / "repro"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    report = json.loads((tmp / "r.json").read_text()) if (tmp / "r.json").is_file() else {}
+    markdown = (tmp / "r.md").read_text() if (tmp / "r.md").is_file() else ""
+    return CliRun(out.returncode, out.stdout, out.stderr, report, markdown, tmp / "repro")
+
+
+@pytest.fixture(scope="module")
+def bundled_cli_run(tmp_path_factory: pytest.TempPathFactory) -> CliRun:
+    """``infonce-conformance run --profile quick --world-sizes 1,2`` over the bundled adapters (no
+    ``--adapter``), a process as a user starts it: one run, read by the tests below."""
+    return cli_run(tmp_path_factory.mktemp("bundled-cli-run"), "--profile", "quick", "--world-sizes", "1,2")
+
+
 @pytest.mark.distributed
-def test_run_quick_on_the_bundled_adapters_exits_zero(bundled_cli_run) -> None:  # type: ignore[no-untyped-def]
-    """The session's one command line run of the bundled adapters (tests/conftest.py)."""
+def test_run_quick_on_the_bundled_adapters_exits_zero(bundled_cli_run: CliRun) -> None:
+    """The command line run of the bundled adapters passes, with a Markdown report and no reproducer."""
     out = bundled_cli_run
     assert out.returncode == 0, out.output
     report = out.report
@@ -125,6 +177,21 @@ def test_run_quick_on_the_bundled_adapters_exits_zero(bundled_cli_run) -> None: 
         assert verdicts["CACHE-5"] == ("pass" if cached else "not claimed")  # cached/loss_stage_memory
     assert "| MASK-QQ-1 | self excluded | pass |" in out.markdown
     assert not out.reproducers.exists()
+
+
+@pytest.mark.distributed
+def test_the_bundled_adapters_pass_without_noise(bundled_cli_run: CliRun) -> None:
+    """The bundled torch implementations are correct: the run has no root cause and no "follows
+    from" verdict in any clause row (the mutant catalogue's correct side, tests/test_mutants.py)."""
+    reports = bundled_cli_run.report.get("reports", [])
+    assert reports, bundled_cli_run.output
+    for rep in reports:
+        noisy = [
+            c for c in rep["clauses"] if c["verdict"] == "FAIL" or c["verdict"].startswith("follows from")
+        ]
+        assert rep["ok"] and not rep["root_causes"] and not noisy, (
+            f"{rep['adapter']}: {noisy or rep['root_causes']}"
+        )
 
 
 def test_the_numpy_adapter_itself_is_correct() -> None:

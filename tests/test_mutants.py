@@ -14,8 +14,8 @@ What runs here, within the test budget (about 40-60 s of the project's 150 s on 
   from" it), with the ``quick`` profile and the single-process chapters whose code the mutant
   changes (:func:`chapters`; none of them is a data-parallel bug, and a chapter whose code is the
   trunk's passes as the trunk does);
-* the bundled torch adapters (correct) show no root cause and no "follows from" in the session's one
-  command line run of them (``bundled_cli_run``, tests/conftest.py);
+* the bundled torch adapters (correct) show no root cause and no "follows from" in the command line
+  run of them (``test_the_bundled_adapters_pass_without_noise`` in tests/test_conformance_cli.py);
 * the recorded kill matrix in docs/mutants.md covers the whole catalogue and every correct
   implementation.
 
@@ -27,12 +27,9 @@ Nothing is printed here: a failure message carries the FAIL set and the report's
 
 from __future__ import annotations
 
-import gc
-import importlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis.configuration import set_hypothesis_home_dir, storage_directory
@@ -77,24 +74,6 @@ def hypothesis_storage_outside_the_checkout(tmp_path_factory: pytest.TempPathFac
     set_hypothesis_home_dir(previous)
 
 
-@pytest.fixture(scope="module")
-def forked_workers_inherit_the_meter_imports() -> Iterator[None]:
-    """Each run below forks its own call worker (conformance/isolation.py) from this process. Two
-    costs every worker would pay again are paid here once and inherited instead:
-
-    * the CACHE-5 meter's ``TorchDispatchMode`` imports ``torch._dynamo`` (with sympy: about 1.5 s of
-      CPU) on first use -- in every forked worker whose parent has not imported it;
-    * the meter's ``gc.collect()`` walks, and so copies, every object the worker inherited: objects
-      frozen here (``gc.freeze``, as CPython advises before a fork) are not walked.
-
-    What the runs compute and check is unchanged; the objects are unfrozen afterwards."""
-    importlib.import_module("torch._dynamo")
-    gc.collect()
-    gc.freeze()
-    yield
-    gc.unfreeze()
-
-
 def explain(row: Row) -> str:
     """The diagnosis of a run, for a failure message."""
     lines = [
@@ -121,7 +100,6 @@ def test_catalogue_is_well_formed() -> None:
         assert v.spec in CORRECT
 
 
-@pytest.mark.usefixtures("forked_workers_inherit_the_meter_imports")
 def test_correct_variant_passes_without_noise() -> None:
     spec = VARIANTS["dp_global_loss_every_rank"].spec
     report, seconds = run(spec, profile="quick", world_sizes=(2,))
@@ -129,23 +107,6 @@ def test_correct_variant_passes_without_noise() -> None:
     assert row.ok and not row.follows and not row.roots, explain(row)
     levels = {r.level for r in report.results if r.status == "pass"}
     assert levels == {"embeddings", "encoder", "data_parallel"}, f"chapters that passed: {sorted(levels)}"
-
-
-@pytest.mark.xdist_group("bundled_cli_run")
-def test_bundled_adapters_pass_without_noise(bundled_cli_run: Any) -> None:
-    """The bundled torch implementations (correct): the session's one command line run of them
-    (``tests/conftest.py``) has no root cause and no "follows from" verdict in any clause row. Under
-    ``pytest -n 2 --dist loadgroup`` the group puts every reader of that run on one worker, so the
-    session makes it once (a session fixture is made once per xdist worker that uses it)."""
-    reports = bundled_cli_run.report.get("reports", [])
-    assert reports, bundled_cli_run.output
-    for rep in reports:
-        noisy = [
-            c for c in rep["clauses"] if c["verdict"] == "FAIL" or c["verdict"].startswith("follows from")
-        ]
-        assert rep["ok"] and not rep["root_causes"] and not noisy, (
-            f"{rep['adapter']}: {noisy or rep['root_causes']}"
-        )
 
 
 def chapters(m: Mutant) -> set[str]:
@@ -161,11 +122,9 @@ def chapters(m: Mutant) -> set[str]:
 
 
 @pytest.mark.parametrize("mid", SUBSET)
-def test_mutant_is_diagnosed_with_its_tag_only(mid: str, request: pytest.FixtureRequest) -> None:
+def test_mutant_is_diagnosed_with_its_tag_only(mid: str) -> None:
     m = CATALOGUE[mid]
     levels = chapters(m)
-    if "encoder" in levels:  # the chapter of the CACHE-5 meter
-        request.getfixturevalue("forked_workers_inherit_the_meter_imports")
     report, seconds = run(m.spec, profile="quick", world_sizes=(), select=lambda p: p.level in levels)
     row = row_of(report, id=mid, tag=m.clause, level=m.level, expected=m.expected_roots, seconds=seconds)
     assert row.caught, f"{mid} ({m.clause}) SURVIVED the suite: {m.description}"
