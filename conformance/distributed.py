@@ -127,7 +127,10 @@ def _worker_main(
 def mp_context(spec: str) -> Any:
     """A forkserver context preloading torch and the adapter's module (spawn where unavailable).
 
-    Notes whether this module started the forkserver, so that :func:`stop_forkserver` stops it."""
+    Notes whether this module started the forkserver, so that :func:`stop_forkserver` stops it. A
+    forkserver this module started for another adapter (a :func:`shared_forkserver` block) that
+    lacks this adapter's module is started again with it while it has no worker: otherwise every
+    rank would import the adapter's library itself (seconds each for sentence-transformers)."""
     global _STARTED_FORKSERVER
     methods = multiprocessing.get_all_start_methods()
     if "forkserver" not in methods:
@@ -140,10 +143,24 @@ def mp_context(spec: str) -> Any:
     module = spec.partition(":")[0]
     if not module.endswith(".py") and "/" not in module:
         preload.append(module)
-    if getattr(forkserver._forkserver, "_forkserver_pid", None) is None:
+    server = forkserver._forkserver
+    running = getattr(server, "_forkserver_pid", None) is not None
+    lacks = not set(preload) <= set(getattr(server, "_preload_modules", None) or ())
+    if running and _STARTED_FORKSERVER and lacks and not _forkserver_has_workers():
+        stop_forkserver()
+        running = False
+    if not running:
         _STARTED_FORKSERVER = True
         ctx.set_forkserver_preload(preload)
     return ctx
+
+
+def _forkserver_has_workers() -> bool:
+    """Whether a pool's rank or a call worker taken from the forkserver is running (it would lose
+    its exit status with the forkserver)."""
+    from .isolation import forkserver_workers_alive
+
+    return any(pool._procs for pool in list(_POOLS)) or forkserver_workers_alive()
 
 
 _STARTED_FORKSERVER = False

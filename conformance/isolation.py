@@ -61,6 +61,7 @@ __all__ = [
     "close_workers",
     "end_process",
     "exit_description",
+    "forkserver_workers_alive",
     "isolated",
     "last_frame",
     "load_summary",
@@ -612,6 +613,11 @@ def isolated(loaded: Any) -> Any:
     if worker is None or worker.loaded is not loaded or worker.fork != (mode == "fork"):
         worker = _WORKERS[id(loaded)] = CallWorker(loaded, fork=mode == "fork")
     return IsolatedAdapter(loaded.adapter, worker)
+
+
+def forkserver_workers_alive() -> bool:
+    """Whether a single-process worker taken from the forkserver (not forked from here) is running."""
+    return any(w._proc is not None and not w.fork for w in list(_LIVE))
 
 
 def close_workers() -> None:

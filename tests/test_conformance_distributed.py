@@ -150,6 +150,27 @@ def test_runs_in_a_shared_block_reuse_one_forkserver_and_a_run_outside_stops_it(
     assert stopped, "a run outside a shared_forkserver block must stop the forkserver"
 
 
+def test_a_forkserver_without_the_adapters_module_is_started_again_while_it_has_no_worker() -> None:
+    """One forkserver serves the runs of a shared block, but the ranks of an adapter whose module it
+    did not preload would each import it (seconds for sentence-transformers): between pools, the
+    forkserver is started again with that module; a second run of the same adapter reuses it."""
+    from multiprocessing import forkserver
+
+    def dp_run(spec: str) -> None:
+        rep = run_adapter(spec, profile="quick", world_sizes=(1,), reproducer_dir=None, select=_dp_only)
+        assert rep.ok, [(r.label, r.failure) for r in rep.results]
+
+    mutants = "infonce_spec.conformance.mutants.catalogue"
+    dp_run("infonce_spec.adapters.bundled:data_parallel")
+    first = forkserver_pid()
+    dp_run(f"{mutants}:variants.dp_global_loss_every_rank")
+    second = forkserver_pid()
+    assert second is not None and second != first
+    assert mutants in forkserver._forkserver._preload_modules
+    dp_run(f"{mutants}:variants.dp_global_loss_every_rank")
+    assert forkserver_pid() == second
+
+
 def test_torchrun_is_detected_from_its_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(key, raising=False)

@@ -338,21 +338,6 @@ def test_stand_in_model_is_called_once_per_column_in_order() -> None:
 E2E = ("mnrl", "cached_mnrl")
 
 
-def _forkserver_preloading(module: str) -> None:
-    """Let the run's data-parallel ranks inherit ``module`` (and sentence-transformers, about 2.5 s of
-    CPU per rank otherwise) from the forkserver: the session's forkserver (tests/conftest.py), when an
-    earlier test started it without ``module`` in its preload list, is stopped, so that the run starts
-    one that preloads the adapter's module (``distributed.mp_context``) and the session goes on with it."""
-    from multiprocessing import forkserver
-
-    from infonce_spec.conformance.distributed import stop_forkserver
-
-    server = forkserver._forkserver
-    running = getattr(server, "_forkserver_pid", None) is not None
-    if running and module not in (getattr(server, "_preload_modules", None) or ()):
-        stop_forkserver()
-
-
 @pytest.fixture(scope="module")
 def suite_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One ``infonce-conformance run --adapter ...:mnrl --adapter ...:cached_mnrl --profile quick
@@ -366,7 +351,6 @@ def suite_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     args = ["run", *(a for name in E2E for a in ("--adapter", f"{MODULE}:{name}"))]
     args += ["--profile", "quick", "--world-sizes", "1,2", "--no-progress", "--json", str(out)]
     args += ["--reproducers", str(tmp / "failures")]
-    _forkserver_preloading(MODULE)
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         returncode = cli.main(args)
