@@ -244,9 +244,13 @@ def _settings(profile: Profile, prop: Property, level_examples: int) -> settings
 
 #: Examples hypothesis may still try after the first failing one, while shrinking it: enough to
 #: shrink a numeric failure to a small case, bounded so that a broken adapter cannot make a property
-#: cost hundreds of calls. The failure hypothesis has shrunk to by then -- the last one seen, its
-#: smallest in its own order of choices (not always the fewest array elements) -- is reported.
+#: cost hundreds of calls.
 SHRINK_LIMIT = 60
+
+#: Shrinking also stops after this many examples without a failing case smaller (in array
+#: elements) than the smallest so far. The failure reported is the smallest in array elements seen
+#: (of equal ones, the later: hypothesis only tries what is simpler in its own order).
+SHRINK_PATIENCE = 20
 
 
 class _Stop(BaseException):
@@ -285,7 +289,8 @@ def run_property(
 ) -> PropertyResult:
     """Run one property against ``ctx``'s adapter; never raises for the adapter's failures.
 
-    A failing example is shrunk by hypothesis for at most :data:`SHRINK_LIMIT` further examples; an
+    A failing example is shrunk by hypothesis for at most :data:`SHRINK_LIMIT` further examples (and
+    :data:`SHRINK_PATIENCE` without a smaller one); the smallest failing case is reported; an
     adapter fault or a premise failure stops the property at once (it is reported from the first
     case that met it: a fault cannot get simpler, and a premise failure is evidence about a simpler
     rule whose own property shrinks it).
@@ -298,15 +303,17 @@ def run_property(
         return result
     result.clauses = prop.checked_clauses(ctx.caps)
     budget = profile.dp_examples if prop.level == "data_parallel" else profile.examples
-    state: dict[str, Any] = {"n": 0, "first": None, "last": None}
+    state: dict[str, Any] = {"n": 0, "first": None, "best": None, "best_n": 0}
 
     @_settings(profile, prop, budget)
     @given(st.data())
     def test(data: Any) -> None:
         case = prop.draw(data, ctx)
         state["n"] += 1
-        if state["first"] is not None and state["n"] > state["first"] + SHRINK_LIMIT:
-            raise _Stop(state["last"])
+        if state["first"] is not None and (
+            state["n"] > state["first"] + SHRINK_LIMIT or state["n"] > state["best_n"] + SHRINK_PATIENCE
+        ):
+            raise _Stop(state["best"])
         try:
             prop.check(case, ctx)
         except PremiseFailure as exc:
@@ -316,7 +323,8 @@ def run_property(
             exc.case = case
             if state["first"] is None:
                 state["first"] = state["n"]
-            state["last"] = exc
+            if state["best"] is None or _case_size(case)[0] <= _case_size(state["best"].case)[0]:
+                state["best"], state["best_n"] = exc, state["n"]
             raise
         except Exception as exc:
             fault = _fault(exc)
@@ -336,8 +344,10 @@ def run_property(
             raise first from None
     except _Stop as stop:
         failure = stop.failure
-    except ConformanceFailure as exc:
-        failure = exc
+    except ConformanceFailure as exc:  # hypothesis' own end of shrinking: the smallest seen is reported
+        best = state["best"]
+        smaller = best is not None and _case_size(best.case)[0] < _case_size(exc.case or {})[0]
+        failure = best if smaller else exc
     except (hypothesis_errors.Unsatisfiable, hypothesis_errors.FailedHealthCheck) as exc:
         result.status, result.reason = "ERROR", f"the suite could not generate examples: {exc}"
     finally:
