@@ -567,8 +567,10 @@ class TorchrunHarness:
             raise _error_fault(errors[0], method, what)
         return [p for _, p in gathered]
 
-    def close(self) -> None:
+    def close(self, *, graceful: bool = True) -> None:
+        """The ranks leave together (a barrier); not after an interrupt (``graceful=False``), where
+        the other ranks may be gone and the barrier would wait for the group's timeout."""
         import torch.distributed as dist
 
-        if dist.is_initialized():
+        if graceful and dist.is_initialized():
             dist.barrier()

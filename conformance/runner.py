@@ -544,11 +544,10 @@ def run_adapter(
                             prop, Context(loaded, harness=harness, world_size=w), prof, reproducer_dir=rdir
                         )
                     )
-            except BaseException:  # an interrupt: a rank may be busy or hung, so no graceful wait
-                if isinstance(harness, GlooHarness):
-                    harness.close(graceful=False)
+            except BaseException:  # an interrupt: a rank may be busy, hung or gone, so no graceful wait
+                harness.close(graceful=False)
                 raise
-            finally:
+            else:
                 harness.close()
     finally:
         end_of_run()
