@@ -55,7 +55,7 @@ SUBSET: tuple[str, ...] = (
     "cache_ignores_upstream",
 )
 
-#: Subset mutants the suite still diagnoses wrongly: the defect, as reported to the lead. Such a test is
+#: Subset mutants the suite still diagnoses wrongly, with the defect in words. Such a test is
 #: an expected failure that must stay caught; once the diagnosis is right the test fails until the
 #: entry goes (like a strict xfail).
 MISDIAGNOSED: dict[str, str] = {}
