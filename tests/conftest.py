@@ -19,8 +19,6 @@ from hypothesis import configuration
 
 from infonce_spec.conformance.distributed import shared_forkserver
 
-ROOT = Path(__file__).resolve().parents[1]
-
 # hypothesis keeps its example database and constants cache in the current folder unless told
 # otherwise: a plain `python -m pytest` from the checkout must not write `.hypothesis/` there.
 os.environ.setdefault(

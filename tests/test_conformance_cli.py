@@ -100,14 +100,12 @@ def in_process() -> Iterator[None]:
     """``cli.main`` called in this process, inside the test session's ``shared_forkserver`` block
     (tests/conftest.py): a command's end stops its workers and pools but keeps the session's
     forkserver (``interrupt.shutdown``), which is checked here."""
-    from multiprocessing import forkserver
+    from tests.processes import forkserver_pid
 
-    before = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    before = forkserver_pid()
     yield
     if before is not None:
-        assert getattr(forkserver._forkserver, "_forkserver_pid", None) == before, (
-            "the command stopped the forkserver"
-        )
+        assert forkserver_pid() == before, "the command stopped the forkserver"
 
 
 @dataclass(frozen=True)

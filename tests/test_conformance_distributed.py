@@ -13,6 +13,7 @@ from infonce_spec.conformance import distributed
 from infonce_spec.conformance.distributed import in_torchrun
 from infonce_spec.conformance.protocol import Capabilities, RankCase
 from infonce_spec.conformance.runner import run_adapter
+from tests.processes import forkserver_pid, helper_pids, live_processes
 
 HERE = Path(__file__).resolve()
 pytestmark = pytest.mark.distributed
@@ -39,29 +40,10 @@ class HangingRank(CrashingRank):
         raise ValueError("rank 0 gives up")
 
 
-def forkserver_pid() -> int | None:
-    """The session's forkserver (a child kept on purpose between runs; it exits with this process)."""
-    from multiprocessing import forkserver
-
-    return getattr(forkserver._forkserver, "_forkserver_pid", None)
-
-
 def _children() -> set[int]:
-    """Live child processes of this process (from /proc), except multiprocessing's resource tracker
-    (a per-interpreter singleton of the standard library that exits with its parent) and the test
-    session's one forkserver (kept between runs on purpose, ``tests/conftest.py``)."""
-    me, out = os.getpid(), set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if int(fields[1]) == me and fields[0] != "Z" and "resource_tracker" not in cmdline:
-            out.add(int(entry.name))
-    return out - {forkserver_pid()}
+    """Live child processes of this process, except the ones it keeps on purpose (the session's
+    forkserver, multiprocessing's resource tracker)."""
+    return set(live_processes(parent=os.getpid())) - helper_pids()
 
 
 def _dp_only(prop) -> bool:  # type: ignore[no-untyped-def]

@@ -21,7 +21,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from multiprocessing import forkserver, resource_tracker
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from infonce_spec.conformance.protocol import (
     load_adapter,
 )
 from infonce_spec.reference import Config
+from tests.processes import forkserver_pid, helper_pids, live_processes
 
 FAULTS = Path(__file__).resolve().parent / "fault_adapters.py"
 BUNDLED = "infonce_spec.adapters.bundled"
@@ -50,21 +50,6 @@ def spec(name: str) -> str:
     return f"{FAULTS}:{name}"
 
 
-def _live_processes(*, parent: int | None = None, session: int | None = None) -> list[int]:
-    """Live (not zombie) processes with this parent process or of this session (from /proc)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            state, ppid, _pgrp, sid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:4]
-        except (OSError, ValueError):
-            continue
-        if state != "Z" and (int(ppid) == parent or int(sid) == session):
-            pids.append(int(entry.name))
-    return pids
-
-
 @pytest.fixture(autouse=True)
 def _no_worker_left() -> Iterator[None]:
     """After each test every pool and call worker is stopped (:func:`close_pools`), and no process
@@ -72,14 +57,14 @@ def _no_worker_left() -> Iterator[None]:
     whole session; a start costs seconds), none forked from this process but the session's helpers."""
     yield
     close_pools()
-    forkserver_pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
-    helpers = {forkserver_pid, getattr(resource_tracker._resource_tracker, "_pid", None)}
-    forked_here = [pid for pid in _live_processes(parent=os.getpid()) if pid not in helpers]
+    helpers = helper_pids()
+    forked_here = [pid for pid in live_processes(parent=os.getpid()) if pid not in helpers]
     assert forked_here == [], (
         f"call workers (or other children) left by this or an earlier test: {forked_here}"
     )
-    if forkserver_pid is not None:
-        ranks = _live_processes(parent=forkserver_pid)
+    server = forkserver_pid()
+    if server is not None:
+        ranks = live_processes(parent=server)
         assert ranks == [], (
             f"ranks or call workers of the forkserver left by this or an earlier test: {ranks}"
         )
@@ -423,7 +408,7 @@ def test_a_load_failure_after_a_completed_adapter_keeps_its_results(tmp_path: Pa
 # -- interrupts -------------------------------------------------------------------------------------------
 def _session(sid: int) -> list[int]:
     """Live processes of session ``sid``."""
-    return _live_processes(session=sid)
+    return live_processes(session=sid)
 
 
 def _semaphores(pids: list[int]) -> set[str]:
