@@ -8,8 +8,11 @@ was already wrong: evidence about that simpler rule, see :mod:`.properties.check
 
 Rules (spec §15.1, the ``presupposes`` column of the clause index):
 
-1. Every group of identical adapter faults is one root cause, filed under the output-contract
-   clause it breaks, if any.
+1. Every adapter fault of one *origin* is one root cause, filed under the output-contract clause it
+   breaks, if any. The origin is what the fault is, not how it is worded: its kind, that clause, the
+   exception's type and the innermost frame of the adapter's own code (hypothesis' "interesting
+   origin"), never the message text, which often carries the case's shapes. Its line says what its
+   failing cases have in common that the passing ones lack (:mod:`.triggers`).
 2. Among the clauses that strong failures blame, the **roots** are those that presuppose no other
    blamed clause; every other blamed clause *follows from* the roots it presupposes.
 3. A premise failure follows from the roots equal to its clause or presupposed by it; one that no
@@ -28,6 +31,8 @@ from typing import Any
 from infonce_spec.clauses import CLAUSE_IDS, presupposes
 from infonce_spec.clauses import clause as clause_row
 
+from .triggers import trigger
+
 __all__ = ["Diagnosis", "RootCause", "diagnose"]
 
 
@@ -42,6 +47,10 @@ class RootCause:
     explanation: str
     established_by: list[Any] = field(default_factory=list)
     consequences: list[Any] = field(default_factory=list)
+    #: What the failing cases have in common that the passing ones lack (:func:`~.triggers.trigger`).
+    trigger: str = ""
+    #: What the implementation computes instead: the known mistakes that reproduce its outputs.
+    matches: list[str] = field(default_factory=list)
 
     @property
     def smallest(self) -> Any:
@@ -64,6 +73,10 @@ class RootCause:
         if f.shapes:
             where += f", {f.shapes}"
         text = f"{self.title}: {self.explanation}; {where}"
+        if self.trigger:
+            text += f"; trigger: {self.trigger}"
+        if self.matches:
+            text += "; " + "; ".join(self.matches)
         if f.replay:
             text += f"; replay: {f.replay}"
         return text
@@ -99,12 +112,15 @@ def _explain(clause: str, roots: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(r for r in roots if r == clause or r in pre))
 
 
-def _fault_text(message: str) -> str:
-    """What identifies a fault across the paths that word it (in process, on a rank): the exception's
-    type and text when it raised one, else the message's first line."""
-    first = message.splitlines()[0] if message else ""
-    m = re.search(r"raised ([A-Za-z_][\w.]*): (.*?)(?: on a valid input| in \w+\(case\))?$", first)
-    return f"{m.group(1)}: {m.group(2)}" if m else first
+def _fault_origin(failure: Any) -> tuple[Any, ...]:
+    """What identifies a fault across cases and the paths that word it (in process, on a rank): its
+    kind, clause and call, the exception's type when it raised one (never its text) and the innermost
+    frame of the adapter's code; without a frame (a hang, a dead worker), the message's first line
+    with its numbers left out."""
+    first = failure.message.splitlines()[0] if failure.message else ""
+    m = re.search(r"raised ([A-Za-z_][\w.]*)", first)
+    what = m.group(1) if m else re.sub(r"\d+(\.\d+)?", "#", first)
+    return (failure.fault_kind, failure.clause, failure.fault_call, what, failure.frame)
 
 
 def _blamed(result: Any) -> list[str]:
@@ -129,11 +145,17 @@ def diagnose(results: Sequence[Any]) -> Diagnosis:
     groups: dict[tuple[Any, ...], RootCause] = {}
     for r in faults:
         f = r.failure
-        key = (f.fault_kind, f.clause, _fault_text(f.message))
+        key = _fault_origin(f)
         if key not in groups:
             groups[key] = RootCause(f.clause, "adapter fault", f.message.splitlines()[0])
         groups[key].established_by.append(r)
         follows[r.label] = ()
+    passed = [p for r in results for p in getattr(r, "passed", ())]
+    for cause in groups.values():
+        cause.explanation = cause.smallest.failure.message.splitlines()[0]
+        cause.trigger = trigger(
+            [getattr(r.failure, "features", frozenset()) for r in cause.established_by], passed
+        )
     roots.extend(groups.values())
 
     blamed = {c for r in strong for c in _blamed(r)}

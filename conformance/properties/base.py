@@ -213,8 +213,14 @@ class Context:
         *,
         what: str = "reference",
         scale_grad: bool = True,
+        scale_clause: str = "SCALE-2",
     ) -> None:
-        """Loss, dL/dqueries, dL/ddocs and (if claimed) dL/dscale against ``expected``."""
+        """Loss, dL/dqueries, dL/ddocs and (if claimed) dL/dscale against ``expected``.
+
+        One output, one clause: dL/dscale is compared last, so its mismatch means the loss and the
+        embedding gradients are right, and it is filed under ``scale_clause`` -- SCALE-2 (the rule
+        for dL/dscale) unless the caller compares two spellings of one case and establishes SCALE-2
+        on the canonical one itself (:func:`~.invariances._equals_canonical`)."""
         self.close(out.loss, expected.loss, bounds.loss, quantity="loss", clause=clause, what=what)
         self.close(
             out.grad_queries,
@@ -236,7 +242,7 @@ class Context:
             exp = getattr(expected, "grad_scale", None)
             if exp is not None:
                 self.close(
-                    out.grad_scale, exp, bounds.grad_scale, quantity="grad_scale", clause=clause, what=what
+                    out.grad_scale, exp, bounds.grad_scale, quantity="grad_scale", clause=scale_clause, what=what
                 )
 
 
