@@ -5,7 +5,10 @@
   Without ``--adapter`` it checks our bundled torch implementations (uncached, cached, data parallel).
 * ``replay file.npz [--adapter NAME]`` -- re-run a failure's reproducer.
 * ``list [--adapter NAME]`` -- the bundled adapters, the properties and the clauses they check.
-* ``verify results.json`` -- check results computed elsewhere against the golden vectors.
+* ``verify results.json [--claims claims.json]`` -- check results computed elsewhere against the
+  golden vectors (only the cases the claim covers).
+* ``golden run --adapter NAME`` -- feed the golden vectors through an adapter, write and verify the
+  results; ``golden cases --claims FILE`` lists the cases a claim covers; ``golden show CASE``.
 
 An adapter NAME is ``package.module:attribute``, ``path/to/file.py:attribute`` or ``module:attribute``
 of a module in the current folder; it is loaded the way pytest loads test files
@@ -35,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infonce_spec import SPEC_VERSION, __version__
+from infonce_spec import SPEC_SHA256, SPEC_VERSION, __version__
 
 from .protocol import AdapterLoadError
 
@@ -88,7 +91,7 @@ def _world_sizes(text: str) -> tuple[int, ...]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .golden import VERIFY_HELP, add_verify_arguments
+    from .golden import GOLDEN_HELP, VERIFY_HELP, add_golden_commands, add_verify_arguments
     from .runner import BUNDLED_ADAPTERS, PROFILES
 
     formatter = argparse.RawDescriptionHelpFormatter
@@ -98,7 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--version",
         action="version",
-        version=f"infonce-conformance: infonce-spec package {__version__}, spec {SPEC_VERSION}",
+        version=f"infonce-conformance: infonce-spec package {__version__}, spec {SPEC_VERSION} "
+        f"(sha256 {SPEC_SHA256})",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
@@ -172,6 +176,8 @@ def _parser() -> argparse.ArgumentParser:
     lst.add_argument("--adapter", metavar="NAME", help=f"also say what this adapter claims ({ADAPTER_HELP})")
     verify = sub.add_parser("verify", help=VERIFY_HELP.split("\n")[0], description=VERIFY_HELP)
     add_verify_arguments(verify)
+    golden = sub.add_parser("golden", help=GOLDEN_HELP, description=GOLDEN_HELP)
+    add_golden_commands(golden.add_subparsers(dest="golden_command", required=True))
     return parser
 
 
@@ -455,6 +461,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cmd_replay(args)
     if args.command == "list":
         return _cmd_list(args)
+    if args.command == "golden":
+        return int(args.func(args))
     from .golden import run_verify
 
     return run_verify(args)

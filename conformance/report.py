@@ -13,6 +13,8 @@ import dataclasses
 import json
 from typing import Any
 
+from infonce_spec.release import SPEC_SHA256, release_line
+
 from .diagnosis import RootCause
 from .runner import PropertyResult, RunReport
 
@@ -96,7 +98,7 @@ def to_markdown(reports: list[RunReport]) -> str:
         out += [
             f"## `{rep.adapter}` ({rep.capabilities.name}): {'PASS' if rep.ok else 'FAIL'}",
             "",
-            f"- spec {rep.spec_version}; profile `{rep.profile}`; world sizes {list(rep.world_sizes) or '-'}; "
+            f"- spec {rep.spec_version} (sha256 {SPEC_SHA256}); profile `{rep.profile}`; world sizes {list(rep.world_sizes) or '-'}; "
             f"{rep.seconds:.1f} s",
             f"- mode: {rep.mode}",
             f"- claims: {_caps_text(rep)}",
@@ -153,6 +155,7 @@ def to_json(reports: list[RunReport]) -> dict[str, Any]:
             "ok": rep.ok,
             "profile": rep.profile,
             "spec_version": rep.spec_version,
+            "spec_sha256": SPEC_SHA256,
             "world_sizes": list(rep.world_sizes),
             "mode": rep.mode,
             "seconds": rep.seconds,
@@ -274,4 +277,5 @@ def print_report(rep: RunReport, console: Any = None, *, show_passing_clauses: b
     verdict = "[bold green]PASS[/]" if rep.ok else "[bold red]FAIL[/]"
     console.print(
         f"{verdict} {escape(rep.adapter)} ({escape(rep.capabilities.name)}, {rep.capabilities.dtype})"
+        f" against {escape(release_line())}"
     )

@@ -124,7 +124,8 @@ def test_manifest_lists_every_case_and_file():
             assert set(case["clauses"]) <= set(golden.ALL_CLAUSES), case["id"]
     on_disk = sorted(p.name for p in VECTORS.glob("*.json") if p.name != "MANIFEST.json")
     assert sorted(listed_files) == on_disk, "every case file must be listed in MANIFEST.json"
-    assert total < 1_000_000, f"the vectors folder should stay small, it holds {total} bytes of JSON"
+    # ~800 cases: every configuration shape x similarity with its edge cases (~1.3 MB, ~230 KB gzipped)
+    assert total < 1_500_000, f"the vectors folder should stay small, it holds {total} bytes of JSON"
     covered = set(manifest["clauses"]) | set(manifest["not_covered"])
     assert covered == set(golden.ALL_CLAUSES), sorted(set(golden.ALL_CLAUSES) - covered)
 
@@ -186,7 +187,7 @@ def test_tampered_gradient_fails_naming_the_case(tmp_path, reference_results):
     assert _verify(tmp_path, results)[0] == 0
 
 
-def test_missing_cases_and_fields_are_not_covered(tmp_path, reference_results):
+def test_missing_cases_and_fields_are_not_covered(tmp_path, reference_results, cases):
     results = copy.deepcopy(reference_results)
     del results["results"]["edge-zero-query-cos"]
     code, report = _verify(tmp_path, results)
@@ -194,20 +195,24 @@ def test_missing_cases_and_fields_are_not_covered(tmp_path, reference_results):
     assert report["clauses"]["GRAD-3"]["verdict"] == "pass"  # other GRAD-3 cases remain
     assert report["clauses"]["GRAD-3"]["not covered"] == 1
     assert _verify(tmp_path, results, "--allow-not-covered")[0] == 0
-    del results["results"]["edge-tiny-norm-cos"], results["results"]["edge-zero-docs-cos"]
+    for cid in [c["id"] for _, c in cases if "GRAD-3" in c["clauses"]]:
+        results["results"].pop(cid, None)
     assert (
         _verify(tmp_path, results, "--allow-not-covered")[1]["clauses"]["GRAD-3"]["verdict"] == "not covered"
     )
 
 
-def test_optional_parts_are_not_covered_unless_claimed(tmp_path, reference_results):
+def test_optional_parts_are_not_covered_unless_claimed(tmp_path, reference_results, cases):
     """A fixed scale (SCALE-2), no data parallelism (section 9) and no finiteness check (LAYOUT-4 is a
     SHOULD): not covered, and not required, unless the results answer them somewhere."""
     results = copy.deepcopy(reference_results)
     for entry in results["results"].values():
         entry.pop("ranks", None)
         entry.pop("grad_scale", None)
-    for cid in ("err-queries-nan", "err-docs-infinite", "err-world-size-uneven"):
+    optional_errors = [
+        c["id"] for _, c in cases if c.get("expected_error", {}).get("clause") in ("LAYOUT-4", "DP-5")
+    ]
+    for cid in optional_errors:
         results["results"][cid] = results["results"]["k1-qd"]  # values instead of an error
     code, report = _verify(tmp_path, results)
     assert code == 0, report["summary"]
@@ -217,7 +222,9 @@ def test_optional_parts_are_not_covered_unless_claimed(tmp_path, reference_resul
     results["results"]["dp-w2-qd-k2"]["ranks"] = reference_results["results"]["dp-w2-qd-k2"]["ranks"]
     code, report = _verify(tmp_path, results)  # claims data parallelism: DP-5 is now a MUST
     assert code == 1 and report["clauses"]["DP-5"]["verdict"] == "FAIL"
-    assert report["clauses"]["DP-3"]["verdict"] == "pass" and report["clauses"]["DP-3"]["not covered"] == 6
+    data_parallel = sum("expected" in c and "data_parallel" in c for _, c in cases)
+    assert report["clauses"]["DP-3"]["verdict"] == "pass"
+    assert report["clauses"]["DP-3"]["not covered"] == data_parallel - 1
 
 
 def test_wrong_error_clause_and_error_on_valid_input_fail(tmp_path, reference_results):

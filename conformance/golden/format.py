@@ -10,6 +10,7 @@ import numpy as np
 
 from infonce_spec import SPEC_VERSION
 from infonce_spec.clauses import CLAUSE_IDS
+from infonce_spec.reference import Config
 from infonce_spec.vocabulary import DIRECTION_SPECS
 
 FORMAT = "infonce-spec-golden-vectors"
@@ -55,15 +56,33 @@ def _scalar(x: Any) -> str:
     return repr(x)  # the shortest decimal that reads back to the same binary64 (<= 17 digits)
 
 
+#: Longest line the writer joins a matrix into (longer ones get a row per line), and an object
+#: of numbers, strings and flat lists (a config, a manifest entry).
+_LINE = 100
+_OBJECT_LINE = 300
+
+
 def _emit(obj: Any, level: int) -> str:
     pad = "  " * level
     if isinstance(obj, dict):
+        flat = all(
+            not isinstance(v, dict | list | tuple) or not any(isinstance(w, list | tuple | dict) for w in v)
+            for v in obj.values()
+        )
+        if flat and obj:  # a config or a manifest entry: one line when it is short
+            line = "{" + ", ".join(f"{json.dumps(k)}: {_emit(v, level + 1)}" for k, v in obj.items()) + "}"
+            if len(line) <= _OBJECT_LINE:
+                return line
         items = [f"{pad}  {json.dumps(k)}: {_emit(v, level + 1)}" for k, v in obj.items()]
         return "{\n" + ",\n".join(items) + f"\n{pad}}}" if items else "{}"
     if isinstance(obj, list | tuple | np.ndarray):
         obj = obj.tolist() if isinstance(obj, np.ndarray) else obj
         if not any(isinstance(v, list | tuple | dict) for v in obj):
             return "[" + ", ".join(_scalar(v) for v in obj) + "]"
+        if not any(isinstance(w, list | tuple | dict) for v in obj if isinstance(v, list | tuple) for w in v):
+            line = "[" + ", ".join(_emit(v, level + 1) for v in obj) + "]"
+            if len(line) <= _LINE and not any(isinstance(v, dict) for v in obj):
+                return line  # a short matrix on one line
         return "[\n" + ",\n".join(f"{pad}  {_emit(v, level + 1)}" for v in obj) + f"\n{pad}]"
     return _scalar(obj)
 
@@ -94,3 +113,29 @@ def relative_error(got: Any, expected: Any, floor: float = FLOOR) -> tuple[float
     diff = np.where(np.isfinite(g), np.abs(g - e), math.inf)
     worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape))
     return float(diff[worst] / max(float(np.max(np.abs(e))), floor)), worst
+
+
+def value_clauses(config: Config, queries: np.ndarray, docs: np.ndarray) -> list[str]:
+    """The clauses a value case with ``config`` on these inputs exercises (spec order): layout,
+    scale, ``query_to_doc``, loss and gradients always; the similarity; the partition; each
+    direction's row, masks and GRAD-2; ROW-1 and MASK-DD-2 with K >= 2; HARD-2 .. HARD-5 with an
+    active hardness mode, HARD-6 with a mode or strength that is not active; GRAD-3 for a row of
+    norm below the cos floor."""
+    k = docs.shape[0]
+    found = {"LAYOUT-1", "LAYOUT-2", "LAYOUT-3", "SCALE-1", "SCALE-2", "QD-1", "QD-2", "LOSS-1", "LOSS-2"}
+    found |= {"GRAD-1", "SIM-1" if config.similarity == "cos" else "SIM-2"}
+    found.add({"joint": "PART-2", "per_direction": "PART-3", "per_anchor": "PART-5"}[config.partition_mode])
+    for direction in config.directions:
+        found.update(_DIRECTION_CLAUSES.get(direction, ()))
+    if k >= 2:
+        found.add("ROW-1")
+        if "doc_to_doc" in config.directions:
+            found.add("MASK-DD-2")
+    if config.hardness_active:
+        found |= {"HARD-2", "HARD-3", "HARD-4", "HARD-5"}
+    elif config.hardness_mode is not None or config.hardness_strength > 0:
+        found.add("HARD-6")
+    norms = np.linalg.norm(np.concatenate([queries, docs.reshape(-1, docs.shape[-1])]), axis=1)
+    if config.similarity == "cos" and bool(np.any(norms < 1e-12)):
+        found.add("GRAD-3")
+    return sorted(found, key=ALL_CLAUSES.index)

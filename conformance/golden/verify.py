@@ -10,8 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from infonce_spec import SPEC_VERSION
+from infonce_spec import SPEC_SHA256, SPEC_VERSION
+from infonce_spec.release import release_line
 
+from .claims import Claim, case_applies, exercisable_clauses, load_claim
 from .format import ALL_CLAUSES, ASPECT_CLAUSES, FLOOR, NOT_COVERED, TOLERANCES, decode, relative_error
 from .load import default_vectors_dir, load_cases
 
@@ -51,6 +53,17 @@ class Report:
     claims: dict[str, bool]
     checks: list[Check]
     clauses: dict[str, dict[str, Any]]
+    #: The claims file's claim (``None``: every case applies, optional parts inferred from the results).
+    claim: Claim | None = None
+    #: Clauses the claim can exercise that no case it covers checks (a gap of the vectors).
+    gaps: list[str] = field(default_factory=list)
+    #: Case ids in the results that the claim does not cover: not judged.
+    outside: list[str] = field(default_factory=list)
+
+    @property
+    def applicable(self) -> int:
+        """How many cases of the vectors the claim covers (all of them without a claims file)."""
+        return len({c.case for c in self.checks if c.file != "?"})
 
     @property
     def failed(self) -> list[Check]:
@@ -63,8 +76,9 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        """True iff no check fails and every required check ran (and so passed)."""
-        return not self.failed and not self.missing
+        """True iff no check fails, every required check ran (and so passed) and the vectors cover
+        every clause the claim can exercise."""
+        return not self.failed and not self.missing and not self.gaps
 
     @property
     def verdict(self) -> str:
@@ -72,7 +86,7 @@ class Report:
         (nothing fails, but the results leave required checks unanswered)."""
         if self.failed:
             return "FAIL"
-        return "INCOMPLETE" if self.missing else "PASS"
+        return "INCOMPLETE" if self.missing or self.gaps else "PASS"
 
     def summary(self) -> str:
         counts = {v: sum(c.verdict == v for c in self.checks) for v in ("pass", "FAIL", "not covered")}
@@ -82,11 +96,24 @@ class Report:
             f"{counts['not covered']} not covered"
         )
         text += f" ({len(self.missing)} of them required)" if self.missing else ""
+        text += f"; {self.applicable} cases apply to the claim" if self.claim is not None else ""
+        text += f"; no case covers {', '.join(self.gaps)}" if self.gaps else ""
         return text + (f"; clauses FAIL: {', '.join(bad)}" if bad else "")
+
+    def header(self) -> str:
+        """What was checked against what: the implementation, the release and the claim."""
+        claim = f"; claim: {self.claim.text()}" if self.claim is not None else ""
+        return f"{self.implementation} against the golden vectors of {release_line()}{claim}"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "implementation": self.implementation,
+            "spec_version": SPEC_VERSION,
+            "spec_sha256": SPEC_SHA256,
+            "claim": self.claim.to_json() if self.claim is not None else None,
+            "applicable_cases": self.applicable,
+            "gaps": self.gaps,
+            "outside_the_claim": self.outside,
             "results": self.results_path,
             "vectors": self.vectors,
             "dtype": self.dtype,
@@ -109,7 +136,10 @@ class Report:
             "",
             f"- results: `{self.results_path}` (dtype {self.dtype}; bounds {tol}, per array, relative to "
             f"max(max|expected|, {FLOOR:g}))",
-            f"- vectors: `{self.vectors}` (spec {SPEC_VERSION})",
+            f"- vectors: `{self.vectors}` ({release_line()})",
+            f"- claim: {self.claim.text()}; {self.applicable} cases apply"
+            if self.claim is not None
+            else "- claim: none given (every case applies)",
             "- optional parts answered (claimed): "
             + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in self.claims.items()),
             f"- verdict: **{self.summary()}**",
@@ -127,6 +157,13 @@ class Report:
             "",
             "Not covered by the golden vectors (see the conformance suite): " + ", ".join(NOT_COVERED),
         ]
+        if self.gaps:
+            lines += [
+                "",
+                f"Clauses the claim can exercise that no case it covers checks: {', '.join(self.gaps)}",
+            ]
+        if self.outside:
+            lines += ["", f"Results outside the claim, not judged: {len(self.outside)} cases"]
         if self.failed:
             lines += ["", "## Failures", ""]
             for c in self.failed:
@@ -187,6 +224,9 @@ def _case_checks(
                 check.details.append(
                     f"raised [{_error_clause(got)}], but the spec requires [{want['clause']}]"
                 )
+        elif isinstance(got, dict) and "fault" in got:
+            check.verdict = "FAIL"
+            check.details.append(f"the adapter did not answer: {got['fault']}")
         elif got is not None and required:
             check.verdict = "FAIL"
             check.details.append(
@@ -204,8 +244,11 @@ def _case_checks(
     checks = {a: Check(cid, file, a, cs, required=required[a]) for a, cs in aspects.items()}
     if got is None:
         return list(checks.values())
-    if not isinstance(got, dict) or "error" in got:
-        why = f"raised [{_error_clause(got)}] on a valid input" if isinstance(got, dict) else "not an object"
+    if not isinstance(got, dict) or "error" in got or "fault" in got:
+        why = "not an object"
+        if isinstance(got, dict):
+            why = f"the adapter did not answer: {got['fault']}" if "fault" in got else ""
+            why = why or f"raised [{_error_clause(got)}] on a valid input"
         for check in checks.values():
             check.verdict = "FAIL"
             check.details.append(why)
@@ -295,13 +338,20 @@ def _clause_table(checks: list[Check]) -> dict[str, dict[str, Any]]:
     return table
 
 
-def verify(results_path: Path | str, vectors_dir: Path | str | None = None) -> Report:
+def verify(
+    results_path: Path | str, vectors_dir: Path | str | None = None, claim: Claim | Path | str | None = None
+) -> Report:
     """Check ``results_path`` (results JSON, see ``spec/vectors/SCHEMA.md``) against the vectors.
 
-    Raises ``ValueError`` for an unreadable results file, an unknown ``dtype`` or a spec version
-    other than the vectors'.
+    ``claim`` (a :class:`Claim` or a claims file) restricts the verdict to the cases the claim
+    covers and says which optional parts are required; without it every case applies and the
+    optional parts answered anywhere in the results are required everywhere. Raises ``ValueError``
+    for an unreadable results or claims file, an unknown ``dtype`` or a spec version other than the
+    vectors'.
     """
     manifest, cases = load_cases(vectors_dir)
+    if claim is not None and not isinstance(claim, Claim):
+        claim = load_claim(claim)
     results = json.loads(Path(results_path).read_text())
     if not isinstance(results, dict) or not isinstance(results.get("results"), dict):
         raise ValueError(
@@ -318,18 +368,29 @@ def verify(results_path: Path | str, vectors_dir: Path | str | None = None) -> R
             f"{results_path}: results for spec {version}, vectors for spec {manifest['spec_version']}"
         )
     got = results["results"]
-    entries = [e for e in got.values() if isinstance(e, dict)]
-    claims = {
-        "grad_scale": any("grad_scale" in e for e in entries),
-        "data_parallel": any("ranks" in e for e in entries),
-        "per_query_loss": any("per_query_loss" in e for e in entries),
-    }
+    known = {case["id"] for _, case in cases}
+    if claim is None:
+        entries = [e for e in got.values() if isinstance(e, dict)]
+        claims = {
+            "grad_scale": any("grad_scale" in e for e in entries),
+            "data_parallel": any("ranks" in e for e in entries),
+            "per_query_loss": any("per_query_loss" in e for e in entries),
+        }
+        outside: list[str] = []
+    else:
+        caps = claim.capabilities
+        claims = {
+            "grad_scale": caps.grad_scale,
+            "data_parallel": caps.data_parallel,
+            "per_query_loss": claim.per_query_loss,
+        }
+        cases = [(file, case) for file, case in cases if case_applies(claim, case)]
+        outside = sorted(cid for cid in got if cid in known and cid not in {c["id"] for _, c in cases})
     checks = [
         c
         for file, case in cases
         for c in _case_checks(file, case, got.get(case["id"]), TOLERANCES[dtype], claims)
     ]
-    known = {case["id"] for _, case in cases}
     checks += [
         Check(
             cid,
@@ -342,6 +403,10 @@ def verify(results_path: Path | str, vectors_dir: Path | str | None = None) -> R
         for cid in got
         if cid not in known
     ]
+    gaps: list[str] = []
+    if claim is not None:
+        covered = {c for check in checks for c in check.clauses}
+        gaps = [c for c in exercisable_clauses(claim) if c not in covered]
     return Report(
         implementation=str(results.get("implementation", "unnamed implementation")),
         results_path=str(results_path),
@@ -351,4 +416,7 @@ def verify(results_path: Path | str, vectors_dir: Path | str | None = None) -> R
         claims=claims,
         checks=checks,
         clauses=_clause_table(checks),
+        claim=claim,
+        gaps=gaps,
+        outside=outside,
     )

@@ -112,7 +112,8 @@ def _tiny(queries: Any, docs: Any) -> None:
 def _duplicate(queries: Any, docs: Any) -> None:
     queries[1] = queries[0]  # two equal queries
     docs[0, 3] = docs[0, 2]  # two equal positives
-    docs[1, 0] = docs[0, 0]  # a hard negative equal to its own positive
+    if docs.shape[0] > 1:
+        docs[1, 0] = docs[0, 0]  # a hard negative equal to its own positive
 
 
 def _identical(queries: Any, docs: Any) -> None:
@@ -130,6 +131,241 @@ DIRECTION_SETS = {
     "qd-dq-dd": [QD, DQ, DD],
     "gte": GTE,
 }
+
+#: Short names of the directions in case ids.
+SHORT = {QD: "qd", QQ: "qq", DQ: "dq", DD: "dd"}
+MODE_SHORT = {"joint": "joint", "per_direction": "perdir", "per_anchor": "peranchor"}
+HARDNESS = ("in_batch_negatives", "hard_negatives", "all_negatives")
+#: The shapes of the three helpers of spec §14.1 (infonce(), clip_like(), nt_xent()): at least 20
+#: cases each per similarity, without hardness, for implementations that claim only them.
+NAMED_SHAPES = {((QD,), "joint"), ((QD, DQ), "per_direction"), (tuple(GTE), "per_anchor")}
+
+
+def _zero_rows(queries: Any, docs: Any) -> None:
+    queries[1] = 0.0  # a zero query
+    docs[0, 2] = 0.0  # a zero positive (N = 3)
+    if docs.shape[0] > 1:
+        docs[1, 0] = 0.0  # a zero hard negative
+
+
+def shape_cases(directions: tuple[str, ...], mode: str, similarity: str) -> list[CaseSpec]:
+    """The cases of one configuration shape (directions x partition mode) and similarity: K = 1 and
+    2, N = 1, zero rows, large logits, the order of directions (DIR-2), a mode with strength 0
+    (HARD-6), two ranks, each hardness mode; the shapes of the helpers (NAMED_SHAPES) get 17 more,
+    13 of them with K = 1.
+    Whatever K does not change is a K = 1 case, so that a claim with max K 1 (no hard negatives,
+    as in most NT-Xent and CLIP losses) still covers every clause it can exercise."""
+    dirs = list(directions)
+    name = f"shape-{'-'.join(SHORT[d] for d in directions)}-{MODE_SHORT[mode]}-{similarity}"
+    label = f"{'+'.join(directions)}, {mode}, {similarity}"
+    scale = 5.0 if similarity == "cos" else 1.0  # logits within a few units: no softmax saturates
+    big = {"spread": 30.0, "decimals": 2, "related": False} if similarity == "dot" else {}
+
+    def cfg(**changes: Any) -> dict[str, Any]:
+        base = config(dirs, mode, scale, similarity)
+        return {**base, **changes}
+
+    small = {"n": 3, "d": 2, "decimals": 3}
+    out = [
+        case(f"{name}-k1", f"{label}, K=1", cfg(), k=1, **small),
+        case(f"{name}-k2", f"{label}, K=2", cfg(), k=2, **small),
+        case(f"{name}-n1-k1", f"{label}, N=1, K=1", cfg(), n=1, k=1, d=2, decimals=3),
+        case(f"{name}-n1-k2", f"{label}, N=1, K=2", cfg(), n=1, k=2, d=2, decimals=3),
+        case(
+            f"{name}-zero-rows-k1",
+            f"{label}, K=1: a zero query and a zero positive",
+            cfg(),
+            k=1,
+            edit=_zero_rows,
+            **small,
+        ),
+        case(
+            f"{name}-zero-rows-k2",
+            f"{label}, K=2: a zero query, positive and hard negative",
+            cfg(),
+            k=2,
+            edit=_zero_rows,
+            **small,
+        ),
+        case(
+            f"{name}-large-logits",
+            f"{label}, K=1, scale 1e3: large logits",
+            cfg(scale=1000.0),
+            k=1,
+            n=3,
+            d=2,
+            extra=("NUM-1",),
+            **big,
+        ),
+        case(
+            f"{name}-order",
+            f"{label}, K=1: directions reversed and repeated (DIR-2)",
+            cfg(directions=[*dirs[::-1], dirs[-1]]),
+            k=1,
+            extra=("DIR-2",),
+            **small,
+        ),
+        case(
+            f"{name}-strength-zero",
+            f"{label}, K=1: all_negatives with strength 0 is no hardness",
+            cfg(hardness_mode="all_negatives"),
+            k=1,
+            **small,
+        ),
+        case(f"{name}-w2-k1", f"{label}, K=1, two ranks", cfg(), n=2, k=1, d=2, decimals=3, world_size=2),
+        case(f"{name}-w2-k2", f"{label}, K=2, two ranks", cfg(), n=2, k=2, d=2, decimals=3, world_size=2),
+    ]
+    out += [
+        case(
+            f"{name}-{mode_}",
+            f"{label}, {mode_} alpha 2, K={k}",
+            cfg(hardness_mode=mode_, hardness_strength=2.0),
+            k=k,
+            **small,
+        )
+        for mode_, k in zip(HARDNESS, (1, 2, 1), strict=True)
+    ]
+    if (directions, mode) in NAMED_SHAPES:
+        out += [
+            case(f"{name}-k3", f"{label}, K=3", cfg(), k=3, **small),
+            case(f"{name}-k4-n6", f"{label}, K=4, N=6, D=3", cfg(), n=6, k=4, d=3, decimals=3),
+            case(f"{name}-n8-k2", f"{label}, K=2, N=8, D=3", cfg(), n=8, k=2, decimals=3),
+            case(
+                f"{name}-duplicates-k2",
+                f"{label}, K=2: equal queries, equal positives, a hard negative equal to its positive",
+                cfg(),
+                n=4,
+                k=2,
+                edit=_duplicate,
+            ),
+            # without hard negatives (K = 1), as most CLIP and NT-Xent losses: 13 more
+            case(f"{name}-n8", f"{label}, K=1, N=8, D=3", cfg(), n=8, k=1, decimals=3),
+            case(f"{name}-n2", f"{label}, K=1, N=2", cfg(), n=2, k=1, d=2, decimals=3),
+            case(f"{name}-n6-d4", f"{label}, K=1, N=6, D=4", cfg(), n=6, k=1, d=4, decimals=3),
+            case(f"{name}-d1", f"{label}, K=1, D=1", cfg(), k=1, n=3, d=1),
+            case(f"{name}-d5", f"{label}, K=1, D=5", cfg(), k=1, n=3, d=5, decimals=3),
+            case(f"{name}-scale-small", f"{label}, K=1, scale 0.05", cfg(scale=0.05), k=1, **small),
+            case(f"{name}-scale-large", f"{label}, K=1, scale 50", cfg(scale=50.0), k=1, **small),
+            case(
+                f"{name}-norm-large",
+                f"{label}, K=1, rows of norm ~100",
+                cfg(),
+                k=1,
+                n=3,
+                d=2,
+                spread=100.0,
+                decimals=1,
+            ),
+            case(
+                f"{name}-norm-small",
+                f"{label}, K=1, rows of norm ~1e-6",
+                cfg(),
+                k=1,
+                n=3,
+                d=2,
+                spread=1e-6,
+                decimals=9,
+            ),
+            case(f"{name}-tiny-norm", f"{label}, K=1: a query of norm 5e-13", cfg(), k=1, n=4, edit=_tiny),
+            case(
+                f"{name}-duplicates",
+                f"{label}, K=1: equal queries, equal positives",
+                cfg(),
+                n=4,
+                k=1,
+                edit=_duplicate,
+            ),
+            case(
+                f"{name}-identical",
+                f"{label}, K=1: every vector equal",
+                cfg(),
+                n=3,
+                k=1,
+                d=2,
+                edit=_identical,
+            ),
+            case(f"{name}-w3", f"{label}, K=1, three ranks", cfg(), n=3, k=1, d=2, decimals=3, world_size=3),
+        ]
+    return out
+
+
+def shape_errors(directions: tuple[str, ...], mode: str, similarity: str) -> list[CaseSpec]:
+    """Invalid inputs and scale under one shape and similarity: LAYOUT-1, LAYOUT-2, LAYOUT-4,
+    LAYOUT-5, SCALE-1 and DP-5 (for implementations that claim it and validate inputs)."""
+    name = f"err-shape-{'-'.join(SHORT[d] for d in directions)}-{MODE_SHORT[mode]}-{similarity}"
+    label = f"{'+'.join(directions)}, {mode}, {similarity}"
+    cfg = config(list(directions), mode, 20.0 if similarity == "cos" else 1.0, similarity)
+    return [
+        error(
+            f"{name}-queries-1d",
+            f"{label}: queries (D,)",
+            "LAYOUT-1",
+            cfg,
+            queries=[0.5, -1.0],
+            docs=[[[0.5, -1.0]]],
+        ),
+        error(
+            f"{name}-docs-batch",
+            f"{label}: docs (1, 3, 2) for 2 queries",
+            "LAYOUT-2",
+            cfg,
+            docs=[[[1.0, 1.0], [0.0, 2.0], [1.0, 0.0]]],
+        ),
+        error(
+            f"{name}-nan",
+            f"{label}: a NaN in queries",
+            "LAYOUT-4",
+            cfg,
+            queries=[[1.0, float("nan")], [0.0, 1.0]],
+        ),
+        error(
+            f"{name}-int",
+            f"{label}: integer arrays",
+            "LAYOUT-5",
+            cfg,
+            queries=[[1, 0], [0, 1]],
+            docs=[[[1, 1], [0, 2]]],
+            dtype="int64",
+        ),
+        error(f"{name}-scale-zero", f"{label}: scale 0", "SCALE-1", {**cfg, "scale": 0.0}),
+        error(
+            f"{name}-uneven",
+            f"{label}: N=4 over 3 ranks",
+            "DP-5",
+            cfg,
+            queries=np.eye(4, 2).tolist(),
+            docs=[np.ones((4, 2)).tolist()],
+            world_size=3,
+        ),
+    ]
+
+
+def _valid_shapes() -> list[tuple[tuple[str, ...], str]]:
+    """Every configuration shape the spec defines, simplest first (every_combination)."""
+    from infonce_spec.conformance.protocol import every_combination
+    from infonce_spec.vocabulary import DIRECTIONS, PARTITION_MODES
+
+    shapes = every_combination(DIRECTIONS, PARTITION_MODES)
+    order = {m: i for i, m in enumerate(PARTITION_MODES)}
+    return sorted(shapes, key=lambda s: (order[s[1]], len(s[0]), [DIRECTIONS.index(d) for d in s[0]]))
+
+
+SHAPE_FILES: list[tuple[str, str, list[CaseSpec]]] = [
+    (
+        f"shapes_{mode}.json",
+        f"Every configuration shape with partition_mode={mode!r}, cos and dot: K = 1, 2, 3, N = 1, zero "
+        "rows, large logits, DIR-2, HARD-6, two ranks, each hardness mode, and invalid inputs; "
+        "the shapes of infonce(), clip_like() and nt_xent() get more cases.",
+        [
+            c
+            for dirs, mode_ in _valid_shapes()
+            if mode_ == mode
+            for similarity in ("cos", "dot")
+            for c in shape_cases(dirs, mode_, similarity) + shape_errors(dirs, mode_, similarity)
+        ],
+    )
+    for mode in ("joint", "per_direction", "per_anchor")
+]
 
 FILES: list[tuple[str, str, list[CaseSpec]]] = [
     (
@@ -564,12 +800,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=HERE, help="folder to write or check (default: this one)")
     args = parser.parse_args(argv)
-    texts = build_vectors(FILES)
+    texts = build_vectors(FILES + SHAPE_FILES)
     if args.check:
         drift = check_vectors(args.out, texts)
         for where, what in drift:
             print(f"DRIFT {where}: {what}")
-        n = sum(len(specs) for _, _, specs in FILES)
+        n = sum(len(specs) for _, _, specs in FILES + SHAPE_FILES)
         print(f"{'FAIL' if drift else 'ok'}: {n} cases in {len(texts)} files checked against {args.out}")
         return 1 if drift else 0
     args.out.mkdir(parents=True, exist_ok=True)

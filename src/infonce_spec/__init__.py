@@ -8,6 +8,7 @@ Modules every part may import (they import nothing of the project):
 * :mod:`infonce_spec.vocabulary` -- the spec's names: directions, modes, similarities, the cos floor.
 * :mod:`infonce_spec.clauses`    -- the clause table.
 * :mod:`infonce_spec.errors`     -- errors that name a clause.
+* :mod:`infonce_spec.release`    -- the version (spec and package) and the SHA-256 of the spec text.
 
 Subpackages:
 
@@ -17,7 +18,7 @@ Subpackages:
 * :mod:`infonce_spec.conformance` -- the hypothesis conformance suite, its runner and pytest plugin.
 """
 
-SPEC_VERSION = "1.1.0-draft"
-__version__ = "1.0.0.dev0"
+from .release import PACKAGE_VERSION as __version__
+from .release import SPEC_SHA256, SPEC_VERSION
 
-__all__ = ["SPEC_VERSION", "__version__"]
+__all__ = ["SPEC_SHA256", "SPEC_VERSION", "__version__"]

@@ -1,9 +1,12 @@
-// A small, readable JavaScript implementation of infonce-spec 1.1.0-draft, written from the spec
+// A small, readable JavaScript implementation of infonce-spec 1.1.0, written from the spec
 // (spec/infonce-spec.md), not from the Python reference. It is the non-Python consumer of the golden
 // vectors: it reads spec/vectors/MANIFEST.json, computes every case and writes a results file that
 // `python -m infonce_spec.conformance.golden verify` checks.
 //
-//   node tests/js/infonce.mjs spec/vectors/MANIFEST.json out.json
+//   node tests/js/infonce.mjs spec/vectors/MANIFEST.json out.json [case-ids.txt]
+//
+// With case-ids.txt (one id per line, e.g. from `infonce-conformance golden cases --claims FILE`)
+// it computes only those cases: an implementation of part of the family answers what it claims.
 //
 // Plain node (v18+), no dependencies, float64 throughout. Gradients are in closed form: for each
 // softmax group, dL/dlogit = weight * (softmax - one-hot of the positive), chained through
@@ -14,7 +17,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-export const SPEC_VERSION = "1.1.0-draft";
+export const SPEC_VERSION = "1.1.0";
 const DIRECTIONS = ["query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"];
 const HARDNESS_MODES = ["in_batch_negatives", "hard_negatives", "all_negatives"];
 const COS_EPS = 1e-12; // SIM-1
@@ -243,16 +246,19 @@ export function runCase(c, options = {}) {
 
 /** Read the manifest, compute every case it lists, write the results file. */
 export function main(argv, options = {}) {
-  const [manifestPath, outPath] = argv;
+  const [manifestPath, outPath, idsPath] = argv;
   if (!manifestPath || !outPath) {
-    console.error("usage: node tests/js/infonce.mjs spec/vectors/MANIFEST.json out.json");
+    console.error("usage: node tests/js/infonce.mjs spec/vectors/MANIFEST.json out.json [case-ids.txt]");
     return 2;
   }
+  const only = idsPath ? new Set(readFileSync(idsPath, "utf8").split(/\s+/).filter(Boolean)) : null;
   const manifest = JSON.parse(readFileSync(manifestPath, "utf8"));
   const results = {};
   for (const file of manifest.files) { // cases come from the manifest, never from globbing
-    const cases = JSON.parse(readFileSync(join(dirname(manifestPath), file.path), "utf8")).cases;
-    for (const listed of file.cases) results[listed.id] = runCase(cases.find((c) => c.id === listed.id), options);
+    const wanted = file.cases.filter((listed) => only === null || only.has(listed.id));
+    if (wanted.length === 0) continue;
+    const cases = new Map(JSON.parse(readFileSync(join(dirname(manifestPath), file.path), "utf8")).cases.map((c) => [c.id, c]));
+    for (const listed of wanted) results[listed.id] = runCase(cases.get(listed.id), options);
   }
   const name = options.bug ? `tests/js/infonce.mjs with bug ${options.bug}` : "tests/js/infonce.mjs";
   writeFileSync(outPath, JSON.stringify({ implementation: name, spec_version: SPEC_VERSION, dtype: "float64", results }));
