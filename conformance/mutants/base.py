@@ -11,7 +11,8 @@ Every step that a real implementation has got wrong at some point is a method, s
 
 * data parallel (DP-1 .. DP-3): :meth:`InfoNCE.all_gather`, :meth:`InfoNCE.gather_docs`,
   :meth:`InfoNCE.rank_offset`, :meth:`InfoNCE.loss_rows`;
-* similarity and scale (SIM-1, SIM-2, SCALE-1): :meth:`InfoNCE.normalize`, :meth:`InfoNCE.apply_scale`;
+* similarity and scale (SIM-1, SIM-2, SCALE-1, SCALE-2): :meth:`InfoNCE.normalize`,
+  :meth:`InfoNCE.apply_scale`, :meth:`InfoNCE.direction_scale`;
 * rows and masks (QD-1, QQ-1, MASK-QQ-1, DQ-1, DD-1, MASK-DD-1, MASK-DD-2): :meth:`InfoNCE.candidates`,
   :meth:`InfoNCE.query_to_query_mask`,
   :meth:`InfoNCE.doc_to_query`, :meth:`InfoNCE.doc_to_doc_mask`, :meth:`InfoNCE.own_mask`;
@@ -155,6 +156,10 @@ class InfoNCE:
         """Logits are ``scale * s`` (SCALE-1)."""
         return sim * scale
 
+    def direction_scale(self, name: str, scale: torch.Tensor) -> torch.Tensor:
+        """The scale of one direction's logits: the same learnable scale in every direction (SCALE-2)."""
+        return scale
+
     # ----------------------------------------------------------- rows and masks
     def candidates(self, d_all: torch.Tensor) -> torch.Tensor:
         """(K, N, D) -> (K N, D): document ``d[k, j]`` is candidate ``k * N + j`` (LAYOUT-3)."""
@@ -219,7 +224,7 @@ class InfoNCE:
         }
         logits = {}
         for name, sim in sims.items():
-            logit = self.apply_scale(sim, scale)
+            logit = self.apply_scale(sim, self.direction_scale(name, scale))
             mask = masks.get(name)
             if mask is not None:
                 logit = logit.masked_fill(mask, float("-inf"))  # after scaling: no 0 * inf in dL/dscale

@@ -204,6 +204,22 @@ class HardNegativesByCat(InfoNCE):
         return torch.cat([d_all[0], torch.cat(list(d_all[1:].unbind(0)))])
 
 
+@mutant(
+    "shape_crash_varying",
+    "DQ-1",
+    "doc_to_query scores stacked with the query_to_doc block to process both directions together, code "
+    "written for K = 1 where both are N x N: with hard negatives (K >= 2) torch.stack raises a size "
+    "mismatch whose message carries the shapes, so it differs from batch to batch",
+    "CLIP-style symmetric losses that handle the two directions as one stacked (2, N, N) tensor, then "
+    "given a batch with hard negatives",
+    fault=True,
+)
+class ShapeCrashVarying(InfoNCE):
+    def doc_to_query(self, sims: dict[str, torch.Tensor], ctx: dict[str, Any]) -> torch.Tensor:
+        scores = self.similarity(ctx["positives"], ctx["q_all"])
+        return torch.stack([sims["query_to_doc"], scores])[1]
+
+
 # =========================================================================== hardness
 @mutant(
     "hardness_not_detached",
@@ -286,6 +302,37 @@ class PartitionWithoutPositive(InfoNCE):
 
 
 @mutant(
+    "per_anchor_sum_groups",
+    "PART-5",
+    "per_anchor adds the loss over the query anchors and the loss over the doc anchors instead of "
+    "averaging them: twice the spec's L (and gradients) whenever both anchor groups are present",
+    "tensorflow_similarity 0.17.1 SimCLRLoss: loss = loss_a + loss_b",
+)
+class PerAnchorSumGroups(InfoNCE):
+    def per_query_losses(
+        self, q_all: torch.Tensor, d_all: torch.Tensor, rows: torch.Tensor, scale: torch.Tensor
+    ) -> torch.Tensor:
+        if self.options.partition_mode != "per_anchor":
+            return super().per_query_losses(q_all, d_all, rows, scale)
+        logits, positive = self.logits(q_all, d_all, rows, scale)
+        groups = [[z for name, z in logits.items() if name.startswith(side)] for side in ("query_", "doc_")]
+        return sum(self.logsumexp(torch.cat(group, dim=1)) - positive for group in groups if group)
+
+
+@mutant(
+    "scale_detached_dq",
+    "SCALE-2",
+    "doc_to_query scale detached: the doc_to_query logits are scale.detach() * s, so only dL/dscale is "
+    "wrong (it misses the doc_to_query rows' share)",
+    "a CLIP-style loss with a learnable logit scale that builds the text-side logits from a detached "
+    "copy of the scale",
+)
+class ScaleDetachedDocToQuery(InfoNCE):
+    def direction_scale(self, name: str, scale: torch.Tensor) -> torch.Tensor:
+        return scale.detach() if name == "doc_to_query" else scale
+
+
+@mutant(
     "temperature_as_scale",
     "SCALE-1",
     "the scale argument is used as a temperature: logits s / scale instead of scale * s",
@@ -304,6 +351,31 @@ class TemperatureAsScale(InfoNCE):
 class CosWithoutEps(InfoNCE):
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return x / x.norm(dim=-1, keepdim=True)
+
+
+@mutant(
+    "cos_eps_squared_norm",
+    "SIM-1",
+    "cos floors the squared norm at float64 eps: x / sqrt(max(||x||^2, 2.2e-16)), a norm floor of 1.49e-8 "
+    "instead of 1e-12, so rows with norms below 1.49e-8 get other unit rows and gradients",
+    "optax 0.2.8 losses.ntxent (its cosine similarity floors the squared norm at finfo.eps)",
+)
+class CosEpsSquaredNorm(InfoNCE):
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        squared = (x * x).sum(dim=-1, keepdim=True)
+        return x / torch.sqrt(torch.clamp(squared, min=torch.finfo(x.dtype).eps))
+
+
+@mutant(
+    "norm_floor_1e6",
+    "SIM-1",
+    "cos as x * rsqrt(max(||x||^2, 1e-12)): a norm floor of 1e-6 instead of 1e-12",
+    "tf.math.l2_normalize (epsilon 1e-12 on the squared norm), used by tensorflow_similarity 0.17.1 SimCLRLoss",
+)
+class NormFloor1e6(InfoNCE):
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        squared = (x * x).sum(dim=-1, keepdim=True)
+        return x * torch.rsqrt(torch.clamp(squared, min=1e-12))
 
 
 @mutant(

@@ -1,0 +1,35 @@
+"""Known mistakes: what a faulty implementation computes instead of the spec's loss, as hypotheses.
+
+A failing case says *which* clause an implementation breaks; a known mistake says *what it computes
+instead*. Each :class:`Mistake` is one bug that real implementations have (a mutant of the
+catalogue, :mod:`.mutants.catalogue`, or a deviation of a published library, docs/peers.md), written
+as a float64 NumPy variant of the reference: for a case ``(queries, docs, config)`` it gives the
+loss, dL/dqueries (N, D), dL/ddocs (K, N, D) and dL/dscale that the faulty implementation returns.
+:func:`explain` tries every applicable mistake on the failing cases of a root cause and keeps those
+that reproduce the adapter's outputs to the tolerance on every failing case without contradicting
+the cases the adapter got right.
+
+How a variant is computed: :mod:`.emulation` (the spec's loss with one switch per way of getting it
+wrong, exact to float64 rounding); the mistakes themselves: :mod:`.catalogue`; the matching:
+:mod:`.explain`. The catalogue is described in docs/mutants.md ("Known mistakes").
+
+No torch here: the module runs wherever the suite runs.
+"""
+
+from __future__ import annotations
+
+from .catalogue import MISTAKES, Mistake, Observation
+from .emulation import Emulation, Outputs, emulate
+from .explain import Match, explain, outputs_agree
+
+__all__ = [
+    "MISTAKES",
+    "Emulation",
+    "Match",
+    "Mistake",
+    "Observation",
+    "Outputs",
+    "emulate",
+    "explain",
+    "outputs_agree",
+]
