@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -94,8 +95,10 @@ def explain(
     (each an :class:`Observation` or a tuple ``(queries, docs, config, outputs)``). A mistake matches
     when it applies to every observation's config, reproduces the adapter's outputs on every
     observation within the tolerance of an implementation of it in ``compute_dtype`` (default
-    ``dtype``; outputs rounded to ``dtype``), and no control contradicts it: wherever its prediction
-    differs from the reference beyond the reference's tolerance, the adapter must agree with it.
+    ``dtype``; outputs rounded to ``dtype``) and differs from the reference on at least one of them
+    (a mistake that computes the spec's function on these cases explains nothing), and no control
+    contradicts it: wherever its prediction differs from the reference beyond the reference's
+    tolerance, the adapter must agree with it.
     A mistake with fitted parameters matches with the first candidate that does.
     """
     obs = [_observation(o) for o in observations]
@@ -105,28 +108,35 @@ def explain(
     compute = compute_dtype or dtype
     references: dict[int, tuple[Outputs, Bounds]] = {}
 
-    def reference(i: int) -> tuple[Outputs, Bounds]:
-        if i not in references:
-            c = ctl[i]
-            r = loss_and_grad(c.queries, c.docs, c.config)
+    def shows(ob: Observation, predicted: Outputs) -> bool:
+        """Whether ``predicted`` differs from the reference on ``ob`` beyond the reference's tolerance,
+        in the outputs the adapter returned."""
+        if id(ob) not in references:
+            r = loss_and_grad(ob.queries, ob.docs, ob.config)
             out = Outputs(r.loss, r.grad_queries, r.grad_docs, r.grad_scale)
-            references[i] = (out, embedding_bounds(c.queries, c.docs, c.config, compute))
-        return references[i]
+            references[id(ob)] = (out, embedding_bounds(ob.queries, ob.docs, ob.config, compute))
+        expected, bounds = references[id(ob)]
+        returned = {name: getattr(ob.outputs, name, None) is not None for name in Outputs._fields}
+        compared = SimpleNamespace(**{k: v if returned[k] else None for k, v in predicted._asdict().items()})
+        return not outputs_agree(expected, compared, bounds)
 
     def agrees(m: Mistake, ob: Observation, params: dict[str, float]) -> tuple[bool, Outputs]:
         predicted = m.outputs(ob.queries, ob.docs, ob.config, **params)
-        return outputs_agree(
-            predicted, ob.outputs, m.bounds(ob.queries, ob.docs, ob.config, compute, **params), dtype
-        ), predicted
+        bounds = m.bounds(ob.queries, ob.docs, ob.config, compute, **params)
+        return outputs_agree(predicted, ob.outputs, bounds, dtype), predicted
 
-    def contradicted(m: Mistake, params: dict[str, float]) -> bool:
-        for i, c in enumerate(ctl):
-            if not m.applies(c.config):
-                continue
-            same, predicted = agrees(m, c, params)
-            if not same and not outputs_agree(reference(i)[0], predicted, reference(i)[1], "float64"):
-                return True
-        return False
+    def explains(m: Mistake, params: dict[str, float]) -> bool:
+        seen = [agrees(m, o, params) for o in obs]
+        if not all(same for same, _ in seen) or not any(
+            shows(o, p) for o, (_, p) in zip(obs, seen, strict=True)
+        ):
+            return False
+        for c in ctl:
+            if m.applies(c.config):
+                same, predicted = agrees(m, c, params)
+                if not same and shows(c, predicted):
+                    return False  # the mistake would show here, and the adapter got it right
+        return True
 
     matches: list[Match] = []
     for m in MISTAKES.values() if mistakes is None else mistakes:
@@ -135,7 +145,7 @@ def explain(
         for params in m.candidates(obs):
             if m.id == "cos_norm_floor" and fitted_floor_is_named(params):
                 continue
-            if all(agrees(m, o, params)[0] for o in obs) and not contradicted(m, params):
+            if explains(m, params):
                 matches.append(Match(m, params))
                 break
     return matches

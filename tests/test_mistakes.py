@@ -1,0 +1,259 @@
+"""The known mistakes (infonce_spec.conformance.mistakes): each computes what its faulty implementation
+returns, and explain() names the right one and never a wrong one.
+
+* the emulation with its default switches is the reference's function (within the float64 tolerance);
+* every mistake that a catalogue mutant has reproduces that mutant's outputs (loss, both embedding
+  gradients, dL/dscale; non-finite values at the same places) on random cases where it applies, and
+  so does each mistake without a mutant against a torch implementation of it written here;
+* the correct torch adapter is explained by no mistake on any case where the mistake's prediction
+  differs from the reference (never a wrong explanation);
+* on a mutant's failing cases, with its passing cases as controls, explain() returns that mistake
+  alone. Two mistakes can coincide on one case (N equal to the number of groups makes loss_summed
+  and a sum over groups the same function; D = 1 cosine rows whose positive logits average to 0); the
+  cases drawn here are many and varied enough that no such coincidence survives all of them;
+* a passing case where the mistake would differ from the reference rules it out (controls), and a
+  cos floor of an unlisted value is fitted from the data.
+
+Cases are drawn from seeded NumPy generators (deterministic); the whole file takes a few seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+import torch
+
+from infonce_spec.conformance.mistakes import MISTAKES, Emulation, Mistake, emulate, explain, outputs_agree
+from infonce_spec.conformance.mutants.adapter import TorchAdapter, adapter_for
+from infonce_spec.conformance.mutants.base import InfoNCE
+from infonce_spec.conformance.mutants.catalogue import CATALOGUE
+from infonce_spec.conformance.protocol import EmbeddingCase
+from infonce_spec.conformance.tolerances import embedding_bounds
+from infonce_spec.reference import Config, SpecViolation, loss_and_grad
+from infonce_spec.vocabulary import DIRECTIONS, HARDNESS_MODES, PARTITION_MODES
+
+Case = tuple[np.ndarray, np.ndarray, Config]
+
+#: Catalogue mutants with no mistake: faults (an exception or a None output is no computation to
+#: emulate), and the levels above the embeddings (cached, data parallel), where a single-process
+#: emulation of embeddings has nothing to say.
+WITHOUT_MISTAKE = {"hard_negatives_by_cat", "shape_crash_varying", "scale_grad_none"}
+
+
+def draw_case(rng: np.random.Generator, applies: Any = lambda c: True) -> Case:
+    """A random configuration under which ``applies`` holds, and a batch with the suite's corner rows
+    (zero, below and just above the cos eps, large) and duplicates."""
+    while True:
+        directions = ("query_to_doc", *(d for d in DIRECTIONS[1:] if rng.random() < 0.5))
+        mode = rng.choice([None, *HARDNESS_MODES])
+        try:
+            config = Config(
+                directions=directions,
+                partition_mode=str(rng.choice(PARTITION_MODES)),
+                scale=float(rng.choice([0.05, 1.0, 20.0, 1000.0, rng.uniform(0.05, 50.0)])),
+                similarity=str(rng.choice(["cos", "dot"])),
+                hardness_mode=None if mode is None else str(mode),
+                hardness_strength=float(rng.uniform(0.0, 10.0)) if mode is not None else 0.0,
+            )
+        except SpecViolation:
+            continue
+        if applies(config):
+            break
+    n, k, d = int(rng.integers(1, 6)), int(rng.integers(1, 4)), int(rng.integers(1, 9))
+    x = (
+        rng.normal(size=(n * (k + 1), d))
+        if rng.random() < 0.7
+        else rng.integers(-2, 3, (n * (k + 1), d)) * 1.0
+    )
+    for _ in range(int(rng.integers(0, 3))):
+        x[rng.integers(len(x))] *= rng.choice([0.0, 1e-14, 1e-9, 1e3])
+    if rng.random() < 0.2:
+        x[rng.integers(len(x))] = x[rng.integers(len(x))]
+    return x[:n].copy(), x[n:].reshape(k, n, d).copy(), config
+
+
+def rng_for(name: str) -> np.random.Generator:
+    return np.random.default_rng(zlib.crc32(name.encode()))
+
+
+def run(adapter: Any, case: Case) -> Any:
+    return adapter.embeddings(EmbeddingCase(*case))
+
+
+def reference_agrees(case: Case, outputs: Any) -> bool:
+    return outputs_agree(loss_and_grad(*case), outputs, embedding_bounds(*case, "float64"))
+
+
+# --------------------------------------------------------------------------- torch versions of the
+# mistakes that no catalogue mutant has (written here, independently of the emulation)
+class _PerDirectionLossesSummed(InfoNCE):
+    def per_query_losses(self, q_all, d_all, rows, scale):  # type: ignore[no-untyped-def]
+        if self.options.partition_mode != "per_direction":
+            return super().per_query_losses(q_all, d_all, rows, scale)
+        logits, positive = self.logits(q_all, d_all, rows, scale)
+        return sum(self.logsumexp(z) - positive for z in logits.values())
+
+
+class _NormFloor3e9(InfoNCE):
+    def normalize(self, x):  # type: ignore[no-untyped-def]
+        return torch.nn.functional.normalize(x, dim=-1, eps=3e-9)
+
+
+class _PositiveProbabilityFloor(InfoNCE):
+    def per_query_losses(self, q_all, d_all, rows, scale):  # type: ignore[no-untyped-def]
+        logits, positive = self.logits(q_all, d_all, rows, scale)
+        tiny = torch.finfo(torch.float64).tiny
+        groups = {
+            "joint": [list(logits)],
+            "per_direction": [[name] for name in logits],
+            "per_anchor": [[n for n in logits if n.startswith(side)] for side in ("query_", "doc_")],
+        }[self.options.partition_mode]
+        parts = [
+            -torch.log(torch.exp(positive - self.logsumexp(torch.cat([logits[n] for n in g], 1))) + tiny)
+            for g in groups
+            if g
+        ]
+        return torch.stack(parts).mean(0)
+
+
+#: Mistake id -> (torch adapter, the parameters of the mistake it implements).
+OWN_IMPLEMENTATIONS: dict[str, tuple[Any, dict[str, float]]] = {
+    "per_direction_sum_groups": (
+        adapter_for("per_direction_sum_groups", loss_class=_PerDirectionLossesSummed),
+        {},
+    ),
+    "cos_norm_floor": (adapter_for("norm_floor_3e9", loss_class=_NormFloor3e9), {"floor": 3e-9}),
+    "positive_probability_floor": (
+        adapter_for("positive_probability_floor", loss_class=_PositiveProbabilityFloor),
+        {"positive_floor": float(np.finfo(np.float64).tiny)},
+    ),
+}
+
+
+def implementation(mistake: Mistake) -> tuple[Any, dict[str, float]]:
+    if mistake.mutant is not None:
+        return CATALOGUE[mistake.mutant].adapter, {}
+    return OWN_IMPLEMENTATIONS[mistake.id]
+
+
+def cases_of(mistake: Mistake, count: int = 30) -> list[tuple[Case, Any]]:
+    """``count`` cases where the mistake applies, with its implementation's outputs on them."""
+    rng = rng_for(mistake.id)
+    adapter, _ = implementation(mistake)
+    cases = [draw_case(rng, mistake.applies) for _ in range(count)]
+    if mistake.id == "positive_probability_floor":  # the cap shows once the positive's probability underflows
+        cases = [(q * 1e3, d * 1e3, c.replace(scale=1000.0, similarity="dot")) for q, d, c in cases]
+    return [(case, run(adapter, case)) for case in cases]
+
+
+# --------------------------------------------------------------------------- tests
+def test_every_embedding_level_mutant_has_its_mistake_with_its_clause():
+    embedding_level = {m.id for m in CATALOGUE.values() if m.level == "embeddings"}
+    with_mistake = {m.mutant for m in MISTAKES.values() if m.mutant is not None}
+    assert with_mistake <= set(CATALOGUE)
+    assert embedding_level - with_mistake == WITHOUT_MISTAKE
+    for m in MISTAKES.values():
+        assert m.provenance and m.description and m.clause
+        if m.mutant is not None:
+            assert m.clause == CATALOGUE[m.mutant].clause, m.id
+            if CATALOGUE[m.mutant].reference:
+                assert m.provenance == CATALOGUE[m.mutant].reference, m.id
+    assert set(OWN_IMPLEMENTATIONS) == {m.id for m in MISTAKES.values() if m.mutant is None}
+
+
+def test_the_default_emulation_is_the_reference():
+    rng = rng_for("reference")
+    for _ in range(60):
+        case = draw_case(rng)
+        assert reference_agrees(case, emulate(*case, Emulation())), case[2]
+
+
+@pytest.mark.parametrize("mistake_id", sorted(MISTAKES))
+def test_the_mistake_computes_what_its_implementation_returns(mistake_id):
+    mistake = MISTAKES[mistake_id]
+    _, params = implementation(mistake)
+    differing = 0
+    for case, got in cases_of(mistake):
+        predicted = mistake.outputs(*case, **params)
+        assert outputs_agree(predicted, got, mistake.bounds(*case, "float64", **params)), (
+            mistake_id,
+            case[2],
+        )
+        differing += not reference_agrees(case, got)
+    assert differing >= 3, f"{mistake_id}: only {differing} cases where the mistake shows"
+
+
+@pytest.mark.parametrize("mistake_id", sorted(MISTAKES))
+def test_the_correct_adapter_is_never_explained(mistake_id):
+    mistake = MISTAKES[mistake_id]
+    correct = TorchAdapter()
+    rng = rng_for("correct " + mistake_id)
+    shown = 0
+    for _ in range(30):
+        case = draw_case(rng, mistake.applies)
+        for params in mistake.candidates([]):
+            if reference_agrees(case, mistake.outputs(*case, **params)):
+                continue  # the mistake does not show on this case: nothing to tell apart
+            shown += 1
+            assert explain([(*case, run(correct, case))], mistakes=[mistake]) == [], (
+                mistake_id,
+                params,
+                case[2],
+            )
+    assert shown >= 3
+
+
+@pytest.mark.parametrize("mistake_id", sorted(MISTAKES))
+def test_explain_names_the_mistake_alone_on_its_failing_cases(mistake_id):
+    mistake = MISTAKES[mistake_id]
+    failing, passing = [], []
+    for case, got in cases_of(mistake):
+        (passing if reference_agrees(case, got) else failing).append((*case, got))
+    matches = explain(failing, passing)
+    assert [m.id for m in matches] == [mistake_id]
+    match = matches[0]
+    assert match.text == f"matches: {match.description} (known mistake `{mistake_id}`)"
+    if mistake_id == "cos_norm_floor":  # fitted from the data, not one of the listed floors
+        assert math.isclose(match.params["floor"], 3e-9, rel_tol=1e-6)
+        assert "3e-09" in match.text
+
+
+def test_overflow_is_predicted_as_the_faulty_code_returns_it():
+    """logsumexp_unshifted: an inf loss and nan gradients exactly where the unshifted torch code has them."""
+    q, d = np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[[1.0, 0.0], [0.0, 1.0]]])
+    case = (q, d, Config(scale=1000.0))
+    got = run(CATALOGUE["logsumexp_unshifted"].adapter, case)
+    predicted = MISTAKES["logsumexp_unshifted"].outputs(*case)
+    assert math.isinf(predicted.loss) and np.isnan(predicted.grad_queries).any()
+    assert outputs_agree(predicted, got, MISTAKES["logsumexp_unshifted"].bounds(*case, "float64"))
+    assert [m.id for m in explain([(*case, got)])] == ["logsumexp_unshifted"]
+
+
+def test_a_passing_case_where_the_mistake_would_show_rules_it_out():
+    """loss_summed explains a failing case at N = 2, but not with a passing case at N = 3 as control."""
+    rng = rng_for("controls")
+    q, d = rng.normal(size=(2, 4)), rng.normal(size=(1, 2, 4))
+    config = Config()
+    failing = (q, d, config, run(CATALOGUE["loss_summed"].adapter, (q, d, config)))
+    assert "loss_summed" in [m.id for m in explain([failing])]
+    q3, d3 = rng.normal(size=(3, 4)), rng.normal(size=(1, 3, 4))
+    control = (q3, d3, config, run(TorchAdapter(), (q3, d3, config)))
+    assert "loss_summed" not in [m.id for m in explain([failing], [control])]
+
+
+def test_only_the_outputs_an_adapter_returns_are_compared():
+    """An adapter without dL/dscale: scale_detached_dq (which changes nothing else) cannot be told."""
+    rng = rng_for("no grad_scale")
+    q, d = rng.normal(size=(3, 4)), rng.normal(size=(1, 3, 4))
+    case = (q, d, Config(directions=("query_to_doc", "doc_to_query"), partition_mode="per_direction"))
+    got = run(CATALOGUE["scale_detached_dq"].adapter, case)
+    assert [m.id for m in explain([(*case, got)])] == ["scale_detached_dq"]
+    no_scale = type(got)(got.loss, got.grad_queries, got.grad_docs, None)
+    assert explain([(*case, no_scale)]) == []
