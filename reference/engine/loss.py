@@ -13,6 +13,7 @@ Gradients with respect to the unit rows ``u`` are finally pulled back through th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..config import Config
@@ -21,8 +22,9 @@ from ..layout import as_batch
 from ..result import Result
 from ..similarity import unit_rows
 from .partition import partition
-from .products import ProductMode, Products
+from .products import SIDES, ProductMode, Products
 from .rows import PIECES, positive_logits, row_blocks
+from .threads import blas_threads, map_chunks, resolve_threads, split
 
 __all__ = ["CHUNK_ELEMENTS", "MIN_CHUNK_ROWS", "loss_and_grad"]
 
@@ -48,6 +50,13 @@ def _chunk_rows(config: Config, n: int, k: int, chunk_size: int | None) -> int:
     return min(chunk_size, n)
 
 
+def _chunk_bounds(n: int, step: int, workers: int) -> list[tuple[int, int]]:
+    """Row chunks of at most ``step`` rows, as even as possible, their number a multiple of
+    ``workers`` where there are enough rows (so that no worker waits for the last one)."""
+    count = -(-n // step)
+    return split(n, -(-count // workers) * workers)
+
+
 def loss_and_grad(
     queries: Any,
     docs: Any,
@@ -55,6 +64,7 @@ def loss_and_grad(
     *,
     chunk_size: int | None = None,
     products: ProductMode = "auto",
+    threads: int | None = None,
 ) -> Result:
     """L, the per-query losses and every gradient, exactly, for ``queries`` (N, D) and ``docs`` (K, N, D).
 
@@ -72,31 +82,52 @@ def loss_and_grad(
     u_q = unit_rows(xp, q, sim)
     u_d = unit_rows(xp, doc_rows, sim)
     step = _chunk_rows(config, n, k, chunk_size)
-    sims = Products(xp, u_q, u_d, config.scale, set(_pieces(config)), products)
+    workers = resolve_threads(threads)
+    with blas_threads(workers):
+        sims = Products(xp, u_q, u_d, config.scale, set(_pieces(config)), products)
 
-    # The positive logit p_g = scale * s(q_g, d[0, g]) (QD-2) and its one-hot term of dL/dlogits
-    # (the accumulators hold dL/du / scale).
-    s_pos = xp.sum(u_q * sims.vectors["d0"], axis=1)
-    sims.grad["q"] -= sims.vectors["d0"] / n
-    sims.grad["d0"] -= u_q / n
-    sims.grad_scale -= float(xp.sum(s_pos)) / n
+        # The positive logit p_g = scale * s(q_g, d[0, g]) (QD-2) and its one-hot term of dL/dlogits
+        # (the accumulators hold dL/du / scale).
+        s_pos = xp.sum(u_q * sims.vectors["d0"], axis=1)
+        sims.grad["q"] -= sims.vectors["d0"] / n
+        sims.grad["d0"] -= u_q / n
+        sims.grad_scale -= float(xp.sum(s_pos)) / n
 
-    log_z_parts = []
-    positive_parts = []
-    for start in range(0, n, step):
-        stop = min(start + step, n)
-        blocks = row_blocks(xp, sims, start, stop, config)
-        positive_parts.append(positive_logits(xp, blocks[0], start))
-        log_z, grads = partition(xp, blocks, config.partition_groups, n)
-        log_z_parts.append(log_z)
-        pieces = [piece for block in blocks for piece in block.pieces]
-        for piece, grad in zip(pieces, grads, strict=True):
-            sims.backward(piece.row_side, piece.col_side, start, stop, grad)
-    grad_u_q, grad_u_d, grad_scale = sims.finish()
+        def chunk(start: int, stop: int) -> tuple[Any, Any]:
+            try:
+                logits, blocks = row_blocks(xp, sims, start, stop, config)
+                positives = positive_logits(xp, blocks[0], start)
+                log_z = partition(xp, blocks, config.partition_groups, n)  # logits -> dL/dlogits
+                sims.backward(logits)
+            except BaseException:
+                sims.skip(start, stop)  # the other chunks must not wait for this one's sums
+                raise
+            return log_z, positives
 
-    per_query = xp.concat(log_z_parts) - xp.concat(positive_parts)
-    grad_q = pullback(xp, q, u_q, grad_u_q, sim)
-    grad_d = pullback(xp, doc_rows, u_d, grad_u_d, sim)
+        parts = map_chunks(chunk, _chunk_bounds(n, step, workers), workers)
+
+        def map_rows(work: Callable[[int, int], None], count: int) -> None:
+            map_chunks(work, split(count, workers), workers)
+
+        grad_scale = sims.finish(map_rows)
+        # GRAD-3, row by row: each side's dL/du pulled back to the inputs.
+        grad_q = xp.empty_like(q)
+        grad_d = xp.empty_like(doc_rows)
+        targets = {
+            "q": (grad_q, q, u_q, 0),
+            "d0": (grad_d, doc_rows, u_d, 0),
+            "dh": (grad_d, doc_rows, u_d, n),
+        }
+
+        def pull(side: str, start: int, stop: int) -> None:
+            out, x, u, first = targets[side]
+            rows = slice(first + start, first + stop)
+            out[rows, :] = pullback(xp, x[rows, :], u[rows, :], sims.unit_gradient(side, start, stop), sim)
+
+        ranges = [(side, start, stop) for side in SIDES for start, stop in split(sims.width(side), workers)]
+        map_chunks(pull, [r for r in ranges if r[2] > r[1]], workers)
+
+    per_query = xp.concat([log_z for log_z, _ in parts]) - xp.concat([positives for _, positives in parts])
     return Result(
         loss=float(xp.mean(per_query)),
         per_query_loss=per_query,

@@ -23,15 +23,26 @@ The *square* pieces (column side ``q`` or ``d0``, N columns) are obtained one of
   once. Chosen automatically while these matrices fit in :data:`HELD_ELEMENTS`.
 
 The hard-negative pieces are always streamed. Both ways give the same result up to rounding.
+
+A chunk's pieces are arrays the partition overwrites with their gradients in place
+(:class:`ChunkLogits`), so that the backward reads them where the forward wrote them: the streamed
+pieces that share a column side are the row blocks of one product (the row vectors of the chunk
+stacked: one matrix product forward, one back to the rows and one to the columns), and a held
+piece is the chunk's own rows of a held gradient (the rows of a symmetric product itself, which
+nothing else reads).
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import array_api_compat
 
-__all__ = ["HELD_ELEMENTS", "PRODUCT_MODES", "SIDES", "Products"]
+__all__ = ["HELD_ELEMENTS", "PRODUCT_MODES", "SIDES", "ChunkLogits", "Products"]
 
 #: The three sides, in the order that names a pair of them (``("q", "d0")`` for q d0^T and d0 q^T).
 SIDES: tuple[str, ...] = ("q", "d0", "dh")
@@ -50,11 +61,74 @@ def _pair(row_side: str, col_side: str) -> tuple[tuple[str, str], bool]:
     return (col_side, row_side), True
 
 
+@dataclass
+class _Held:
+    """A square product ``scale * a b^T`` held whole, and the gradients of its pieces: ``grad`` for
+    the pieces that are its rows, ``grad_of_transpose`` for those that are the rows of ``b a^T``
+    (kept apart so that each chunk writes only its own rows). A symmetric product is its own
+    ``grad``: each chunk turns its rows into their gradient."""
+
+    product: Any
+    grad: Any
+    grad_of_transpose: Any | None
+
+
+@dataclass
+class _Stack:
+    """The streamed pieces of a chunk against one column side: ``logits = (scale * rows) @ cols^T``
+    for the chunk's row vectors of ``row_sides`` stacked in ``rows``."""
+
+    col_side: str
+    row_sides: list[str]
+    rows: Any
+    logits: Any
+
+
+@dataclass
+class ChunkLogits:
+    """The pieces of rows ``start .. stop-1``: ``logits[(row_side, col_side)]``, each written over by
+    its ``dL/dlogits / scale`` (in place) before :meth:`Products.backward`."""
+
+    start: int
+    stop: int
+    logits: dict[tuple[str, str], Any]
+    stacks: list[_Stack]
+
+
+class _InRowOrder:
+    """The chunks' additions to the sums they share, in the order of their rows whatever order the
+    threads reach them in, so that a call's result is the same at every run (rounding included)."""
+
+    def __init__(self) -> None:
+        self._turn = threading.Condition()
+        self._next_row = 0
+
+    def add(self, start: int, stop: int, add: Callable[[], None] | None) -> None:
+        """Wait for the chunks before row ``start``, then run ``add`` (if any) and let the next one go.
+        A chunk that comes again after its turn (from :meth:`Products.skip`) does nothing."""
+        with self._turn:
+            self._turn.wait_for(lambda: self._next_row >= start)
+            if self._next_row != start:
+                return
+            try:
+                if add is not None:
+                    add()
+            finally:
+                self._next_row = stop
+                self._turn.notify_all()
+
+
+def _held_elements(square: set[tuple[str, str]], transposed: set[tuple[str, str]], n: int) -> int:
+    """float64 numbers held: the product of each pair, plus its gradients where it is not symmetric."""
+    return n * n * sum(1 if a == b else 2 + ((a, b) in transposed) for a, b in square)
+
+
 class Products:
     """The pieces' logits and the accumulation of their gradients for one call of the loss.
 
     ``pieces`` is every ``(row_side, col_side)`` that the configuration needs; ``mode`` one of
     :data:`PRODUCT_MODES`. The gradient accumulators hold ``dL/du / scale`` until :meth:`finish`.
+    Chunks may run on several threads at once (:mod:`.threads`).
     """
 
     def __init__(
@@ -76,67 +150,122 @@ class Products:
             for side, v in self.vectors.items()
         }
         self.grad_scale = 0.0
+        #: The sums that every chunk adds to (``grad_t``, ``grad_scale``) take the chunks in row
+        #: order; the rows of ``grad`` and of the held gradients are each chunk's own.
+        self._in_order = _InRowOrder()
         square = {_pair(row, col)[0] for row, col in pieces if col != "dh"}
+        transposed = {_pair(row, col)[0] for row, col in pieces if col != "dh" and _pair(row, col)[1]}
         #: Whether the square products are held whole (else streamed by chunk).
-        self.hold = mode == "held" or (mode == "auto" and 2 * len(square) * n * n <= HELD_ELEMENTS)
-        self._held: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self.hold = mode == "held" or (
+            mode == "auto" and _held_elements(square, transposed, n) <= HELD_ELEMENTS
+        )
+        self._held: dict[tuple[str, str], _Held] = {}
         for a_side, b_side in sorted(square) if self.hold else ():
             a, b = self.vectors[a_side], self.vectors[b_side]
             product = a @ b.T  # a a^T when a_side == b_side: numpy computes it as a symmetric rank-k update
             product *= scale
-            self._held[(a_side, b_side)] = (product, xp.zeros_like(product))
+            if a_side == b_side:
+                self._held[(a_side, b_side)] = _Held(product, product, None)
+            else:
+                of_transpose = xp.zeros_like(product) if (a_side, b_side) in transposed else None
+                self._held[(a_side, b_side)] = _Held(product, xp.zeros_like(product), of_transpose)
 
     def width(self, side: str) -> int:
         """The number of vectors of a side (the columns of a piece against it)."""
         return int(self.vectors[side].shape[0])
 
-    def logits(self, row_side: str, col_side: str, start: int, stop: int) -> Any:
-        """``scale * a . b`` for rows ``start .. stop-1`` of ``row_side`` against all of ``col_side``:
-        a new array, which the caller may overwrite."""
-        pair, transposed = _pair(row_side, col_side)
-        if pair in self._held:
-            product = self._held[pair][0]
-            rows = product[:, start:stop].T if transposed else product[start:stop, :]
-            return self.xp.asarray(rows, copy=True)
-        # SCALE-1: the row vectors are scaled before the product ((rows x D) multiplications
-        # instead of (rows x candidates)).
-        return (self.scale * self.vectors[row_side][start:stop, :]) @ self.vectors[col_side].T
-
-    def backward(self, row_side: str, col_side: str, start: int, stop: int, grad: Any) -> None:
-        """Take ``G = dL/dlogits`` of a piece (without the factor ``scale``: see the class)."""
-        pair, transposed = _pair(row_side, col_side)
-        if pair in self._held:
-            held_grad = self._held[pair][1]
-            if transposed:
-                held_grad[:, start:stop] += grad.T
+    def forward(self, start: int, stop: int, pieces: list[tuple[str, str]]) -> ChunkLogits:
+        """``scale * a . b`` for rows ``start .. stop-1`` of each piece's row side against all of its
+        column side, in arrays that belong to this chunk alone (the caller overwrites them)."""
+        logits: dict[tuple[str, str], Any] = {}
+        streamed: dict[str, list[str]] = {}
+        for row_side, col_side in pieces:
+            pair, transposed = _pair(row_side, col_side)
+            held = self._held.get(pair)
+            if held is None:
+                streamed.setdefault(col_side, []).append(row_side)
+            elif held.grad is held.product:
+                logits[(row_side, col_side)] = held.product[start:stop, :]
             else:
-                held_grad[start:stop, :] += grad
-            return
-        rows = self.vectors[row_side][start:stop, :]
-        g_rows = grad @ self.vectors[col_side]
-        # SCALE-2: sum G * s = sum_r a_r . (G b)_r; HARD-5: the stop-gradient penalty adds nothing.
-        self.grad_scale += float(self.xp.sum(g_rows * rows))
-        self.grad[row_side][start:stop, :] += g_rows
-        self.grad_t[col_side] += rows.T @ grad
+                own = (held.grad_of_transpose if transposed else held.grad)[start:stop, :]
+                own[...] = held.product[:, start:stop].T if transposed else held.product[start:stop, :]
+                logits[(row_side, col_side)] = own
+        stacks = []
+        rows = stop - start
+        for col_side, row_sides in streamed.items():
+            vectors = [self.vectors[row_side][start:stop, :] for row_side in row_sides]
+            stacked = vectors[0] if len(vectors) == 1 else self.xp.concat(vectors, axis=0)
+            # SCALE-1: the row vectors are scaled before the product ((rows x D) multiplications
+            # instead of (rows x candidates)).
+            product = (self.scale * stacked) @ self.vectors[col_side].T
+            stacks.append(_Stack(col_side, row_sides, stacked, product))
+            for i, row_side in enumerate(row_sides):
+                logits[(row_side, col_side)] = product[i * rows : (i + 1) * rows, :]
+        return ChunkLogits(start, stop, logits, stacks)
 
-    def finish(self) -> tuple[Any, Any, float]:
-        """``dL/du(q)`` (N, D), ``dL/du(docs)`` (K N, D) and ``dL/dscale`` once every chunk is in.
+    def backward(self, chunk: ChunkLogits) -> None:
+        """Take ``G = dL/dlogits`` of a chunk's pieces, written over their logits (without the factor
+        ``scale``: see the class). Held pieces are their gradients already; streamed ones are sent
+        back now."""
+        start, stop = chunk.start, chunk.stop
+        rows = stop - start
+        sums = []
+        for stack in chunk.stacks:
+            g_rows = stack.logits @ self.vectors[stack.col_side]
+            for i, row_side in enumerate(stack.row_sides):
+                self.grad[row_side][start:stop, :] += g_rows[i * rows : (i + 1) * rows, :]
+            # SCALE-2: sum G * s = sum_r a_r . (G b)_r; HARD-5: the stop-gradient penalty adds nothing.
+            sums.append(
+                (stack.col_side, float(self.xp.sum(g_rows * stack.rows)), stack.rows.T @ stack.logits)
+            )
 
-        Held pairs send their gradients back now: ``G b`` and ``G^T a`` for ``a != b``, and
+        def add() -> None:
+            for col_side, grad_scale, g_cols in sums:
+                self.grad_scale += grad_scale
+                self.grad_t[col_side] += g_cols
+
+        self._in_order.add(start, stop, add)
+
+    def skip(self, start: int, stop: int) -> None:
+        """Let the chunks after rows ``start .. stop-1`` add to the sums (this one failed)."""
+        self._in_order.add(start, stop, None)
+
+    def finish(self, map_rows: Callable[[Callable[[int, int], None], int], None]) -> float:
+        """Send the held pairs' gradients back once every chunk is in, and return ``dL/dscale``;
+        :meth:`unit_gradient` then reads ``dL/du``. ``map_rows(work, count)`` runs
+        ``work(start, stop)`` over ranges that cover ``0 .. count-1`` (on the pool, :mod:`.threads`).
+
+        ``G b`` and ``G^T a`` for ``a != b`` (``G`` with its transpose's gradient added), and
         ``(G + G^T) a`` for a symmetric product ``a a^T`` (whose ``sum G * s`` is half of
         ``sum a * (G + G^T) a``).
         """
         xp = self.xp
-        for (a_side, b_side), (_, grad) in self._held.items():
+        for (a_side, b_side), held in self._held.items():
             a = self.vectors[a_side]
             if a_side == b_side:
-                g_a = (grad + grad.T) @ a
+                grad = xp.empty_like(held.grad)
+                map_rows(partial(_add_transpose, held.grad, held.grad, out=grad), self.width(a_side))
+                g_a = grad @ a
                 self.grad_scale += float(xp.sum(g_a * a)) / 2
             else:
+                grad = held.grad
+                if held.grad_of_transpose is not None:
+                    map_rows(
+                        partial(_add_transpose, grad, held.grad_of_transpose, out=grad), self.width(a_side)
+                    )
                 g_a = grad @ self.vectors[b_side]
                 self.grad_scale += float(xp.sum(g_a * a))
                 self.grad_t[b_side] += a.T @ grad
             self.grad[a_side] += g_a
         self._held.clear()
-        total = {side: self.scale * (self.grad[side] + self.grad_t[side].T) for side in SIDES}
-        return total["q"], xp.concat([total["d0"], total["dh"]], axis=0), self.grad_scale
+        return self.grad_scale
+
+    def unit_gradient(self, side: str, start: int, stop: int) -> Any:
+        """``dL/du`` of vectors ``start .. stop-1`` of a side (after :meth:`finish`)."""
+        return self.scale * (self.grad[side][start:stop, :] + self.grad_t[side][:, start:stop].T)
+
+
+def _add_transpose(g: Any, h: Any, start: int, stop: int, out: Any) -> None:
+    """Rows ``start .. stop-1`` of ``out = g + h^T`` (``out`` may be ``g``: each row is read before it
+    is written, and ``h``'s columns are not written)."""
+    out[start:stop, :] = g[start:stop, :] + h[:, start:stop].T

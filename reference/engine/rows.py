@@ -35,7 +35,7 @@ from infonce_spec.vocabulary import DIRECTION_SPECS
 
 from ..config import Config
 from ..hardness import selected_entries
-from .products import Products
+from .products import ChunkLogits, Products
 
 __all__ = ["PIECES", "SHORT_SIDES", "Piece", "RowBlock", "positive_logits", "row_blocks"]
 
@@ -70,7 +70,7 @@ class RowBlock:
     pieces: list[Piece]
 
 
-def _mask_own(xp: Any, logits: Any, start: int, n: int) -> Any:
+def _mask_own(xp: Any, logits: Any, start: int, n: int) -> None:
     """Set the entries ``(g, k' * N + g)`` of a chunk of rows ``start ..`` to ``-inf``, for every
     block ``k'`` of N columns of the piece.
 
@@ -79,10 +79,9 @@ def _mask_own(xp: Any, logits: Any, start: int, n: int) -> Any:
     block, so no ``(rows x candidates)`` boolean mask is built (MASK-QQ-1, MASK-DD-1, MASK-DD-2).
     """
     rows, width = (int(s) for s in logits.shape)
-    flat = xp.reshape(logits, (rows * width,))
+    flat = xp.reshape(logits, (rows * width,))  # a view: the piece is C-contiguous
     for block in range(width // n):
         flat[_own_entries(start + block * n, rows, width)] = -float("inf")
-    return xp.reshape(flat, (rows, width))
 
 
 def _own_entries(first: int, rows: int, width: int) -> slice:
@@ -103,26 +102,30 @@ def positive_logits(xp: Any, query_to_doc: RowBlock, start: int) -> Any:
     return xp.asarray(flat[_own_entries(start, rows, width)], copy=True)
 
 
-def row_blocks(xp: Any, products: Products, start: int, stop: int, config: Config) -> list[RowBlock]:
-    """The selected directions' logit blocks for queries ``start .. stop-1`` (canonical order)."""
+def row_blocks(
+    xp: Any, products: Products, start: int, stop: int, config: Config
+) -> tuple[ChunkLogits, list[RowBlock]]:
+    """The selected directions' logit blocks for queries ``start .. stop-1`` (canonical order), and
+    the chunk's products that hold them (:meth:`Products.backward` reads the gradients there)."""
     n = products.width("q")
+    selected = [
+        (direction, [piece for piece in PIECES[direction] if products.width(piece[1]) > 0])
+        for direction in config.selected_directions  # query_to_doc first (DIR-1, canonical order)
+    ]  # K = 1: no hard negatives
+    chunk = products.forward(start, stop, [piece for _, pieces in selected for piece in pieces])
     blocks: list[RowBlock] = []
-    for direction in config.selected_directions:  # query_to_doc first (DIR-1, canonical order)
+    for direction, pieces in selected:
         spec = DIRECTION_SPECS[direction]
-        pieces = []
-        for row_side, col_side in PIECES[direction]:
-            if products.width(col_side) == 0:
-                continue  # K = 1: no hard negatives
-            logits = products.logits(row_side, col_side, start, stop)
+        for row_side, col_side in pieces:
+            logits = chunk.logits[(row_side, col_side)]
             if spec.excludes_own:
-                logits = _mask_own(xp, logits, start, n)
+                _mask_own(xp, logits, start, n)
             elif spec.hardness and config.hardness_active:
                 logits *= _hardness(xp, logits, start, stop, _FIRST_BLOCK[col_side] * n, n, config)
-            pieces.append(Piece(row_side, col_side, logits))
-        blocks.append(RowBlock(direction, pieces))
+        blocks.append(RowBlock(direction, [Piece(row, col, chunk.logits[(row, col)]) for row, col in pieces]))
     if "doc_to_query" in config.selected_directions:
         _own_pairs_are_the_positives(xp, blocks, start)
-    return blocks
+    return chunk, blocks
 
 
 def _own_pairs_are_the_positives(xp: Any, blocks: list[RowBlock], start: int) -> None:
@@ -134,11 +137,10 @@ def _own_pairs_are_the_positives(xp: Any, blocks: list[RowBlock], start: int) ->
     """
     positives = positive_logits(xp, blocks[0], start)
     (block,) = (b for b in blocks if b.direction == "doc_to_query")
-    piece = block.pieces[0]
-    rows, width = (int(s) for s in piece.logits.shape)
-    flat = xp.reshape(piece.logits, (rows * width,))
+    logits = block.pieces[0].logits
+    rows, width = (int(s) for s in logits.shape)
+    flat = xp.reshape(logits, (rows * width,))  # a view: the piece is C-contiguous
     flat[_own_entries(start, rows, width)] = positives
-    block.pieces[0] = Piece(piece.row_side, piece.col_side, xp.reshape(flat, (rows, width)))
 
 
 def _hardness(xp: Any, logits: Any, start: int, stop: int, first: int, n: int, config: Config) -> Any:

@@ -1,0 +1,96 @@
+"""The engine's threads: row chunks on a small pool, one BLAS thread per worker.
+
+The chunks of query rows (:mod:`.loss`) are independent until their gradients are summed, and
+numpy releases the GIL in its matrix products and ufunc loops, so ``threads`` workers keep
+``threads`` cores busy in the elementwise passes (max, exp, sums) as well as in the products.
+Each worker calls BLAS single-threaded, so ``threads`` workers use ``threads`` cores, not
+``threads`` squared; the products outside the chunks (the held N x N products and their backward,
+:mod:`.products`) call BLAS with ``threads`` threads. BLAS thread counts are set through
+threadpoolctl for the duration of the call and restored afterwards; they are process-wide, so a
+BLAS call from another thread of the program meanwhile runs with the engine's count.
+
+Only speed depends on ``threads``: each chunk and each sum of gradients is the same computation
+whatever the number of workers, up to the order in which the column gradients of the chunks are
+added (rounding).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+__all__ = ["blas_threads", "default_threads", "map_chunks", "resolve_threads", "split"]
+
+T = TypeVar("T")
+
+_controller: Any = None
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _blas_controller() -> Any:
+    """threadpoolctl's controller of the loaded BLAS libraries (found once: numpy's BLAS is loaded
+    with numpy, before this module runs)."""
+    global _controller
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController().select(user_api="blas")
+    return _controller
+
+
+def default_threads() -> int:
+    """What numpy's BLAS would use: its thread count as threadpoolctl reads it (``OPENBLAS_NUM_THREADS``
+    and the like included), or the cores available to this process where no BLAS library is found."""
+    infos = _blas_controller().info()
+    numpy_blas = [i for i in infos if "numpy" in str(i.get("filepath", ""))] or infos
+    if numpy_blas:
+        return max(1, int(numpy_blas[0]["num_threads"]))
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
+def resolve_threads(threads: int | None) -> int:
+    """``threads`` checked (a positive integer), or :func:`default_threads` for ``None``."""
+    if threads is None:
+        return default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    return threads
+
+
+@contextlib.contextmanager
+def blas_threads(count: int) -> Iterator[None]:
+    """BLAS calls use ``count`` threads inside the block (the previous counts are restored)."""
+    with _blas_controller().limit(limits=count):
+        yield
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """The pool of ``workers`` threads, kept for later calls: a new thread's first BLAS call sets up
+    its buffers, which costs more than a chunk's worth of work at small N."""
+    with _pools_lock:
+        if workers not in _pools:
+            _pools[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="infonce-engine")
+        return _pools[workers]
+
+
+def split(count: int, parts: int) -> list[tuple[int, int]]:
+    """``[0, count)`` in ``min(parts, count)`` ranges of sizes as even as possible, in order."""
+    parts = max(1, min(parts, count))
+    edges = [count * i // parts for i in range(parts + 1)]
+    return list(itertools.pairwise(edges))
+
+
+def map_chunks(work: Callable[..., T], items: Sequence[tuple[Any, ...]], threads: int) -> list[T]:
+    """``[work(*item) for item in items]``: on ``threads`` workers with one BLAS thread each, or in
+    the calling thread where there is one worker or one item."""
+    if threads == 1 or len(items) == 1:
+        return [work(*item) for item in items]
+    with blas_threads(1):
+        return list(_pool(min(threads, len(items))).map(lambda item: work(*item), items))
