@@ -11,7 +11,14 @@ hangs -- so torch computes on one thread in a forked worker. ``INFONCE_CONFORMAN
 (the default elsewhere) takes the worker from the data-parallel harness's forkserver instead
 (:mod:`.distributed`; the adapter is imported by its ``package.module:attribute`` name, torch keeps
 its threads); ``INFONCE_CONFORMANCE_ISOLATION=0`` runs every call in process, without a time limit
-(for debuggers).
+(for debuggers). A runtime that starts threads of its own on first use and does not survive
+``fork`` -- JAX's XLA client, TensorFlow's thread pools -- may already be running in the runner
+when the adapter's module computed something at import; a forked worker would then wait forever
+for a lock held by a thread that was not copied. When the adapter's load brought one of
+:data:`FORK_UNSAFE_RUNTIMES` into the runner, workers are therefore spawned (a fresh interpreter
+that imports the adapter by its name; nothing is inherited), as with
+``INFONCE_CONFORMANCE_ISOLATION=spawn``; ``INFONCE_CONFORMANCE_ISOLATION=fork`` forks regardless,
+and a forked worker that then never answers says so, naming the setting.
 Every call has a time limit (``--timeout``, :func:`set_call_timeout`); what goes wrong is raised in
 the runner as one :class:`~.compare.AdapterFault`:
 
@@ -52,6 +59,7 @@ from .compare import AdapterFault
 
 __all__ = [
     "CALLS",
+    "FORK_UNSAFE_RUNTIMES",
     "CallWorker",
     "IsolatedAdapter",
     "Returned",
@@ -70,7 +78,15 @@ __all__ = [
 ]
 
 #: The adapter methods that compute (everything else is read from the object in process).
-CALLS: tuple[str, ...] = ("embeddings", "encoder", "dropout_encoder", "rank_embeddings", "rank_encoder")
+CALLS: tuple[str, ...] = (
+    "embeddings",
+    "encoder",
+    "dropout_encoder",
+    "rank_embeddings",
+    "rank_encoder",
+    "devices_embeddings",
+    "devices_encoder",
+)
 
 #: Unit roundoff of the floating dtypes an adapter may return (lower precision = larger).
 _ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
@@ -429,9 +445,10 @@ class CallWorker:
     """One persistent worker process running one adapter's single-process calls, each under a time
     limit; replaced after a timeout or a crash (the next call starts a fresh one)."""
 
-    def __init__(self, loaded: Any, *, fork: bool = True) -> None:
+    def __init__(self, loaded: Any, *, fork: bool = True, spawn: bool = False) -> None:
         self.loaded = loaded
         self.fork = fork
+        self.spawn = spawn and not fork  # a fresh interpreter (nothing inherited), else the forkserver
         self._proc: Any = None
         self._conn: Any = None
         self._dir = tempfile.mkdtemp(prefix="infonce-conformance-")
@@ -444,6 +461,8 @@ class CallWorker:
         os.makedirs(self._dir, exist_ok=True)
         if self.fork:  # the parent's adapter object, copied: a few milliseconds, nothing re-imported
             ctx, target = multiprocessing.get_context("fork"), self.loaded
+        elif self.spawn:
+            ctx, target = multiprocessing.get_context("spawn"), self.loaded.spec
         else:
             ctx, target = distributed.mp_context(self.loaded.spec), self.loaded.spec
         parent, child = ctx.Pipe()
@@ -478,7 +497,10 @@ class CallWorker:
             stack = thread_stack(read_dump(self._proc, self._dump) or "")
             self.close(graceful=False)  # a hung worker cannot read the request to stop
             raise AdapterFault(
-                "timeout", f"adapter did not answer within {timeout:g} s {what}", call=method, frame=stack
+                "timeout",
+                f"adapter did not answer within {timeout:g} s {what}{_fork_hint(self.fork, starting)}",
+                call=method,
+                frame=stack,
             )
         try:
             return self._conn.recv()
@@ -546,12 +568,42 @@ _WORKERS: dict[int, CallWorker] = {}
 _FORK = sys.platform.startswith("linux")
 
 
+#: Modules whose runtime starts threads on first use and does not survive ``fork`` (a forked child
+#: waits forever on a lock a thread of the parent held): with one of them loaded in the runner, call
+#: workers are spawned rather than forked.
+FORK_UNSAFE_RUNTIMES: tuple[str, ...] = ("jax", "jaxlib", "tensorflow")
+
+
+def fork_unsafe_runtime() -> str | None:
+    """The first of :data:`FORK_UNSAFE_RUNTIMES` imported in this process, or ``None``."""
+    return next((name for name in FORK_UNSAFE_RUNTIMES if name in sys.modules), None)
+
+
+def _fork_hint(forked: bool, starting: bool) -> str:
+    """For a forked worker that did not answer: the start method as a possible cause, naming the
+    setting -- when a fork-unsafe runtime is loaded here (``INFONCE_CONFORMANCE_ISOLATION=fork``
+    forced the fork), or when the worker hung before its first answer (a forked worker loads
+    nothing, so only inherited state can stop it there)."""
+    runtime = fork_unsafe_runtime()
+    if not forked or not (runtime or starting):
+        return ""
+    cause = f"{runtime} was loaded in the runner before the fork" if runtime else "it hung before loading"
+    return (
+        f" (the worker was forked from the runner and {cause}: a runtime whose threads do not survive "
+        "fork waits forever there; INFONCE_CONFORMANCE_ISOLATION=spawn starts workers with nothing inherited)"
+    )
+
+
 def _mode() -> str:
     """``INFONCE_CONFORMANCE_ISOLATION``: ``fork`` (default on Linux), ``forkserver`` (default
-    elsewhere: workers import the adapter by name, torch keeps its threads) or ``0`` (in process)."""
+    elsewhere: workers import the adapter by name, torch keeps its threads), ``spawn`` (a fresh
+    interpreter per worker; the default when a :data:`FORK_UNSAFE_RUNTIMES` module is loaded and
+    no method is named) or ``0`` (in process)."""
     value = os.environ.get("INFONCE_CONFORMANCE_ISOLATION", "").strip().lower()
     if value in ("0", "off", "no", "false"):
         return "off"
+    if value == "spawn" or (value not in ("fork", "forkserver") and fork_unsafe_runtime()):
+        return "spawn"
     if value == "forkserver" or not _FORK:
         return "forkserver"
     return "fork"
@@ -607,17 +659,18 @@ def isolated(loaded: Any) -> Any:
     mode = _mode()
     if mode == "off":
         return loaded.adapter
-    if mode == "forkserver" and not _reimportable(loaded.spec, loaded.adapter):
+    if mode in ("forkserver", "spawn") and not _reimportable(loaded.spec, loaded.adapter):
         return loaded.adapter
+    fork, spawn = mode == "fork", mode == "spawn"
     worker = _WORKERS.get(id(loaded))
-    if worker is None or worker.loaded is not loaded or worker.fork != (mode == "fork"):
-        worker = _WORKERS[id(loaded)] = CallWorker(loaded, fork=mode == "fork")
+    if worker is None or worker.loaded is not loaded or (worker.fork, worker.spawn) != (fork, spawn):
+        worker = _WORKERS[id(loaded)] = CallWorker(loaded, fork=fork, spawn=spawn)
     return IsolatedAdapter(loaded.adapter, worker)
 
 
 def forkserver_workers_alive() -> bool:
     """Whether a single-process worker taken from the forkserver (not forked from here) is running."""
-    return any(w._proc is not None and not w.fork for w in list(_LIVE))
+    return any(w._proc is not None and not w.fork and not w.spawn for w in list(_LIVE))
 
 
 def close_workers() -> None:
