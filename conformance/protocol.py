@@ -17,10 +17,19 @@ Three levels, each optional beyond the first, each declared in :class:`Capabilit
    mini-batch size, an upstream gradient multiplier per step and possibly several steps whose
    forwards all run before their backwards (re-entrancy). :meth:`ConformanceAdapter.dropout_encoder`
    adds dropout in front of the linear layer for the metamorphic RNG-replay check (CACHE-3).
-3. **data parallel** -- :meth:`ConformanceAdapter.rank_embeddings` / :meth:`ConformanceAdapter.rank_encoder`:
-   called inside a worker process where the suite has already initialised the default
-   ``torch.distributed`` process group (gloo on CPU, or whatever ``torchrun`` set up); the adapter
-   only computes with its all-gather enabled, for its own rank's local slice.
+3. **data parallel**, in one of two forms (``Capabilities.collectives``):
+
+   * ``"torch"`` -- :meth:`ConformanceAdapter.rank_embeddings` / :meth:`ConformanceAdapter.rank_encoder`:
+     called inside a worker process where the suite has already initialised the default
+     ``torch.distributed`` process group (gloo on CPU, or whatever ``torchrun`` set up); the adapter
+     only computes with its all-gather enabled, for its own rank's local slice.
+   * ``"devices"`` -- ``devices_embeddings(cases)`` / ``devices_encoder(cases)``: one process, W
+     devices, any framework. The suite hands over the W local batches of one global batch at once
+     (a tuple of :class:`RankCase` / :class:`RankEncoderCase`, in rank order) and takes back the W
+     per-rank results, in rank order; the adapter runs them with its framework's own collectives
+     (JAX ``shard_map`` over host devices, TF ``MirroredStrategy``). Same properties and verdicts
+     (DP-1 .. DP-5); a ``ValueError``/``TypeError`` raised by the call is every rank's refusal
+     (DP-5).
 
 A minimal adapter (the whole thing)::
 
@@ -70,6 +79,7 @@ from infonce_spec.vocabulary import (
 )
 
 __all__ = [
+    "COLLECTIVES",
     "DTYPES",
     "AdapterLoadError",
     "Capabilities",
@@ -94,6 +104,10 @@ __all__ = [
 
 #: The dtypes the tolerance model knows (:mod:`infonce_spec.conformance.tolerances`).
 DTYPES: tuple[str, ...] = ("float64", "float32", "bfloat16", "float16")
+
+#: The forms of level 3 (``Capabilities.collectives``): one process per rank in a torch process
+#: group the suite sets up, or one process whose adapter runs the W ranks on W devices itself.
+COLLECTIVES: tuple[str, ...] = ("torch", "devices")
 
 
 #: One claimed configuration shape: the directions (canonical order, DIR-2) and the partition mode.
@@ -218,8 +232,13 @@ class Capabilities:
       ``mini_batch_size`` (CACHE-1 .. CACHE-4). A cached adapter must also run its uncached path
       when ``mini_batch_size`` is ``None``.
     * ``dropout`` -- :meth:`ConformanceAdapter.dropout_encoder` is implemented (CACHE-3).
-    * ``data_parallel`` -- :meth:`ConformanceAdapter.rank_embeddings` (and, with ``encoder``,
-      :meth:`ConformanceAdapter.rank_encoder`) are implemented (level 3); ``max_world_size`` caps W.
+    * ``data_parallel`` -- level 3 is implemented, in the form ``collectives`` names;
+      ``max_world_size`` caps W.
+    * ``collectives`` -- ``"torch"`` (the default): one process per rank in a ``torch.distributed``
+      group the suite sets up; :meth:`ConformanceAdapter.rank_embeddings` (and, with ``encoder``,
+      :meth:`ConformanceAdapter.rank_encoder`). ``"devices"``: one process running the W ranks on
+      W devices with the adapter's own collectives, no torch anywhere; ``devices_embeddings`` (and,
+      with ``encoder``, ``devices_encoder``), each taking the W cases and returning W results.
     * ``validates_inputs`` -- invalid inputs raise ``ValueError``/``TypeError`` (VAL-1, DP-5).
     * ``torch_memory`` -- the implementation allocates its tensors through torch (on the calling
       thread), so the suite's peak-memory meter sees them: with ``cached``, CACHE-5 is checked
@@ -240,6 +259,7 @@ class Capabilities:
     dropout: bool = False
     data_parallel: bool = False
     max_world_size: int = 4
+    collectives: str = "torch"
     validates_inputs: bool = False
     torch_memory: bool = False
     configurations: frozenset[Shape] | None = None
@@ -272,6 +292,10 @@ class Capabilities:
             )
         if self.dropout and not self.encoder:
             raise ValueError("Capabilities.dropout needs encoder=True")
+        if self.collectives not in COLLECTIVES:
+            raise ValueError(
+                f"Capabilities.collectives must be one of {list(COLLECTIVES)}, got {self.collectives!r}"
+            )
 
     def _derive_from_configurations(self) -> None:
         """Normalise ``configurations`` (checked pairs, canonical order) and derive ``directions`` and
@@ -527,12 +551,20 @@ class ConformanceAdapter(Protocol):
     #   dropout_encoder(self, case: DropoutCase) -> EncoderGrads         if capabilities.dropout
     #   rank_embeddings(self, case: RankCase) -> LossGrads               if capabilities.data_parallel
     #   rank_encoder(self, case: RankEncoderCase) -> EncoderGrads        if data_parallel and encoder
+    # with collectives="devices" instead of the two rank_* methods (all W ranks in one call):
+    #   devices_embeddings(self, cases: tuple[RankCase, ...]) -> Sequence[LossGrads]
+    #   devices_encoder(self, cases: tuple[RankEncoderCase, ...]) -> Sequence[EncoderGrads]  (with encoder)
 
 
 _REQUIRED_METHODS = {
     "encoder": ("encoder",),
     "dropout": ("dropout_encoder",),
-    "data_parallel": ("rank_embeddings",),
+}
+
+#: The level-3 methods of each form of ``collectives``: (always, with ``encoder``).
+LEVEL3_METHODS: dict[str, tuple[str, str]] = {
+    "torch": ("rank_embeddings", "rank_encoder"),
+    "devices": ("devices_embeddings", "devices_encoder"),
 }
 
 
@@ -554,10 +586,12 @@ class LoadedAdapter:
             for method in methods:
                 if getattr(caps, flag) and not callable(getattr(self.adapter, method, None)):
                     raise TypeError(f"adapter {self.spec!r} claims {flag} but has no {method}() method")
-        if caps.data_parallel and caps.encoder and not callable(getattr(self.adapter, "rank_encoder", None)):
-            raise TypeError(
-                f"adapter {self.spec!r} claims data_parallel and encoder but has no rank_encoder()"
-            )
+        embeddings, encoder = LEVEL3_METHODS[caps.collectives]
+        form = f"data_parallel (collectives={caps.collectives!r})"
+        if caps.data_parallel and not callable(getattr(self.adapter, embeddings, None)):
+            raise TypeError(f"adapter {self.spec!r} claims {form} but has no {embeddings}() method")
+        if caps.data_parallel and caps.encoder and not callable(getattr(self.adapter, encoder, None)):
+            raise TypeError(f"adapter {self.spec!r} claims {form} and encoder but has no {encoder}()")
         self.capabilities = caps
 
 
@@ -693,6 +727,12 @@ def load_adapter(spec: str) -> LoadedAdapter:
                 f"cannot load adapter {asked!r}: {attr}() raised {_one_line(exc)}{_where(exc)}"
             ) from exc
     try:
-        return LoadedAdapter(spec=spec, adapter=obj)
+        loaded = LoadedAdapter(spec=spec, adapter=obj)
     except TypeError as exc:
         raise AdapterLoadError(f"cannot load adapter {asked!r}: {exc}") from exc
+    from .harnesses import check_level3
+
+    missing = check_level3(loaded.capabilities)
+    if missing is not None:  # the suite's harness cannot run here: not the adapter's fault
+        raise AdapterLoadError(f"cannot load adapter {asked!r}: {missing}")
+    return loaded

@@ -115,11 +115,11 @@ def _loaded(spec: str) -> Any:
 
 
 def _harness(spec: str, world_size: int) -> Any:
-    from .distributed import GlooHarness
+    from .harnesses import open_harness
 
     key = (spec, world_size)
     if key not in _HARNESSES:
-        _HARNESSES[key] = GlooHarness(spec, world_size)
+        _HARNESSES[key] = open_harness(_loaded(spec), world_size, timeout=60.0)
     return _HARNESSES[key]
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .cases import load_case
 from .compare import AdapterFault, ConformanceFailure, PremiseFailure
-from .distributed import GlooHarness, end_of_run
+from .distributed import end_of_run
+from .harnesses import open_harness
 from .properties.base import REGISTRY, Context, properties
 from .protocol import load_adapter
 
@@ -40,7 +41,7 @@ def replay(path: str | Path, adapter: str | None = None, *, timeout: float = 60.
     harness = None
     world = meta.get("world_size") or 1
     if prop.level == "data_parallel":
-        harness = GlooHarness(spec, int(world), timeout=timeout)
+        harness = open_harness(loaded, int(world), timeout=timeout)
     ctx = Context(loaded, harness=harness, world_size=int(world))
     try:
         prop.check(case, ctx)

@@ -27,7 +27,8 @@ from .cases import config_to_dict, save_case
 from .clauses import CLAUSES
 from .compare import AdapterFault, ConformanceFailure, Mismatch, PremiseFailure
 from .diagnosis import Diagnosis, diagnose
-from .distributed import GlooHarness, TorchrunHarness, end_of_run, in_torchrun
+from .distributed import end_of_run, in_torchrun
+from .harnesses import open_harness
 from .isolation import adapter_frame, set_call_timeout
 from .properties.base import Context, Property, properties
 from .protocol import Capabilities, LoadedAdapter, load_adapter
@@ -526,11 +527,7 @@ def run_adapter(
             todo = [p for p in claimed if getattr(p, "min_world_size", 1) <= w]
             if not todo or done():
                 continue
-            harness = (
-                TorchrunHarness(loaded.spec, timeout=max(timeout, 300.0))
-                if torchrun
-                else GlooHarness(loaded.spec, w, timeout=timeout)
-            )
+            harness = open_harness(loaded, w, timeout=timeout, torchrun=torchrun)
             try:
                 for prop in todo:
                     if done():
