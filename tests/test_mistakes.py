@@ -32,10 +32,10 @@ import torch
 
 from infonce_spec.conformance.mistakes import MISTAKES, Emulation, Mistake, emulate, explain, outputs_agree
 from infonce_spec.conformance.mutants.adapter import TorchAdapter, adapter_for
-from infonce_spec.conformance.mutants.base import InfoNCE
+from infonce_spec.conformance.mutants.base import InfoNCE, Options
 from infonce_spec.conformance.mutants.catalogue import CATALOGUE
-from infonce_spec.conformance.protocol import EmbeddingCase
-from infonce_spec.conformance.tolerances import embedding_bounds
+from infonce_spec.conformance.protocol import EmbeddingCase, LossGrads
+from infonce_spec.conformance.tolerances import embedding_bounds, round_to_dtype
 from infonce_spec.reference import Config, SpecViolation, loss_and_grad
 from infonce_spec.vocabulary import DIRECTIONS, HARDNESS_MODES, PARTITION_MODES
 
@@ -257,3 +257,29 @@ def test_only_the_outputs_an_adapter_returns_are_compared():
     assert [m.id for m in explain([(*case, got)])] == ["scale_detached_dq"]
     no_scale = type(got)(got.loss, got.grad_queries, got.grad_docs, None)
     assert explain([(*case, no_scale)]) == []
+
+
+def test_a_float32_implementation_is_explained_at_its_tolerance():
+    """norm_floor_1e6 in float32 (tensorflow_similarity's l2_normalize floor), nt_xent's configuration."""
+    config = Config(directions=DIRECTIONS, partition_mode="per_anchor", scale=20.0)
+    loss_class = type(CATALOGUE["norm_floor_1e6"].adapter).loss_class
+    rng = rng_for("float32")
+    failing, passing = [], []
+    for _ in range(12):
+        n, d = int(rng.integers(1, 5)), int(rng.integers(1, 8))
+        x = rng.normal(size=(2 * n, d))
+        x[rng.integers(2 * n)] *= rng.choice([0.0, 1e-14, 1e-9, 1.0])
+        x = round_to_dtype(x, "float32")
+        q, docs = x[:n], x[n:].reshape(1, n, d)
+        tensors = [torch.tensor(a, dtype=torch.float32, requires_grad=True) for a in (q, docs, 20.0)]
+        options = Options.from_kwargs(EmbeddingCase(q, docs, config).loss_kwargs())
+        loss = loss_class(options).loss(*tensors)
+        loss.backward()
+        grads = [t.grad.numpy().astype(np.float64) for t in tensors]
+        got = LossGrads(float(loss.detach()), grads[0], grads[1], float(grads[2]))
+        right = outputs_agree(
+            loss_and_grad(q, docs, config), got, embedding_bounds(q, docs, config, "float32"), "float32"
+        )
+        (passing if right else failing).append((q, docs, config, got))
+    assert failing
+    assert [m.id for m in explain(failing, passing, dtype="float32")] == ["norm_floor_1e6"]

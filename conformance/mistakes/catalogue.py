@@ -127,15 +127,21 @@ def _floor_ratio(x: np.ndarray, floor: float | None) -> np.ndarray:
 _SQRT_EPS64 = math.sqrt(float(np.finfo(np.float64).eps))
 #: Norm floors tried for an unnamed cos floor: libraries' defaults and square roots of eps values.
 _FLOORS = (1e-8, math.sqrt(float(np.finfo(np.float32).eps)), 1e-10, 1e-9, 1e-7, 1e-5, 1e-4, 1e-3)
+#: The floors of the named mistakes (cos_eps_squared_norm, norm_floor_1e6).
 _NAMED_FLOORS = (_SQRT_EPS64, 1e-6)
+#: How many observations the floor is fitted from.
+_FIT_CASES = 3
 
 
 def _fit_floor(mistake: Mistake, observations: Sequence[Observation]) -> list[dict[str, float]]:
     """The norm floor implied by the data: the smallest row with a gradient lies below the floor, where
     its gradient is ``∂L/∂n(x) / ε``; ε is solved from the adapter's gradient of that row (a fixed point:
-    ``∂L/∂n(x)`` depends on ε only through ``n(x) = x / ε`` of such tiny rows)."""
+    ``∂L/∂n(x)`` depends on ε only through ``n(x) = x / ε`` of such tiny rows). From the first
+    :data:`_FIT_CASES` observations that have such a row; a floor of a named mistake is left to it."""
     out: list[dict[str, float]] = []
     for ob in observations:
+        if len(out) == _FIT_CASES:
+            break
         got = [getattr(ob.outputs, name, None) for name in ("grad_queries", "grad_docs")]
         if ob.config.similarity != "cos" or any(g is None for g in got):
             continue
@@ -160,14 +166,10 @@ def _fit_floor(mistake: Mistake, observations: Sequence[Observation]) -> list[di
                 floor = new
                 if done:
                     break
-        if math.isfinite(floor) and floor > norms[row] and floor > COS_EPS:
+        named = any(abs(floor - f) <= 1e-6 * f for f in _NAMED_FLOORS)
+        if math.isfinite(floor) and floor > norms[row] and floor > COS_EPS and not named:
             out.append({"floor": floor})
     return out
-
-
-def fitted_floor_is_named(params: dict[str, float]) -> bool:
-    floor = params.get("floor")
-    return floor is not None and any(abs(floor - named) <= 1e-6 * named for named in _NAMED_FLOORS)
 
 
 def _cos(config: Config) -> bool:

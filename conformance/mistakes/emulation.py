@@ -152,98 +152,102 @@ def emulate(queries: Any, docs: Any, config: Config, emulation: Emulation = Emul
         )[0]
 
 
-def emulate_with_unit_grads(
-    q: np.ndarray, d: np.ndarray, config: Config, e: Emulation
-) -> tuple[Outputs, np.ndarray]:
-    """:func:`emulate` on float64 arrays, also returning dL/d(unit rows) of [queries; docs (LAYOUT-3)]."""
-    k, n, dim = d.shape
-    scale, alpha = config.scale, config.hardness_strength
-    x = np.concatenate([q, d.reshape(k * n, dim)])
-    v, norm = _unit_rows(x, config.similarity, e.floor)
-    rows = _rows(v, n, k, config, e)
-    by_name = {r.name: r for r in rows}
-    qd = by_name["query_to_doc"]
-    positive = np.broadcast_to(np.arange(qd.s.shape[1])[None, :] == np.arange(n)[:, None], qd.s.shape)
-
-    # §4, §5: logits
-    coef = alpha * scale if e.hardness_times_scale else alpha
+def _logits(rows: list[_Row], n: int, config: Config, e: Emulation) -> tuple[np.ndarray, np.ndarray]:
+    """§4, §5: ``z = scale · s + h`` (``-inf`` where excluded) into each row; returns the positive
+    logits p_g and where the positive (0, g) sits in the query_to_doc rows."""
+    scale, qd = config.scale, rows[0]
+    c = np.arange(qd.s.shape[1])[None, :]
+    positive = np.broadcast_to(c == np.arange(n)[:, None], qd.s.shape)
     for r in rows:
-        z = r.s / scale if e.temperature else scale * r.s
-        r.z = np.where(r.excluded, -np.inf, z)
+        r.z = np.where(r.excluded, -np.inf, r.s / scale if e.temperature else scale * r.s)
     if config.hardness_active:
         assert config.hardness_mode is not None
-        own_c = np.broadcast_to(np.arange(qd.s.shape[1])[None, :] % n == np.arange(n)[:, None], qd.s.shape)
-        first = np.broadcast_to(np.arange(qd.s.shape[1])[None, :] < n, qd.s.shape)
-        selected = selected_entries(own_c, first, config.hardness_mode)
+        own = np.broadcast_to(c % n == np.arange(n)[:, None], qd.s.shape)
+        first = np.broadcast_to(c < n, qd.s.shape)
+        selected = selected_entries(own, first, config.hardness_mode)
         if e.hard_negatives_all_columns and config.hardness_mode == "hard_negatives":
             selected = ~first
         if e.hardness_on_positive:
             selected = selected | positive
         qd.selected = selected
-        qd.z = qd.z + np.where(selected, coef * qd.s, 0.0)
-    p = np.sum(np.where(positive, qd.z, 0.0), axis=1)
+        qd.z = qd.z + np.where(selected, _hardness_coefficient(config, e) * qd.s, 0.0)
     if not e.positive_in_partition:
         qd.partition_excluded = qd.excluded | positive
+    return np.sum(np.where(positive, qd.z, 0.0), axis=1), positive
 
-    # §6: partitions and the loss
+
+def _hardness_coefficient(config: Config, e: Emulation) -> float:
+    return config.hardness_strength * (config.scale if e.hardness_times_scale else 1.0)
+
+
+def _loss(
+    rows: list[_Row], p: np.ndarray, positive: np.ndarray, config: Config, e: Emulation
+) -> tuple[float, dict[str, np.ndarray]]:
+    """§6 and GRAD-1: L and ``G = ∂L/∂z`` of every direction's rows."""
+    by_name = {r.name: r for r in rows}
+    n = p.shape[0]
     groups = config.partition_groups
     if e.anchor_rows_split and config.partition_mode == "per_anchor":
         groups = tuple((name,) for name in config.selected_directions)
-    m_groups = len(groups)
-    r_weight = 1.0 if e.loss_sum else 1.0 / n
-    lse, factor, d_lse = [], [], []
-    for group in groups:
-        zc = np.concatenate(
-            [np.where(by_name[name].partition_excluded, -np.inf, by_name[name].z) for name in group], axis=1
-        )
-        log_z, total = _logsumexp(zc, e.shifted)
-        lse.append(log_z)
-        factor.append(total)
+    m = len(groups)
+    weight = 1.0 if e.loss_sum else 1.0 / n
+    masked = {r.name: np.where(r.partition_excluded, -np.inf, r.z) for r in rows}
+    partitions = [_logsumexp(np.concatenate([masked[name] for name in g], axis=1), e.shifted) for g in groups]
+    lse = [log_z for log_z, _ in partitions]
     if e.positive_floor > 0.0:
         probability = [np.exp(p - log_z) for log_z in lse]
-        per_query = sum(-np.log(pr + e.positive_floor) for pr in probability) / m_groups
-        d_lse = [r_weight / m_groups * pr / (pr + e.positive_floor) for pr in probability]
+        per_query = sum(-np.log(pr + e.positive_floor) for pr in probability) / m
+        d_lse = [weight / m * pr / (pr + e.positive_floor) for pr in probability]
         d_p = -sum(d_lse)
     else:
-        a, b = {
-            "mean": (1.0 / m_groups, 1.0),
-            "sum_partitions": (1.0, 1.0),
-            "sum_losses": (1.0, float(m_groups)),
-        }[e.groups]
+        a, b = {"mean": (1.0 / m, 1.0), "sum_partitions": (1.0, 1.0), "sum_losses": (1.0, float(m))}[e.groups]
         per_query = a * sum(lse) - b * p
-        d_lse = [np.full(n, a * r_weight) for _ in groups]
-        d_p = np.full(n, -b * r_weight)
-    loss = float(np.sum(per_query) if e.loss_sum else np.mean(per_query))
-
-    # §7: G = dL/dz, then ds, dL/dscale and the unit rows
+        d_lse = [np.full(n, a * weight) for _ in groups]
+        d_p = np.full(n, -b * weight)
     grads: dict[str, np.ndarray] = {}
-    for group, log_z, total, w in zip(groups, lse, factor, d_lse, strict=True):
+    for group, (log_z, total), w in zip(groups, partitions, d_lse, strict=True):
         for name in group:
-            r = by_name[name]
-            zr = np.where(r.partition_excluded, -np.inf, r.z)
-            g = (
-                (w / total)[:, None] * np.exp(zr)
-                if not e.shifted
-                else w[:, None] * np.exp(zr - log_z[:, None])
-            )
-            grads[name] = np.where(r.partition_excluded, 0.0, g)
+            z = masked[name]
+            g = w[:, None] * np.exp(z - log_z[:, None]) if e.shifted else (w / total)[:, None] * np.exp(z)
+            grads[name] = np.where(by_name[name].partition_excluded, 0.0, g)
     grads["query_to_doc"] = grads["query_to_doc"] + np.where(positive, d_p[:, None], 0.0)
+    return float(np.sum(per_query) if e.loss_sum else np.mean(per_query)), grads
+
+
+def _backward(
+    rows: list[_Row], grads: dict[str, np.ndarray], v: np.ndarray, config: Config, e: Emulation
+) -> tuple[np.ndarray, float]:
+    """§7: ``∂L/∂s`` (scale, plus α where the hardness term keeps its derivative), dL/dscale, and
+    ``∂L/∂n(x)`` of the vector table, block by block (``∂L/∂A += G_s B``, ``∂L/∂B += G_sᵀ A``)."""
+    scale = config.scale
     grad_v = np.zeros_like(v)
     grad_scale = 0.0
     for r in rows:
         g = np.where(r.excluded, 0.0, grads[r.name])
         ds = g / scale if e.temperature else g * scale
         if r.selected is not None and not e.hardness_detached:
-            ds = ds + np.where(r.selected, grads[r.name], 0.0) * coef
+            ds = ds + np.where(r.selected, grads[r.name], 0.0) * _hardness_coefficient(config, e)
         if r.name not in e.detached_scale:
             grad_scale += float(np.sum(-g * r.s / (scale * scale) if e.temperature else g * r.s))
         first = 0
         for a, b in r.blocks:
-            width = b.stop - b.start
-            block = ds[:, first : first + width]
+            block = ds[:, first : first + b.stop - b.start]
             grad_v[a] += block @ v[b]
             grad_v[b] += block.T @ v[a]
-            first += width
-    grad_x = _pullback(v, norm, grad_v, config.similarity, e.floor)
-    outputs = Outputs(loss, grad_x[:n], grad_x[n:].reshape(k, n, dim), grad_scale)
-    return outputs, grad_v
+            first += b.stop - b.start
+    return grad_v, grad_scale
+
+
+def emulate_with_unit_grads(
+    q: np.ndarray, d: np.ndarray, config: Config, e: Emulation
+) -> tuple[Outputs, np.ndarray]:
+    """:func:`emulate` on float64 arrays, also returning ``∂L/∂n(x)`` of [queries; docs (LAYOUT-3)]."""
+    k, n, dim = d.shape
+    x = np.concatenate([q, d.reshape(k * n, dim)])
+    v, norm = _unit_rows(x, config.similarity, e.floor)  # §3
+    rows = _rows(v, n, k, config, e)
+    p, positive = _logits(rows, n, config, e)
+    loss, grads = _loss(rows, p, positive, config, e)
+    grad_v, grad_scale = _backward(rows, grads, v, config, e)
+    grad_x = _pullback(v, norm, grad_v, config.similarity, e.floor)  # GRAD-3
+    return Outputs(loss, grad_x[:n], grad_x[n:].reshape(k, n, dim), grad_scale), grad_v

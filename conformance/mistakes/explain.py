@@ -12,7 +12,7 @@ import numpy as np
 from infonce_spec.reference import loss_and_grad
 
 from ..tolerances import OUTPUT_ROUNDING, UNIT_ROUNDOFF, Bounds, embedding_bounds
-from .catalogue import MISTAKES, Mistake, Observation, fitted_floor_is_named
+from .catalogue import MISTAKES, Mistake, Observation
 from .emulation import Outputs
 
 __all__ = ["Match", "explain", "outputs_agree"]
@@ -143,8 +143,6 @@ def explain(
         if not all(m.applies(o.config) for o in obs):
             continue
         for params in m.candidates(obs):
-            if m.id == "cos_norm_floor" and fitted_floor_is_named(params):
-                continue
             if explains(m, params):
                 matches.append(Match(m, params))
                 break
