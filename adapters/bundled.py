@@ -72,7 +72,7 @@ class _Tables(nn.Module):
     def __init__(self, queries: torch.Tensor, docs: torch.Tensor) -> None:
         super().__init__()
         self.queries = nn.Parameter(queries)
-        self.docs = nn.Parameter(docs.reshape(-1, docs.shape[-1]) if docs.ndim >= 2 else docs)
+        self.docs = nn.Parameter(docs.flatten(0, -2) if docs.ndim >= 2 else docs)  # also D = 0 (LAYOUT-1)
 
     def forward(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         table, rows = batch
@@ -136,7 +136,9 @@ class TorchAdapter:
     def embeddings(self, case: EmbeddingCase) -> LossGrads:
         kwargs = case.loss_kwargs()
         scale = self._scale(kwargs)
-        if not self.cached:
+        # Embeddings that are not (N, D) and (K, N, D) cannot be tables of rows for the cached module
+        # (it takes model inputs); the functional loss validates them (LAYOUT-1, LAYOUT-2).
+        if not self.cached or case.queries.ndim != 2 or case.docs.ndim != 3:
             q, d = self._tensor(case.queries, grad=True), self._tensor(case.docs, grad=True)
             loss = infonce_loss(q, d, **kwargs)
             loss.backward()

@@ -3,7 +3,12 @@
 * the committed files equal what ``spec/vectors/generate.py`` writes (1e-12 per array), so CI fails on drift;
 * the manifest lists every case and the catalogue covers the required corners and error clauses;
 * the verifier passes the reference itself and rejects tampered results, naming the clause;
-* end to end: the JavaScript implementation in tests/js passes, its broken copy fails on MASK-DD-2.
+* claims: every claim the spec allows has every clause it can exercise covered by cases it covers,
+  the helpers' claims get >= 20 cases, results outside a claim are not judged, a gap is INCOMPLETE;
+* end to end: the JavaScript implementation in tests/js passes, also restricted to a claim; its
+  broken copy fails on MASK-DD-2, and passes a claim that cannot reach doc_to_doc;
+* ``golden run``: the bundled adapters pass through the plug-in protocol, catalogue mutants fail
+  naming their clause.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from infonce_spec import SPEC_VERSION
+from infonce_spec import SPEC_SHA256, SPEC_VERSION
 from infonce_spec.conformance import golden
 from infonce_spec.errors import SpecViolation
 from infonce_spec.reference import Config, loss_and_grad, rank_expectations
+from infonce_spec.vocabulary import DIRECTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "spec" / "vectors"
@@ -303,10 +309,10 @@ def test_per_query_losses_are_required_only_when_exposed(tmp_path, reference_res
 
 
 # ---------------------------------------------------------------- a consumer in another language
-def _node(tmp_path, script):
+def _node(tmp_path, script, ids=None):
     out = tmp_path / f"{Path(script).stem}.json"
     run = subprocess.run(
-        [NODE, str(JS / script), str(MANIFEST), str(out)],
+        [NODE, str(JS / script), str(MANIFEST), str(out), *([str(ids)] if ids else [])],
         capture_output=True,
         text=True,
         check=False,
@@ -336,3 +342,223 @@ def test_broken_javascript_is_rejected_naming_mask_dd_2(tmp_path):
     failing = [clause for clause, row in report["clauses"].items() if row["verdict"] == "FAIL"]
     assert failing == ["MASK-DD-2"], report["summary"]
     assert all(c["suspects"] == ["MASK-DD-2"] for c in report["checks"] if c["verdict"] == "FAIL")
+
+
+# ---------------------------------------------------------------- claims: what an implementation implements
+HARDNESS = ("in_batch_negatives", "hard_negatives", "all_negatives")
+
+
+def _claim(path, **fields):
+    path.write_text(json.dumps(fields))
+    return golden.load_claim(path)
+
+
+def _every_shape():
+    from infonce_spec.conformance.protocol import every_combination
+    from infonce_spec.vocabulary import DIRECTIONS, PARTITION_MODES
+
+    return sorted(every_combination(DIRECTIONS, PARTITION_MODES))
+
+
+def test_every_claim_is_covered_by_the_vectors(cases):
+    """Every configuration shape x similarity x hardness mode (or none) x max K (1 or any), plain or
+    with every optional part: each clause the claim can exercise is covered by a case it covers."""
+    from infonce_spec.conformance.protocol import Capabilities
+
+    for dirs, mode in _every_shape():
+        for similarity in ("cos", "dot"):
+            for hardness in ((), *((h,) for h in HARDNESS)):
+                for max_k in (1, None):
+                    for parts in (False, True):
+                        caps = Capabilities(
+                            name="t",
+                            configurations=frozenset({(dirs, mode)}),
+                            similarities=frozenset({similarity}),
+                            hardness_modes=frozenset(hardness),
+                            max_k=max_k,
+                            grad_scale=parts,
+                            data_parallel=parts,
+                            validates_inputs=parts,
+                        )
+                        claim = golden.Claim(caps, per_query_loss=parts)
+                        applicable = [c for _, c in cases if golden.case_applies(claim, c)]
+                        covered = {clause for c in applicable for clause in c["clauses"]}
+                        gaps = set(golden.exercisable_clauses(claim)) - covered
+                        assert not gaps, f"{claim.text()}: no case covers {sorted(gaps)}"
+                        assert len(applicable) >= 7, claim.text()  # K = 1: k1, n1, zero rows, ...
+
+
+@pytest.mark.parametrize("helper", ["infonce", "clip_like", "nt_xent"])
+@pytest.mark.parametrize("similarity", ["cos", "dot"])
+@pytest.mark.parametrize("max_k", [1, None])
+def test_the_helpers_claims_get_twenty_cases(tmp_path, cases, helper, similarity, max_k):
+    """infonce(), clip_like(), nt_xent() (spec §14.1), without hard negatives or with any K."""
+    claim = _claim(tmp_path / "c.json", configurations=[helper], similarities=[similarity], max_k=max_k)
+    applicable = [c for _, c in cases if golden.case_applies(claim, c)]
+    assert len(applicable) >= 20, [c["id"] for c in applicable]
+    assert all("expected" in c for c in applicable), "error cases only with validates_inputs"
+
+
+def test_claims_files_are_checked(tmp_path):
+    path = tmp_path / "c.json"
+    with pytest.raises(ValueError, match=r"unknown claims fields \['similarity'\]"):
+        _claim(path, similarity=["dot"])
+    with pytest.raises(ValueError, match=r"PART-4"):
+        _claim(path, configurations=[[["query_to_doc", "query_to_query"], "per_direction"]])
+    with pytest.raises(ValueError, match=r"unknown configuration name 'clip'"):
+        _claim(path, configurations=["clip"])
+    with pytest.raises(ValueError, match=r"'grad_scale' is true or false"):
+        _claim(path, grad_scale="yes")
+    claim = _claim(path, configurations=["clip_like", "infonce"], similarities=["dot"], max_k=1)
+    assert claim.capabilities.shapes() == (
+        (("query_to_doc",), "joint"),
+        (("query_to_doc", "doc_to_query"), "per_direction"),
+    )
+    assert "SIM-1" not in golden.exercisable_clauses(claim) and "ROW-1" not in golden.exercisable_clauses(
+        claim
+    )
+    if sys.version_info >= (3, 11):
+        toml = tmp_path / "c.toml"
+        toml.write_text('configurations = ["nt_xent"]\nsimilarities = ["cos", "dot"]\ngrad_scale = true\n')
+        loaded = golden.load_claim(toml)
+        assert loaded.capabilities.grad_scale and loaded.capabilities.similarities == {"cos", "dot"}
+
+
+def test_results_outside_the_claim_are_not_judged(tmp_path, reference_results):
+    """The reference's full results against a CLIP-style claim: only its cases are judged."""
+    claims = tmp_path / "clip.json"
+    claims.write_text(json.dumps({"configurations": ["clip_like"], "similarities": ["dot"]}))
+    code, report = _verify(tmp_path, reference_results, "--claims", str(claims))
+    assert code == 0 and report["verdict"] == "PASS", report["summary"]
+    assert report["applicable_cases"] >= 20 and len(report["outside_the_claim"]) > 500
+    assert "DD-1" not in report["clauses"] and report["clauses"]["SIM-2"]["verdict"] == "pass"
+    broken = copy.deepcopy(reference_results)
+    broken["results"]["shape-qd-dq-perdir-dot-k2"]["loss"] += 1e-6
+    broken["results"]["shape-qd-dq-dd-joint-dot-k2"]["loss"] += 1e-6  # outside: not judged
+    code, report = _verify(tmp_path, broken, "--claims", str(claims))
+    assert code == 1 and [c["case"] for c in report["checks"] if c["verdict"] == "FAIL"] == [
+        "shape-qd-dq-perdir-dot-k2"
+    ]
+
+
+def test_a_clause_no_applicable_case_covers_is_incomplete(tmp_path, reference_results):
+    """A vectors folder without the large-logit cases: a claim that can exercise NUM-1 is not PASS."""
+    vectors = tmp_path / "vectors"
+    shutil.copytree(VECTORS, vectors)
+    manifest = json.loads((vectors / "MANIFEST.json").read_text())
+    dropped = {c["id"] for entry in manifest["files"] for c in entry["cases"] if "NUM-1" in c["clauses"]}
+    for entry in manifest["files"]:
+        entry["cases"] = [c for c in entry["cases"] if c["id"] not in dropped]
+    (vectors / "MANIFEST.json").write_text(json.dumps(manifest))
+    reference_results = {
+        **reference_results,
+        "results": {k: v for k, v in reference_results["results"].items() if k not in dropped},
+    }
+    claims = tmp_path / "clip.json"
+    claims.write_text(json.dumps({"configurations": ["clip_like"], "similarities": ["dot"]}))
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(reference_results))
+    code = golden.main(
+        [
+            "verify",
+            str(results),
+            "--vectors",
+            str(vectors),
+            "--claims",
+            str(claims),
+            "--json",
+            str(tmp_path / "r.json"),
+        ]
+    )
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert code == 1 and report["verdict"] == "INCOMPLETE" and report["gaps"] == ["NUM-1"]
+    assert "no case covers NUM-1" in report["summary"]
+
+
+def test_cases_lists_what_a_claim_covers(tmp_path, cases, capsys):
+    claims = tmp_path / "c.json"
+    claims.write_text(json.dumps({"configurations": ["nt_xent"], "max_k": 1}))
+    assert golden.main(["cases", "--claims", str(claims)]) == 0
+    listed = capsys.readouterr().out.split()
+    claim = golden.load_claim(claims)
+    assert listed == [c["id"] for _, c in cases if golden.case_applies(claim, c)] and len(listed) >= 20
+
+
+CLAIMS = {
+    "clip_like-dot": {"configurations": ["clip_like"], "similarities": ["dot"]},
+    "nt_xent-cos-k1": {"configurations": ["nt_xent"], "max_k": 1},
+    "infonce-dot": {"configurations": ["infonce"], "similarities": ["dot"], "grad_scale": True},
+}
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+@pytest.mark.parametrize("name", sorted(CLAIMS))
+def test_javascript_restricted_to_a_claim_passes(tmp_path, capsys, name):
+    """The JavaScript implementation computes only the cases `golden cases` lists for the claim;
+    verify --claims gives PASS with >= 20 cases and no clause the claim can exercise left uncovered."""
+    claims = tmp_path / "claims.json"
+    claims.write_text(json.dumps(CLAIMS[name]))
+    assert golden.main(["cases", "--claims", str(claims)]) == 0
+    ids = capsys.readouterr().out.split()
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
+    out = _node(tmp_path, "infonce.mjs", tmp_path / "ids.txt")
+    assert sorted(json.loads(out.read_text())["results"]) == sorted(ids)
+    code = golden.main(["verify", str(out), "--claims", str(claims), "--json", str(tmp_path / "r.json")])
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert code == 0 and report["verdict"] == "PASS", report["summary"]
+    assert report["applicable_cases"] == len(ids) >= 20 and report["gaps"] == []
+    exercisable = golden.exercisable_clauses(golden.load_claim(claims))
+    assert {report["clauses"][c]["verdict"] for c in exercisable} == {"pass"}
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+def test_broken_javascript_passes_a_claim_without_doc_to_doc(tmp_path, capsys):
+    """The MASK-DD-2 bug is out of reach of a CLIP-style claim and within reach of a GTE one."""
+    for claim, verdict in (
+        ({"configurations": ["clip_like"]}, "PASS"),
+        ({"directions": list(DIRECTIONS)}, "FAIL"),
+    ):
+        claims = tmp_path / "claims.json"
+        claims.write_text(json.dumps(claim))
+        golden.main(["cases", "--claims", str(claims)])
+        (tmp_path / "ids.txt").write_text(capsys.readouterr().out)
+        out = _node(tmp_path, "infonce_broken.mjs", tmp_path / "ids.txt")
+        golden.main(["verify", str(out), "--claims", str(claims), "--json", str(tmp_path / "r.json")])
+        report = json.loads((tmp_path / "r.json").read_text())
+        assert report["verdict"] == verdict, report["summary"]
+    assert [c for c, row in report["clauses"].items() if row["verdict"] == "FAIL"] == ["MASK-DD-2"]
+
+
+# ---------------------------------------------------------------- golden run: a Python adapter's results writer
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("adapter", "clause"),
+    [
+        ("infonce_spec.adapters.bundled:uncached", None),
+        ("infonce_spec.adapters.bundled:cached", None),
+        ("infonce_spec.adapters.bundled:data_parallel", None),
+        ("infonce_spec.conformance.mutants.catalogue:adapters.dd_keeps_own_hard_negatives", "MASK-DD-2"),
+        ("infonce_spec.conformance.mutants.catalogue:adapters.per_direction_sum", "PART-3"),
+    ],
+)
+def test_golden_run_through_an_adapter(tmp_path, adapter, clause):
+    """Every vector the adapter's claim covers goes through its embeddings() (the plug-in protocol);
+    the bundled torch implementations PASS, a catalogue mutant FAILs on exactly its clause."""
+    out, report = tmp_path / "results.json", tmp_path / "report.json"
+    code = golden.main(["run", "--adapter", adapter, "--out", str(out), "--json", str(report)])
+    data = json.loads(report.read_text())
+    failing = [c for c, row in data["clauses"].items() if row["verdict"] == "FAIL"]
+    if clause is None:
+        assert code == 0 and data["verdict"] == "PASS" and data["gaps"] == [], data["summary"]
+        assert data["claim"]["validates_inputs"] and "LAYOUT-5" in data["claim"]["skips"]
+    else:
+        assert code == 1 and failing == [clause], data["summary"]
+    assert data["applicable_cases"] >= 600 and data["spec_sha256"] == SPEC_SHA256
+    results = json.loads(out.read_text())
+    assert results["spec_version"] == SPEC_VERSION and len(results["results"]) == data["applicable_cases"]
+
+
+def test_golden_run_names_an_adapter_that_cannot_load(tmp_path, capsys):
+    code = golden.main(["run", "--adapter", "no_such_module:adapter", "--out", str(tmp_path / "r.json")])
+    assert code == 2 and "no module named 'no_such_module'" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()

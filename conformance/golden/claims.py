@@ -93,6 +93,8 @@ class Claim:
         """One line: the configurations, similarities, hardness modes, K and the optional parts."""
         caps = self.capabilities
         shapes = ", ".join(f"{'+'.join(d)}/{m}" for d, m in caps.shapes())
+        if not caps.unclaimed_shapes():
+            shapes = f"every configuration shape ({len(caps.shapes())})"
         parts = [n for n in ("grad_scale", "data_parallel", "validates_inputs") if getattr(caps, n)]
         parts += ["per_query_loss"] if self.per_query_loss else []
         parts += [f"not {', '.join(sorted(self.skips))}"] if self.skips else []
@@ -239,7 +241,7 @@ def exercisable_clauses(claim: Claim) -> list[str]:
     for dirs, mode in caps.shapes():
         for similarity in caps.similarities:
             for hardness in (None, *caps.hardness_modes):
-                for k in ks:
+                for k in ks if hardness != "hard_negatives" else [k for k in ks if k >= 2]:
                     config = Config(
                         directions=dirs,
                         partition_mode=mode,

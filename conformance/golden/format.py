@@ -119,8 +119,9 @@ def value_clauses(config: Config, queries: np.ndarray, docs: np.ndarray) -> list
     """The clauses a value case with ``config`` on these inputs exercises (spec order): layout,
     scale, ``query_to_doc``, loss and gradients always; the similarity; the partition; each
     direction's row, masks and GRAD-2; ROW-1 and MASK-DD-2 with K >= 2; HARD-2 .. HARD-5 with an
-    active hardness mode, HARD-6 with a mode or strength that is not active; GRAD-3 for a row of
-    norm below the cos floor."""
+    active hardness mode that selects entries (HARD-3 alone for ``hard_negatives`` with K = 1, which
+    selects none), HARD-6 with a mode or strength that is not active; GRAD-3 for a row of norm
+    below the cos floor."""
     k = docs.shape[0]
     found = {"LAYOUT-1", "LAYOUT-2", "LAYOUT-3", "SCALE-1", "SCALE-2", "QD-1", "QD-2", "LOSS-1", "LOSS-2"}
     found |= {"GRAD-1", "SIM-1" if config.similarity == "cos" else "SIM-2"}
@@ -131,8 +132,10 @@ def value_clauses(config: Config, queries: np.ndarray, docs: np.ndarray) -> list
         found.add("ROW-1")
         if "doc_to_doc" in config.directions:
             found.add("MASK-DD-2")
-    if config.hardness_active:
+    if config.hardness_active and (k >= 2 or config.hardness_mode != "hard_negatives"):
         found |= {"HARD-2", "HARD-3", "HARD-4", "HARD-5"}
+    elif config.hardness_active:
+        found.add("HARD-3")  # hard_negatives with K = 1: the selection holds no entry
     elif config.hardness_mode is not None or config.hardness_strength > 0:
         found.add("HARD-6")
     norms = np.linalg.norm(np.concatenate([queries, docs.reshape(-1, docs.shape[-1])]), axis=1)

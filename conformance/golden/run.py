@@ -68,10 +68,12 @@ def _entry(adapter: Any, case: dict[str, Any], dtype: str, grad_scale: bool) -> 
         out = adapter.embeddings(EmbeddingCase(queries, docs, _config(case["config"], valid)))
     except AdapterFault as exc:
         return {"fault": " ".join(str(exc).split())[:500]}
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:  # VAL-1: the error names the clause
         found = _CLAUSE.search(str(exc))
         message = " ".join(str(exc).split())[:300]
         return {"error": found[1] if found else f"{type(exc).__name__} naming no clause", "message": message}
+    except Exception as exc:  # neither a result nor a ValueError/TypeError: fails any case
+        return {"fault": f"embeddings() raised {type(exc).__name__}: {' '.join(str(exc).split())[:400]}"}
     entry = {
         "loss": float(out.loss),
         "grad_queries": np.asarray(out.grad_queries, dtype=np.float64).tolist(),
