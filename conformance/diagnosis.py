@@ -132,8 +132,10 @@ def _order(clause: str | None) -> int:
     return -1 if clause is None else CLAUSE_IDS.index(clause)
 
 
-def diagnose(results: Sequence[Any]) -> Diagnosis:
-    """The diagnosis of ``results`` (:class:`~.runner.PropertyResult` items; see the module docstring)."""
+def diagnose(results: Sequence[Any], explanations: dict[str, list[str]] | None = None) -> Diagnosis:
+    """The diagnosis of ``results`` (:class:`~.runner.PropertyResult` items; see the module docstring);
+    ``explanations`` (per root clause, the known mistakes that explain it, :mod:`.explanations`) go on
+    the roots' lines."""
     failed = [r for r in results if r.failure is not None]
     faults = [r for r in failed if r.status == "fault"]
     strong = [r for r in failed if r.status == "FAIL"]
@@ -189,6 +191,9 @@ def diagnose(results: Sequence[Any]) -> Diagnosis:
                 if c in by_clause:
                     by_clause[c].consequences.append(r)
     roots.extend(c for c in by_clause.values() if c.established_by)
+    for cause in roots:
+        if cause.clause is not None and cause.kind != "adapter fault":
+            cause.matches = list((explanations or {}).get(cause.clause, ()))
     for cause in roots:
         if cause.kind == "adapter fault":
             for r in strong + weak:

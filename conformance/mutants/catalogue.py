@@ -153,9 +153,10 @@ def variant(id: str, clause: str, description: str, reference: str = "") -> Call
 )
 class DocToQueryFromTransposedBlock(InfoNCE):
     def doc_to_query(self, sims: dict[str, torch.Tensor], ctx: dict[str, Any]) -> torch.Tensor:
-        block = self.similarity(ctx["q_all"], ctx["docs_flat"]).T  # (K N, N)
-        k, n = ctx["k"], ctx["q_all"].shape[0]
-        return block.reshape(k, n, n)[:, ctx["rows"]].transpose(0, 1).reshape(len(ctx["rows"]), k * n)
+        k, n, m = ctx["k"], ctx["q_all"].shape[0], len(ctx["rows"])
+        anchors = ctx["docs_flat"].reshape(k, n, -1)[:, ctx["rows"]]  # every column's d[k, g] of the rows
+        block = self.similarity(anchors.reshape(k * m, -1), ctx["q_all"])  # (K m, N): O(rows x N)
+        return block.reshape(k, m, n).transpose(0, 1).reshape(m, k * n)
 
 
 @mutant(

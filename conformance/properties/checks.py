@@ -30,10 +30,12 @@ from typing import Any
 import numpy as np
 from hypothesis import assume
 
+from infonce_spec.clauses import CLAUSE_IDS
 from infonce_spec.reference import Config, loss_and_grad
 from infonce_spec.vocabulary import DIRECTION_SPECS
 
 from ..compare import ConformanceFailure, PremiseFailure, check_close
+from ..mistakes import explain
 from ..strategies import draw_batch, draw_config, draw_shape
 from ..tolerances import (
     OUTPUT_ROUNDING,
@@ -369,17 +371,137 @@ def _variant_clause(
 
 def isolate(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config) -> tuple[Variant, str] | None:
     """The simplest variant of ``(q, d, config)`` the adapter gets wrong, with the clause it blames,
-    or ``None`` when every variant is right (the case itself is right). A case with large logits
-    whose moderate version is right needs its large logits to be wrong: NUM-1, before any rung."""
+    or ``None`` when every variant is right (the case itself is right).
+
+    Inputs first: a case with large logits whose moderate version is right needs its large logits
+    to be wrong (NUM-1); a cos case with rows near the floor whose unit-row version is right needs
+    those rows (SIM-1 when the loss is wrong, GRAD-3 when only a gradient is). Then the rungs of
+    :func:`simpler_variants` the adapter claims, simplest first. The first claimed rung has nothing
+    claimed below it to step down to (an exact claim): its failure is refined by varying its
+    *inputs* within the claim (:func:`refine_within_claim`)."""
+    if adapter_is_right(ctx, q, d, config)[0]:
+        return None  # the loss and the embedding gradients are right (dL/dscale is SCALE-2's alone)
     if _needs_large_logits(ctx, q, d, config):
         return Variant("large logits", LARGE_ONLY, config), "NUM-1"
+    floor = _needs_floor_rows(ctx, q, d, config)
+    if floor is not None:
+        return floor
+    first = True
     for variant in simpler_variants(config):
         if ctx.caps.claims_config(variant.config) is not None:
             continue  # an unclaimed rung is never run (exact claims): the next claimed one decides
         ok, out, expected, bounds = adapter_is_right(ctx, q, d, variant.config)
         if not ok:
+            if first and variant.feature != "hardness":
+                refined = refine_within_claim(ctx, q, d, variant, out)
+                if refined is not None:
+                    return refined
             return variant, _variant_clause(ctx, q, d, variant, out, expected, bounds)
+        first = False
     return None
+
+
+#: Rows whose norm is below this are near the cos floor (SIM-1's 1e-12, and the floors that
+#: implementations put elsewhere: 1e-6 on the norm, the float eps on the squared norm).
+NEAR_FLOOR = 1e-6
+
+
+def unit_case(x: np.ndarray, dtype: str) -> np.ndarray:
+    """``x`` with every row of norm below :data:`NEAR_FLOOR` (the cos eps regime) replaced by a unit
+    row: its own direction, or the first axis for a zero row."""
+    out = np.array(x, dtype=np.float64, copy=True)
+    flat = out.reshape(-1, out.shape[-1])
+    for row in flat:
+        norm = float(np.linalg.norm(row))
+        if norm < NEAR_FLOOR:
+            if norm > 0.0:
+                row /= norm
+            else:
+                row[:] = 0.0
+                row[0] = 1.0
+    return round_to_dtype(out, dtype)
+
+
+FLOOR_ONLY = "the same case with its rows near the cos floor rescaled to unit norm is right"
+
+
+def _needs_floor_rows(
+    ctx: Context, q: np.ndarray, d: np.ndarray, config: Config
+) -> tuple[Variant, str] | None:
+    """SIM-1 or GRAD-3 when a cos case has rows near the floor and its unit-row version is right."""
+    if config.similarity != "cos":
+        return None
+    x = np.concatenate([q, d.reshape(-1, q.shape[1])])
+    if not bool(np.any(np.linalg.norm(x, axis=1) < NEAR_FLOOR)):
+        return None
+    if not adapter_is_right(ctx, unit_case(q, ctx.dtype), unit_case(d, ctx.dtype), config)[0]:
+        return None
+    loss_right = adapter_is_right(ctx, q, d, config, grads=False)[0]
+    if loss_right and q.shape[1] == 1:
+        return (
+            None  # D = 1: a cos gradient is 0 at every unit row, so the unit version hides any gradient error
+        )
+    return Variant("rows near the cos floor", FLOOR_ONLY, config), "GRAD-3" if loss_right else "SIM-1"
+
+
+#: The rules about hard-negative columns (K >= 2), by the direction that reads them: a case wrong
+#: with K >= 2 and right with its positives alone (K = 1) breaks one of these.
+HARD_NEGATIVE_CLAUSES: dict[str, str] = {
+    "doc_to_doc": "MASK-DD-2",
+    "doc_to_query": "DQ-1",
+    "query_to_query": "QD-1",
+    "query_to_doc": "QD-1",
+}
+
+
+def refine_within_claim(
+    ctx: Context, q: np.ndarray, d: np.ndarray, variant: Variant, out: Outputs
+) -> tuple[Variant, str] | None:
+    """A wrong first claimed rung, refined by its inputs (the rung itself stays claimed):
+
+    * with K >= 2, the same case with its positives alone (K = 1) right: the error is about the
+      hard-negative columns, a rule of :data:`HARD_NEGATIVE_CLAUSES` among the rung's directions;
+    * the known mistakes (:mod:`~..mistakes`) whose outputs reproduce the adapter's on the case
+      name the clause when they all break one (they say what the implementation computes instead,
+      which no input variation within the claim may separate); when none or several clauses
+      match, the hard-negative rule of the rung's most specific direction (the last in the spec's
+      order), else the rung's own clause.
+
+    ``None`` when nothing refines the rung (the caller files it under the rung's own clause)."""
+    config = variant.config
+    k = d.shape[0]
+    candidates: list[str] | None = None
+    why = ""
+    if k >= 2 and adapter_is_right(ctx, q, d[:1], config)[0]:
+        candidates = sorted({HARD_NEGATIVE_CLAUSES[x] for x in config.directions}, key=_clause_order)
+        why = (
+            f"the same case is right with its positives alone (K = 1; {variant.description}): "
+            "the error is about the hard-negative columns"
+        )
+    matched = known_mistake_clauses(ctx, q, d, config, out)
+    if len(matched) == 1:
+        (clause,) = matched
+        names = ", ".join(sorted(matched[clause]))
+        known = f"its outputs are those of a known mistake ({names})"
+        return Variant("known mistake", f"{why}; {known}" if why else known, config), clause
+    if candidates is not None:
+        return Variant("hard-negative columns", why, config), candidates[-1]
+    return None
+
+
+def _clause_order(clause: str) -> int:
+    return CLAUSE_IDS.index(clause)
+
+
+def known_mistake_clauses(
+    ctx: Context, q: np.ndarray, d: np.ndarray, config: Config, out: Outputs
+) -> dict[str, list[str]]:
+    """The clauses of the known mistakes that reproduce ``out`` (the adapter's outputs on the case),
+    each with the mistakes' ids; empty when none does."""
+    found: dict[str, list[str]] = {}
+    for match in explain([(q, d, config, out)], dtype=ctx.dtype, compute_dtype=ctx.compute_dtype):
+        found.setdefault(match.mistake.clause, []).append(match.id)
+    return found
 
 
 LARGE_ONLY = "the same case at moderate logits is right: the error needs large logits"

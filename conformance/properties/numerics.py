@@ -22,25 +22,9 @@ from ..protocol import Capabilities
 from ..strategies import draw_config, draw_embeddings, draw_shape
 from ..tolerances import cos_eps_ambiguous, embedding_bounds, round_to_dtype
 from .base import Context, Property, claims
-from .checks import assume_representable, check_premise, moderate_case, summed_over_queries
+from .checks import assume_representable, check_premise, moderate_case, summed_over_queries, unit_case
 
 __all__ = ["CosEps", "LargeLogits", "unit_case"]
-
-
-def unit_case(x: np.ndarray, dtype: str) -> np.ndarray:
-    """``x`` with every row of norm below 1e-6 (the cos eps regime) replaced by a unit row: its own
-    direction, or the first axis for a zero row."""
-    out = np.array(x, dtype=np.float64, copy=True)
-    flat = out.reshape(-1, out.shape[-1])
-    for row in flat:
-        norm = float(np.linalg.norm(row))
-        if norm < 1e-6:
-            if norm > 0.0:
-                row /= norm
-            else:
-                row[:] = 0.0
-                row[0] = 1.0
-    return round_to_dtype(out, dtype)
 
 
 #: Target norms of the cos-eps rows: zero, far below, just below, just above, far above 1e-12.
