@@ -562,3 +562,48 @@ def test_golden_run_names_an_adapter_that_cannot_load(tmp_path, capsys):
     code = golden.main(["run", "--adapter", "no_such_module:adapter", "--out", str(tmp_path / "r.json")])
     assert code == 2 and "no module named 'no_such_module'" in capsys.readouterr().err
     assert not (tmp_path / "r.json").exists()
+
+
+# ---------------------------------------------------------------- a minimal results writer in C++ (docs)
+CPP = ROOT / "tests" / "cpp" / "results_writer.cpp"
+GXX = shutil.which("g++")
+NLOHMANN = any(Path(p, "nlohmann", "json.hpp").is_file() for p in ("/usr/include", "/usr/local/include"))
+
+
+def test_the_guide_shows_the_cpp_writer_as_it_is():
+    assert CPP.read_text() in (ROOT / "docs" / "golden-vectors.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(GXX is None or not NLOHMANN, reason="g++ or nlohmann/json.hpp is not installed")
+def test_cpp_results_writer_passes_its_claim(tmp_path, capsys):
+    """docs/golden-vectors.md's C++ writer: compiled, run on the cases of its claim, verified: PASS."""
+    binary = tmp_path / "writer"
+    build = subprocess.run(
+        [GXX, "-std=c++17", "-O1", "-o", str(binary), str(CPP)], capture_output=True, text=True, timeout=300
+    )
+    assert build.returncode == 0, build.stderr[-3000:]
+    claims = tmp_path / "claims.json"
+    claims.write_text(
+        json.dumps(
+            {
+                "configurations": ["infonce"],
+                "similarities": ["dot"],
+                "grad_scale": True,
+                "per_query_loss": True,
+            }
+        )
+    )
+    assert golden.main(["cases", "--claims", str(claims)]) == 0
+    (tmp_path / "ids.txt").write_text(capsys.readouterr().out)
+    out = tmp_path / "results.json"
+    run = subprocess.run(
+        [str(binary), str(MANIFEST), str(tmp_path / "ids.txt"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    code = golden.main(["verify", str(out), "--claims", str(claims), "--json", str(tmp_path / "r.json")])
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert code == 0 and report["verdict"] == "PASS" and report["applicable_cases"] >= 20, report["summary"]

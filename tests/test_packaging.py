@@ -247,10 +247,12 @@ def test_the_wheel_in_a_fresh_venv_runs_the_cli_outside_the_repository(tmp_path,
             args, cwd=user, env=env, capture_output=True, text=True, timeout=300, check=False
         )
 
-    from infonce_spec import SPEC_VERSION, __version__
+    from infonce_spec import SPEC_SHA256, SPEC_VERSION, __version__
 
+    assert wheel.name.startswith(f"infonce_spec-{__version__}-"), wheel.name  # the version of spec §16.1
     version = run(str(cli), "--version")
-    assert version.returncode == 0 and f"{__version__}, spec {SPEC_VERSION}" in version.stdout
+    assert version.returncode == 0, version.stderr
+    assert f"{__version__}, spec {SPEC_VERSION} (sha256 {SPEC_SHA256})" in version.stdout
     listed = run(str(cli), "list")
     assert listed.returncode == 0 and "infonce_spec.adapters.bundled:uncached" in listed.stdout
     made = run(str(python), "-c", REFERENCE_RESULTS, "results.json")
