@@ -90,6 +90,17 @@ def _world_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def _seconds(text: str) -> float:
+    """A positive number of seconds (``--max-time``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     from .golden import GOLDEN_HELP, VERIFY_HELP, add_golden_commands, add_verify_arguments
     from .runner import BUNDLED_ADAPTERS, PROFILES
@@ -154,6 +165,13 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=60.0,
         help="seconds to wait for any adapter call (single process or one rank) before it is an adapter fault",
+    )
+    run.add_argument(
+        "--max-time",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="stop the whole run after SECONDS and write the partial report (exit status 3)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(
@@ -237,12 +255,14 @@ def _heading(console: Any, text: str) -> None:
 @dataclass
 class RunOutcome:
     """What a ``run`` produced: every adapter's report (a partial one if interrupted), the adapters
-    that could not be loaded, and whether the run was interrupted."""
+    that could not be loaded, why the run was interrupted (``SIGINT``, ``SIGTERM``, ``--max-time N
+    s``; ``None`` if it was not) and the adapters it did not reach."""
 
     reports: list[Any] = field(default_factory=list)
     load_errors: list[tuple[str, str]] = field(default_factory=list)
-    interrupted: bool = False
+    interrupted: str | None = None
     seconds: float = 0.0
+    not_started: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -259,31 +279,43 @@ def _root_causes(rep: Any) -> list[str]:
 
 
 def summary_line(outcome: RunOutcome) -> str:
-    """One line over every adapter of the run: adapters passed / failed, properties, root causes."""
+    """One line over every adapter of the run: adapters passed / failed, properties, root causes.
+
+    An interrupted run has no verdict: the line starts ``INTERRUPTED`` and says what finished and
+    what did not, never how many adapters are conformant."""
     reports = outcome.reports
     statuses = [r.status for rep in reports for r in rep.results]
     passed, unclaimed = statuses.count("pass"), statuses.count("not claimed")
     failed = len(statuses) - passed - unclaimed
+    roots = [c for rep in reports if not rep.ok for c in _root_causes(rep)]
+    named = ", ".join(sorted(set(roots)))
+    found = f"{len(roots)} root cause{'' if len(roots) == 1 else 's'} ({named})" if roots else "no root cause"
+    props = f"properties: {passed} pass, {failed} FAIL, {unclaimed} not claimed"
+    if outcome.interrupted:
+        finished = [rep.adapter for rep in reports if not rep.interrupted]
+        cut = [rep for rep in reports if rep.interrupted]
+        parts = [f"no verdict ({outcome.interrupted})"]
+        parts.append(f"finished: {len(finished)} of {len(reports) + len(outcome.not_started)} adapters")
+        if cut:
+            parts.append(
+                "stopped in "
+                + ", ".join(f"{rep.adapter} ({len(rep.not_run)} properties not run)" for rep in cut)
+            )
+        if outcome.not_started:
+            parts.append(f"not started: {', '.join(outcome.not_started)}")
+        parts.append(f"{props} so far")
+        parts.append(found + (" so far" if not roots else ""))
+        return f"INTERRUPTED: {'; '.join(parts)} ({outcome.seconds:.1f} s)"
     ok = [rep for rep in reports if rep.ok]
     bad = [rep for rep in reports if not rep.ok]
-    roots = [c for rep in bad for c in _root_causes(rep)]
-    verdict = {
-        ExitCode.OK: "PASS",
-        ExitCode.NOT_CONFORMANT: "FAIL",
-        ExitCode.USAGE_ERROR: "ERROR",
-        ExitCode.INTERRUPTED: "INTERRUPTED",
-    }[outcome.exit_code]
+    verdict = {ExitCode.OK: "PASS", ExitCode.NOT_CONFORMANT: "FAIL", ExitCode.USAGE_ERROR: "ERROR"}[
+        outcome.exit_code
+    ]
     total = len(reports) + len(outcome.load_errors)
     parts = [f"{len(ok)} of {total} adapters conformant" + (f", {len(bad)} not" if bad else "")]
     if outcome.load_errors:
         parts.append(f"{len(outcome.load_errors)} could not be loaded")
-    parts.append(f"properties: {passed} pass, {failed} FAIL, {unclaimed} not claimed")
-    named = ", ".join(sorted(set(roots)))
-    parts.append(
-        f"{len(roots)} root cause{'' if len(roots) == 1 else 's'} ({named})" if roots else "no root cause"
-    )
-    if outcome.interrupted:
-        parts.append("interrupted: partial results")
+    parts += [props, found]
     return f"{verdict}: {'; '.join(parts)} ({outcome.seconds:.1f} s)"
 
 
@@ -291,19 +323,27 @@ def _run_adapters(specs: Sequence[str], args: argparse.Namespace, console: Any, 
     """THE RUN LOOP: load and run each adapter in turn, appending to ``outcome`` as results finish.
 
     An adapter that cannot be loaded is one line (and exit status 2 at the end); the other adapters
-    still run and every completed report is written. An interrupt (``KeyboardInterrupt``; the fault
-    handling may turn other signals into it) propagates from here after the interrupted adapter's
-    finished properties are kept as a partial report.
+    still run and every completed report is written. An interrupt (SIGINT, SIGTERM, ``--max-time``)
+    ends the adapter's run with a partial report (``RunReport.interrupted``), printed and kept, and
+    the adapters after it are not started; a bare ``KeyboardInterrupt`` (outside
+    :func:`~.interrupt.guarded_run`) propagates from here after the finished properties are kept
+    as a partial report.
     """
     from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from .interrupt import pending
     from .report import print_report
     from .runner import RunReport, run_adapter
 
     select = _selector(args.select)
     show = not args.no_progress and console.is_terminal
-    for spec in specs:
+    for i, spec in enumerate(specs):
+        outcome.interrupted = outcome.interrupted or pending()  # a safe point: before a load
+        if outcome.interrupted:
+            outcome.not_started = list(specs[i:])
+            return
+        outcome.not_started = list(specs[i + 1 :])  # until this one ends
         _heading(console, spec)
         try:
             loaded = load(spec)
@@ -331,7 +371,7 @@ def _run_adapters(specs: Sequence[str], args: argparse.Namespace, console: Any, 
                 progress.advance(task)
                 colour = {"pass": "green", "not claimed": "yellow"}.get(r.status, "bold red")
                 console.print(
-                    f"  [{colour}]{r.status:>11}[/] {escape(r.label):48s} {r.examples:4d} ex "
+                    f"  [{colour}]{r.status:>15}[/] {escape(r.label):48s} {r.examples:4d} ex "
                     f"{r.seconds:6.2f} s"
                 )
 
@@ -354,19 +394,24 @@ def _run_adapters(specs: Sequence[str], args: argparse.Namespace, console: Any, 
                         loaded.spec,
                         loaded.capabilities,
                         args.profile,
-                        tuple(args.world_sizes),
+                        tuple(args.world_sizes) if loaded.capabilities.data_parallel else (),
                         done,
                         time.perf_counter() - start,
+                        stopped="KeyboardInterrupt",
                     )
                 )
                 raise
         outcome.reports.append(rep)
         print_report(rep, console)
+        if rep.interrupted:
+            outcome.interrupted = rep.interrupted
+            continue
         if args.fail_fast and rep.diagnosis.roots:
             console.print(
                 f"--fail-fast: stopped at the first root cause: {escape(rep.diagnosis.roots[0].line())}"
             )
             break
+    outcome.not_started = []
 
 
 def _write_reports(args: argparse.Namespace, outcome: RunOutcome, console: Any) -> None:
@@ -376,9 +421,7 @@ def _write_reports(args: argparse.Namespace, outcome: RunOutcome, console: Any) 
     if not args.rank0:
         return
     if args.report:
-        text = to_markdown(outcome.reports) if outcome.reports else "# infonce-conformance report\n"
-        if outcome.interrupted:
-            text += "\n**Interrupted**: the run was stopped; the results above are the ones that finished.\n"
+        text = to_markdown(outcome.reports, interrupted=outcome.interrupted, not_started=outcome.not_started)
         if outcome.load_errors:
             text += "\n## Adapters that could not be loaded\n\n"
             text += "".join(f"- `{spec}`: {error}\n" for spec, error in outcome.load_errors)
@@ -386,10 +429,12 @@ def _write_reports(args: argparse.Namespace, outcome: RunOutcome, console: Any) 
         args.report.write_text(text)
         console.print(f"Markdown report: {args.report}")
     if args.json:
-        data = to_json(outcome.reports)
+        data = to_json(outcome.reports, interrupted=outcome.interrupted)
         data["ok"] = outcome.exit_code == ExitCode.OK
         data["exit_code"] = int(outcome.exit_code)
-        data["interrupted"] = outcome.interrupted
+        data["interrupted"] = outcome.interrupted is not None
+        data["interrupted_by"] = outcome.interrupted
+        data["not_started"] = outcome.not_started
         data["load_errors"] = [{"adapter": spec, "error": error} for spec, error in outcome.load_errors]
         data["summary"] = summary_line(outcome)
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -399,6 +444,7 @@ def _write_reports(args: argparse.Namespace, outcome: RunOutcome, console: Any) 
 
 def _cmd_run(args: argparse.Namespace) -> ExitCode:
     from .distributed import in_torchrun, shared_forkserver
+    from .interrupt import settle
     from .runner import BUNDLED_ADAPTERS
 
     args.rank0 = not in_torchrun() or os.environ.get("RANK") == "0"
@@ -406,12 +452,19 @@ def _cmd_run(args: argparse.Namespace) -> ExitCode:
     console = _console(args.rank0)
     outcome = RunOutcome()
     start = time.perf_counter()
+    specs = args.adapter or list(BUNDLED_ADAPTERS)
     try:
         with shared_forkserver():  # one forkserver start for every adapter of the run
-            _run_adapters(args.adapter or list(BUNDLED_ADAPTERS), args, console, outcome)
-    except KeyboardInterrupt:
-        outcome.interrupted = True
-        print("infonce-conformance: interrupted; writing the results that finished", file=sys.stderr)
+            _run_adapters(specs, args, console, outcome)
+    except KeyboardInterrupt as exc:
+        outcome.interrupted = getattr(exc, "reason", None) or "KeyboardInterrupt"
+    # a signal that came after the last safe point still counts; later ones are ignored
+    outcome.interrupted = outcome.interrupted or settle()
+    if outcome.interrupted:
+        print(
+            f"infonce-conformance: interrupted ({outcome.interrupted}); writing the results that finished",
+            file=sys.stderr,
+        )
     outcome.seconds = time.perf_counter() - start
     _write_reports(args, outcome, console)
     console.print(summary_line(outcome), markup=False, highlight=False)
@@ -494,14 +547,24 @@ def keep_hypothesis_out_of_the_working_folder() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script's entry point; returns an :class:`ExitCode` (argparse's own usage errors
     exit 2 directly)."""
-    args = _parser().parse_args(argv)
-    if args.command in ("run", "replay"):
-        keep_hypothesis_out_of_the_working_folder()
-    from .interrupt import guarded_run  # SIGINT/SIGTERM -> KeyboardInterrupt; stops every worker
+    # SIGINT/SIGTERM are a stop request from the first moment (:mod:`.interrupt`); every worker
+    # is stopped on the way out
+    from .interrupt import guarded_run, pending, set_deadline
+    from .isolation import set_call_timeout
 
     try:
-        with guarded_run(getattr(args, "timeout", None)):
-            return int(_dispatch(args))
+        with guarded_run():
+            args = _parser().parse_args(argv)
+            if args.command in ("run", "replay"):
+                keep_hypothesis_out_of_the_working_folder()
+            if getattr(args, "timeout", None) is not None:
+                set_call_timeout(args.timeout)
+            set_deadline(getattr(args, "max_time", None))
+            code = int(_dispatch(args))
+            if pending() is not None and code != ExitCode.INTERRUPTED:  # a command without safe points
+                print(f"infonce-conformance: interrupted ({pending()})", file=sys.stderr)
+                return ExitCode.INTERRUPTED
+            return code
     except (UsageError, AdapterLoadError) as exc:
         print(f"infonce-conformance: error: {exc}", file=sys.stderr)
         return ExitCode.USAGE_ERROR

@@ -35,7 +35,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .compare import AdapterFault
+from .interrupt import check as check_interrupt
+from .interrupt import children_ignore_sigint
 from .isolation import (
+    CallBudget,
     close_workers,
     end_process,
     exit_description,
@@ -152,6 +155,8 @@ def mp_context(spec: str) -> Any:
     if not running:
         _STARTED_FORKSERVER = True
         ctx.set_forkserver_preload(preload)
+        with children_ignore_sigint():  # a Ctrl-C never kills the forkserver mid-import
+            forkserver.ensure_running()
     return ctx
 
 
@@ -289,10 +294,14 @@ class GlooHarness:
     a fresh one (as pytest-xdist replaces a crashed worker).
     """
 
-    def __init__(self, spec: str, world_size: int, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self, spec: str, world_size: int, *, timeout: float = 60.0, budget: CallBudget | None = None
+    ) -> None:
         self.spec = spec
         self.world_size = world_size
         self.timeout = timeout
+        #: The time limit after a hang (shared by a run's pools of every world size).
+        self.budget = budget if budget is not None else CallBudget()
         self.restarts = 0
         self.device = "cpu"
         self._procs: list[Any] = []
@@ -409,6 +418,7 @@ class GlooHarness:
         deadline = time.monotonic() + timeout
         dead_seen: float | None = None
         while len(out) < self.world_size:
+            check_interrupt()
             now = time.monotonic()
             if now >= deadline:
                 break
@@ -423,7 +433,7 @@ class GlooHarness:
                 continue
             out[rank] = (status, payload)
             if root(status, payload):
-                deadline = min(deadline, time.monotonic() + min(1.0, self.timeout))
+                deadline = min(deadline, time.monotonic() + min(1.0, timeout))
         return out
 
     def _raise_dead(self, method: str, what: str) -> None:
@@ -436,7 +446,12 @@ class GlooHarness:
             )
 
     def _raise_missing(
-        self, out: dict[int, tuple[str, Any]], method: str, what: str, causes: list[RankError]
+        self,
+        out: dict[int, tuple[str, Any]],
+        method: str,
+        what: str,
+        causes: list[RankError],
+        limit: float | None = None,
     ) -> None:
         """Ranks that did not answer: the lowest one not itself waiting in a collective; if all of
         them wait in one, the lowest rank's error in ``causes`` (they wait for it), else rank 0."""
@@ -448,15 +463,19 @@ class GlooHarness:
         if not hung and causes:
             raise _error_fault(causes[0], method, what)
         r = (hung or missing)[0]
+        if limit is None:  # while the pool starts: not a hang of ``method``
+            limit = self.timeout
+        else:
+            self.budget.hung_in(method)
         raise AdapterFault(
             "timeout",
-            f"rank {r} did not answer within {self.timeout:g} s {what}",
+            f"rank {r} did not answer within {limit:g} s {what}{self.budget.note(method, limit, self.timeout)}",
             call=method,
             rank=r,
             frame=stacks[r],
         )
 
-    def _hung_as_errors(self, out: dict[int, tuple[str, Any]]) -> None:
+    def _hung_as_errors(self, out: dict[int, tuple[str, Any]], limit: float) -> None:
         """With ``allow_errors``: ranks that did not answer because they wait in a collective for the
         ranks that raised come back as a :class:`RankError` of type ``"no answer"`` (the property
         judges them: DP-5 wants every rank to raise), not as an adapter fault."""
@@ -465,8 +484,7 @@ class GlooHarness:
         if missing and all(_innermost_in_distributed(stacks[r]) for r in missing):
             for r in missing:
                 message = (
-                    f"did not answer within {self.timeout:g} s: it waits in a collective for the "
-                    "ranks that raised"
+                    f"did not answer within {limit:g} s: it waits in a collective for the ranks that raised"
                 )
                 out[r] = ("error", RankError(r, "no answer", False, message, stacks[r] or ""))
             self.close(graceful=False)
@@ -478,6 +496,7 @@ class GlooHarness:
         them); otherwise it is raised as an :class:`AdapterFault`. Crashes, hangs and output faults
         always raise (see the class docstring); the pool is then replaced on the next call.
         """
+        limit = self.budget.limit(method, self.timeout)  # NotCalled after a hang that never answered
         if not self._procs:
             self.start(method)
         self._seq += 1
@@ -494,7 +513,10 @@ class GlooHarness:
                 return False
             return not (allow_errors and payload.value_or_type_error)
 
-        out = self._collect(seq, self.timeout, unexpected)
+        start = time.monotonic()
+        out = self._collect(seq, limit, unexpected)
+        if len(out) == self.world_size:
+            self.budget.answered(method, time.monotonic() - start)
         errors = sorted((r, p) for r, (s, p) in out.items() if s == "error")
         faults = sorted((r, p) for r, (s, p) in out.items() if s == "fault")
         roots = [e for _, e in errors if unexpected("error", e)]
@@ -506,8 +528,8 @@ class GlooHarness:
                 r, (kind, message, clause) = faults[0]
                 raise AdapterFault(kind, message, clause=clause, call=method, rank=r)
             if allow_errors and errors:
-                self._hung_as_errors(out)  # DP-5: a rank that waits instead of raising
-            self._raise_missing(out, method, what, [e for _, e in errors if unexpected("error", e)])
+                self._hung_as_errors(out, limit)  # DP-5: a rank that waits instead of raising
+            self._raise_missing(out, method, what, [e for _, e in errors if unexpected("error", e)], limit)
             if errors and not allow_errors:
                 raise _error_fault(errors[0][1], method, what)
         except AdapterFault:

@@ -1,15 +1,29 @@
-"""Clean interrupts: SIGINT and SIGTERM stop the run and everything it started (exit status 3).
+"""Clean interrupts: SIGINT, SIGTERM and ``--max-time`` stop the run and everything it started (exit 3).
 
-:func:`guarded_run` wraps one command of ``infonce-conformance``. Inside it both signals raise
-:class:`Interrupted` (a ``KeyboardInterrupt``) in the main thread, so the run unwinds through its
-``finally`` blocks: the data-parallel pools and the single-process workers are stopped (terminate,
-kill, join), the forkserver is stopped, and the command line writes the partial report of what
-finished. A second signal during that cleanup is ignored, so the cleanup cannot be cut short. On
-the way out (interrupted or not) the guard stops every worker that is still alive, collects the
-closed queues (their semaphores are unlinked from shared memory) and stops multiprocessing's
-resource tracker; multiprocessing removes its ``pymp-*`` folder when the interpreter exits. Nothing
-of the run is left running. :func:`guarded_run` also sets the time limit of every adapter call
-(``--timeout``, :func:`~.isolation.set_call_timeout`).
+:func:`guarded_run` wraps one command of ``infonce-conformance``. Inside it a signal only **records a
+request** (:func:`request`); it never raises from the frame it lands in. Wherever the signal
+arrives -- hypothesis' internals, a ``gc`` callback, torch's lazy imports, the start of a worker
+pool -- nothing is unwound half-way and nothing swallows it. The runner asks at **safe points**
+(:func:`check`: before each property, before each example, in every wait for an adapter call or a
+rank, before an adapter fault is recorded), and there :class:`Interrupted` (a
+``KeyboardInterrupt``) is raised: the run unwinds through its ``finally`` blocks, the data-parallel
+pools and the call workers are stopped (terminate, kill, join), the forkserver is stopped, and the
+command line writes the partial report of what finished. The per-run deadline ``--max-time`` is
+the same request, made by the clock (:func:`set_deadline`).
+
+A second signal at least :data:`FORCE_AFTER` seconds after the first, while the run has not yet
+reached a safe point (an adapter computing in process, with ``INFONCE_CONFORMANCE_ISOLATION=0``),
+raises at once. Once the run is stopping (or its verdict is settled, :func:`settle`), further
+signals are ignored, so the cleanup cannot be cut short. On the way out (interrupted or not) the
+guard stops every worker that is still alive, collects the closed queues (their semaphores are
+unlinked from shared memory) and stops multiprocessing's resource tracker; multiprocessing removes
+its ``pymp-*`` folder when the interpreter exits. Nothing of the run is left running.
+:func:`guarded_run` also sets the time limit of every adapter call (``--timeout``,
+:func:`~.isolation.set_call_timeout`).
+
+The worker processes never see the terminal's Ctrl-C: call workers and ranks ignore SIGINT
+(:func:`~.isolation.prepare_worker`), and the forkserver is started with SIGINT ignored
+(:func:`children_ignore_sigint`), so that it cannot die half-way through importing torch.
 """
 
 from __future__ import annotations
@@ -18,22 +32,108 @@ import contextlib
 import gc
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
-from .isolation import call_timeout, set_call_timeout
-
-__all__ = ["Interrupted", "guarded_run", "shutdown"]
+__all__ = [
+    "FORCE_AFTER",
+    "Interrupted",
+    "check",
+    "children_ignore_sigint",
+    "guarded_run",
+    "pending",
+    "request",
+    "set_deadline",
+    "settle",
+    "shutdown",
+]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: A second signal this many seconds after the first forces the stop where no safe point comes
+#: (``timeout -s INT`` delivers one signal to the process and one to its group, at once).
+FORCE_AFTER = 1.0
 
 
 class Interrupted(KeyboardInterrupt):
-    """The run was stopped by a signal (``signal_name``: ``SIGINT`` or ``SIGTERM``)."""
+    """The run was stopped: ``reason`` is ``SIGINT``, ``SIGTERM`` or ``--max-time N s``."""
 
-    def __init__(self, signal_name: str) -> None:
-        self.signal_name = signal_name
-        super().__init__(f"interrupted by {signal_name}")
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.signal_name = reason
+        super().__init__(f"interrupted by {reason}")
+
+
+class _State:
+    """The request (first reason and when), the deadline, and whether the run is stopping."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.since = 0.0
+        self.deadline: float | None = None
+        self.max_time = 0.0
+        self.stopping = False
+
+
+_state = _State()
+
+
+def request(reason: str) -> None:
+    """Ask the run to stop at its next safe point (the first reason is kept)."""
+    if _state.reason is None:
+        _state.reason, _state.since = reason, time.monotonic()
+
+
+def set_deadline(seconds: float | None) -> None:
+    """Stop the run ``seconds`` from now (``--max-time``); ``None``: no deadline."""
+    if seconds is not None and not seconds > 0:
+        raise ValueError(f"--max-time must be > 0 seconds, got {seconds!r}")
+    _state.deadline = None if seconds is None else time.monotonic() + seconds
+    _state.max_time = seconds or 0.0
+
+
+def pending() -> str | None:
+    """The reason the run should stop (a signal, or the deadline passed), or ``None``."""
+    if _state.reason is None and _state.deadline is not None and time.monotonic() >= _state.deadline:
+        request(f"--max-time {_state.max_time:g} s")
+    return _state.reason
+
+
+def check() -> None:
+    """A safe point: raise :class:`Interrupted` if the run was asked to stop."""
+    reason = pending()
+    if reason is not None:
+        _state.stopping = True
+        raise Interrupted(reason)
+
+
+def settle() -> str | None:
+    """The results are in: return the pending reason, if any, and ignore every later signal (the
+    reports about to be written say what the run did; the command exits right after)."""
+    reason = pending()
+    _state.stopping = True
+    return reason
+
+
+@contextlib.contextmanager
+def children_ignore_sigint() -> Iterator[None]:
+    """Processes started inside the block ignore SIGINT from their first instruction: SIGINT is
+    ``SIG_IGN`` there (a disposition that ``exec`` keeps, and then Python installs no
+    ``KeyboardInterrupt`` handler), so a Ctrl-C cannot kill the forkserver half-way through
+    importing torch. Here SIGINT is blocked meanwhile: one that arrives stays pending and reaches
+    this process's handler when the block ends. (One already pending when the block starts is left
+    pending, and the disposition is kept: ``SIG_IGN`` would discard it.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    handler = None if signal.SIGINT in signal.sigpending() else signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def shutdown(*, resource_tracker: bool = True) -> None:
@@ -54,26 +154,35 @@ def shutdown(*, resource_tracker: bool = True) -> None:
                 stop()
 
 
+def _handler(signum: int, frame: Any) -> None:
+    """Record the request; force the stop only on a later signal while no safe point came."""
+    name = signal.Signals(signum).name
+    if _state.stopping:
+        return
+    if _state.reason is not None and time.monotonic() - _state.since >= FORCE_AFTER:
+        _state.stopping = True
+        raise Interrupted(_state.reason)
+    request(name)
+
+
 @contextlib.contextmanager
-def guarded_run(timeout: float | None = None) -> Iterator[None]:
-    """Run a command with SIGINT/SIGTERM as :class:`Interrupted` and a clean stop (see the module
-    docstring); ``timeout`` is the time limit of every adapter call (``None``: unchanged)."""
+def guarded_run(timeout: float | None = None, max_time: float | None = None) -> Iterator[None]:
+    """Run a command with SIGINT/SIGTERM (and ``max_time`` seconds) as a stop request and a clean
+    stop (see the module docstring); ``timeout`` is the time limit of every adapter call
+    (``None``: unchanged)."""
+    from .isolation import call_timeout, set_call_timeout
+
     previous_timeout = call_timeout()
     if timeout is not None:
         set_call_timeout(timeout)
+    global _state
+    _state = _State()
+    set_deadline(max_time)
     main = threading.current_thread() is threading.main_thread()
     saved: dict[int, Any] = {}
-    seen: list[str] = []
-
-    def interrupt(signum: int, frame: Any) -> None:
-        if seen:
-            return  # already stopping: let the cleanup finish
-        seen.append(signal.Signals(signum).name)
-        raise Interrupted(seen[0])
-
     if main:
         for sig in SIGNALS:
-            saved[sig] = signal.signal(sig, interrupt)
+            saved[sig] = signal.signal(sig, _handler)
     try:
         yield
     finally:
@@ -84,5 +193,6 @@ def guarded_run(timeout: float | None = None) -> Iterator[None]:
             shutdown()
         finally:
             set_call_timeout(previous_timeout)
+            _state = _State()
             for sig, handler in saved.items():
                 signal.signal(sig, handler)

@@ -56,12 +56,17 @@ from pathlib import Path
 from typing import Any
 
 from .compare import AdapterFault
+from .interrupt import check as check_interrupt
 
 __all__ = [
     "CALLS",
     "FORK_UNSAFE_RUNTIMES",
+    "HUNG_FLOOR",
+    "HUNG_MULTIPLE",
+    "CallBudget",
     "CallWorker",
     "IsolatedAdapter",
+    "NotCalled",
     "Returned",
     "adapter_frame",
     "call_timeout",
@@ -75,6 +80,7 @@ __all__ = [
     "load_summary",
     "portable",
     "set_call_timeout",
+    "wait_for",
 ]
 
 #: The adapter methods that compute (everything else is read from the object in process).
@@ -105,6 +111,77 @@ def set_call_timeout(seconds: float) -> None:
 def call_timeout() -> float:
     """The current time limit of an adapter call, in seconds."""
     return _timeout
+
+
+# -- the time limit after a hang ---------------------------------------------------------------------------
+#: Once a method has hung, a later call of it waits at most this multiple of its slowest answer ...
+HUNG_MULTIPLE = 10.0
+#: ... but never less than this many seconds (nor more than ``--timeout``).
+HUNG_FLOOR = 5.0
+
+
+class NotCalled(AdapterFault):
+    """A call the suite did not make: the method hung earlier in the run and never answered, so the
+    property that needed it is "not established (the adapter hung in `method`)", not a new fault."""
+
+    def __init__(self, method: str, rank: int | None = None) -> None:
+        super().__init__(
+            "not called",
+            f"the adapter hung in `{method}`",
+            call=method,
+            rank=rank,
+        )
+
+
+class CallBudget:
+    """The time limit of each call of one adapter's methods: a hang costs about one ``--timeout``.
+
+    Until a method hangs, every call of it gets the full ``--timeout``. After it hung, a call of it
+    gets ``HUNG_MULTIPLE`` times its slowest answer so far (at least ``HUNG_FLOOR`` seconds, at
+    most ``--timeout``); a method that hung before it ever answered is not called again
+    (:class:`NotCalled`). The calls that answered are the evidence of how long an answer takes.
+    """
+
+    def __init__(self) -> None:
+        self.slowest: dict[str, float] = {}
+        self.hung: set[str] = set()
+
+    def limit(self, method: str, timeout: float) -> float:
+        """Seconds to wait for a call of ``method``; raises :class:`NotCalled` when it is not made."""
+        if method not in self.hung:
+            return timeout
+        if method not in self.slowest:
+            raise NotCalled(method)
+        return min(timeout, max(HUNG_FLOOR, HUNG_MULTIPLE * self.slowest[method]))
+
+    def answered(self, method: str, seconds: float) -> None:
+        self.slowest[method] = max(seconds, self.slowest.get(method, 0.0))
+
+    def hung_in(self, method: str) -> None:
+        self.hung.add(method)
+
+    def note(self, method: str, limit: float, timeout: float) -> str:
+        """How a shortened limit came about (empty for the full ``--timeout``)."""
+        if limit >= timeout:
+            return ""
+        return (
+            f" (a shortened limit: `{method}` hung earlier in this run; its slowest answer took "
+            f"{self.slowest.get(method, 0.0):.2g} s)"
+        )
+
+
+def wait_for(ready: Any, timeout: float, *, step: float = 0.1) -> bool:
+    """Wait up to ``timeout`` seconds for ``ready(seconds)`` (e.g. ``conn.poll``) to say True, in
+    steps of ``step`` seconds, each followed by a safe point for an interrupt
+    (:func:`~.interrupt.check`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if ready(max(0.0, min(left, step))):
+            return True
+        check_interrupt()
+        if left <= step:
+            return bool(ready(0))
 
 
 # -- results -----------------------------------------------------------------------------------------------
@@ -453,6 +530,7 @@ class CallWorker:
         self._conn: Any = None
         self._dir = tempfile.mkdtemp(prefix="infonce-conformance-")
         self._dump = os.path.join(self._dir, "stack.txt")
+        self.budget = CallBudget()
         _LIVE.add(self)
 
     def _start(self, method: str) -> None:
@@ -491,14 +569,23 @@ class CallWorker:
                 frame=last_frame(tb),
             )
 
-    def _receive(self, method: str, timeout: float, *, starting: bool = False) -> tuple[Any, ...]:
+    def _receive(
+        self, method: str, timeout: float, *, starting: bool = False, note: str = ""
+    ) -> tuple[Any, ...]:
         what = "while loading the adapter" if starting else f"in {method}(case)"
-        if not self._conn.poll(timeout):
+        try:
+            answered = wait_for(self._conn.poll, timeout)
+        except BaseException:  # an interrupt: the busy worker cannot read a request to stop
+            self.close(graceful=False)
+            raise
+        if not answered:
             stack = thread_stack(read_dump(self._proc, self._dump) or "")
             self.close(graceful=False)  # a hung worker cannot read the request to stop
+            if not starting:
+                self.budget.hung_in(method)
             raise AdapterFault(
                 "timeout",
-                f"adapter did not answer within {timeout:g} s {what}{_fork_hint(self.fork, starting)}",
+                f"adapter did not answer within {timeout:g} s {what}{note}{_fork_hint(self.fork, starting)}",
                 call=method,
                 frame=stack,
             )
@@ -513,11 +600,15 @@ class CallWorker:
             ) from None
 
     def call(self, method: str, case: Any) -> Any:
-        """``adapter.<method>(case)`` in the worker, within :func:`call_timeout` seconds."""
+        """``adapter.<method>(case)`` in the worker, within :func:`call_timeout` seconds (less once
+        ``method`` has hung: :class:`CallBudget`)."""
+        limit = self.budget.limit(method, _timeout)
         if self._proc is None:
             self._start(method)
         self._conn.send((method, case))
-        reply = self._receive(method, _timeout)
+        start = time.monotonic()
+        reply = self._receive(method, limit, note=self.budget.note(method, limit, _timeout))
+        self.budget.answered(method, time.monotonic() - start)
         status = reply[0]
         if status == "ok":
             return reply[1]

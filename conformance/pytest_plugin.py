@@ -38,6 +38,8 @@ _HARNESSES: dict[tuple[str, int], Any] = {}
 _ADAPTERS: dict[str, Any] = {}
 #: Every conformance test's result per adapter, for the diagnosis printed at the end of the session.
 _RESULTS: dict[str, list[Any]] = {}
+#: The test IDs collected per adapter (what an interrupted session did not reach).
+_COLLECTED: dict[str, list[str]] = {}
 
 
 def pytest_addoption(parser: Any) -> None:
@@ -93,11 +95,28 @@ def pytest_sessionfinish(session: Any, exitstatus: Any) -> None:
         _close_all()
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: Any = 0) -> None:
     """The diagnosis of each adapter's conformance tests: its root causes, one line each (the other
-    failing tests follow from them)."""
+    failing tests follow from them). An interrupted session says INTERRUPTED first, with what
+    finished and what did not: its results are no verdict."""
     from .diagnosis import diagnose
 
+    if exitstatus == pytest.ExitCode.INTERRUPTED and _COLLECTED:
+        terminalreporter.section("infonce-conformance: INTERRUPTED", red=True, bold=True)
+        for spec, ids in _COLLECTED.items():
+            outcomes = {
+                report.nodeid: category
+                for category in ("passed", "failed", "skipped")
+                for report in terminalreporter.stats.get(category, [])
+                if getattr(report, "nodeid", "").startswith(f"{spec}::")
+            }
+            counts = ", ".join(
+                f"{list(outcomes.values()).count(c)} {c}" for c in ("passed", "failed", "skipped")
+            )
+            terminalreporter.line(
+                f"INTERRUPTED {spec}: no verdict; {len(outcomes)} of {len(ids)} conformance tests "
+                f"finished ({counts}), {len(ids) - len(outcomes)} not run"
+            )
     for spec, results in _RESULTS.items():
         roots = diagnose(results).roots
         if roots:
@@ -196,6 +215,8 @@ def run_one(
         prop, ctx, PROFILES[profile], reproducer_dir=Path(reproducer_dir) if reproducer_dir else None
     )
     _RESULTS.setdefault(spec, []).append(result)
+    if result.status == "not claimed":  # it checks only clauses no claimed configuration exercises
+        pytest.skip(f"not claimed: {result.reason}")
     if result.status != "pass":
         raise ConformanceFailed(_failure_text(result))
 
@@ -210,6 +231,7 @@ class ConformanceCollector(pytest.Collector):
 
     def collect(self) -> list[Any]:
         _loaded(self.spec)
+        _COLLECTED[self.spec] = [test_id for _, _, test_id in _cases(self.sizes)]
         return [
             ConformanceItem.from_parent(
                 self, name=test_id, spec=self.spec, prop=name, world_size=w, options=self.options
@@ -269,7 +291,10 @@ def pytest_collection_modifyitems(session: Any, config: Any, items: list[Any]) -
         "reproducer_dir": config.getoption("infonce_reproducers"),
     }
     for spec in specs:
-        parent = ConformanceCollector.from_parent(session, name=spec, spec=spec, sizes=sizes, options=options)
+        # node IDs read ``adapter::property`` (a collector under the session would add a leading "::")
+        parent = ConformanceCollector.from_parent(
+            session, name=spec, nodeid=spec, spec=spec, sizes=sizes, options=options
+        )
         items.extend(session.genitems(parent))
 
 

@@ -1,6 +1,9 @@
 """Reports of a run: Markdown, JSON and the rich terminal view.
 
-Every report opens with the **root causes** (one line each: clause, what the spec says, the
+An interrupted run (SIGINT, SIGTERM, ``--max-time``) has no verdict: every report says
+INTERRUPTED before anything else -- the Markdown report's first heading, the terminal report's first
+line, the JSON's ``"status": "interrupted"`` (``"ok"`` is false) -- with what finished and what did
+not. Otherwise every report opens with the **root causes** (one line each: clause, what the spec says, the
 smallest case, the replay command), then the clause table (pass / FAIL for a root cause /
 "follows from X" for a consequence / not established / not claimed / not checked), the property
 table (verdict, examples, seconds, worst error/tolerance ratio of a passing property) and the
@@ -18,7 +21,7 @@ from infonce_spec.release import SPEC_SHA256, release_line
 from .diagnosis import RootCause
 from .runner import PropertyResult, RunReport
 
-__all__ = ["dumps_json", "print_report", "to_json", "to_markdown"]
+__all__ = ["dumps_json", "interrupted_line", "print_report", "to_json", "to_markdown"]
 
 _BADGE = {"pass": "pass", "FAIL": "**FAIL**", "adapter fault": "**adapter fault**", "ERROR": "**ERROR**"}
 
@@ -49,6 +52,34 @@ def _exact_claims_text(c: Any) -> str:
     claimed = ", ".join(shape_text(s) for s in c.shapes())
     unclaimed = ", ".join(shape_text(s) for s in c.unclaimed_shapes()) or "none"
     return f"; configurations exactly {claimed}; not claimed: {unclaimed}"
+
+
+def interrupted_line(rep: RunReport) -> str:
+    """What an interrupted run finished and what it did not, in one line."""
+    counts = {
+        s: sum(r.status == s for r in rep.results)
+        for s in ("pass", "not claimed")
+        if any(r.status == s for r in rep.results)
+    }
+    other = len(rep.results) - sum(counts.values())
+    done = ", ".join(
+        [f"{n} {s}" for s, n in counts.items()] + ([f"{other} failed or not established"] if other else [])
+    )
+    left = ", ".join(r.label for r in rep.not_run[:6]) + (", ..." if len(rep.not_run) > 6 else "")
+    return (
+        f"INTERRUPTED ({rep.interrupted}) after {rep.seconds:.1f} s: no verdict; "
+        f"{len(rep.results)} properties finished ({done or 'none'}); "
+        f"{len(rep.not_run)} not run" + (f" ({left})" if left else "")
+    )
+
+
+def _header(rep: RunReport) -> str:
+    """Spec, profile, world sizes (only where data parallelism is claimed), time."""
+    sizes = f"; world sizes {list(rep.world_sizes) or '-'}" if rep.capabilities.data_parallel else ""
+    return (
+        f"- spec {rep.spec_version} (sha256 {SPEC_SHA256}); profile `{rep.profile}`{sizes}; "
+        f"{rep.seconds:.1f} s"
+    )
 
 
 def _ratio(r: PropertyResult) -> str:
@@ -90,16 +121,32 @@ def _root_markdown(cause: RootCause) -> list[str]:
     return out
 
 
-def to_markdown(reports: list[RunReport]) -> str:
-    """One Markdown document for one or more adapters' runs."""
-    out = ["# infonce-spec conformance report", ""]
+def to_markdown(
+    reports: list[RunReport], *, interrupted: str | None = None, not_started: list[str] | tuple[str, ...] = ()
+) -> str:
+    """One Markdown document for one or more adapters' runs. ``interrupted`` (or an interrupted
+    report) makes the first heading say INTERRUPTED; ``not_started`` are the adapters the run did not
+    reach."""
+    reason = interrupted or next((r.interrupted for r in reports if r.interrupted), None)
+    if reason is None:
+        out = ["# infonce-spec conformance report", ""]
+    else:
+        out = [
+            f"# infonce-spec conformance report: INTERRUPTED ({reason})",
+            "",
+            "**Interrupted**: the run was stopped; there is no verdict. The results below are the "
+            "ones that finished"
+            + (f"; adapters not run: {', '.join(f'`{s}`' for s in not_started)}" if not_started else "")
+            + ".",
+            "",
+        ]
     for rep in reports:
         diag = rep.diagnosis
+        out += [f"## `{rep.adapter}` ({rep.capabilities.name}): {rep.status.upper()}", ""]
+        if rep.interrupted:
+            out += [interrupted_line(rep), ""]
         out += [
-            f"## `{rep.adapter}` ({rep.capabilities.name}): {'PASS' if rep.ok else 'FAIL'}",
-            "",
-            f"- spec {rep.spec_version} (sha256 {SPEC_SHA256}); profile `{rep.profile}`; world sizes {list(rep.world_sizes) or '-'}; "
-            f"{rep.seconds:.1f} s",
+            _header(rep),
             f"- mode: {rep.mode}",
             f"- claims: {_caps_text(rep)}",
             "",
@@ -119,7 +166,7 @@ def to_markdown(reports: list[RunReport]) -> str:
             "| property | clauses | verdict | examples | seconds | worst err/tol |",
             "| --- | --- | --- | ---: | ---: | ---: |",
         ]
-        for r in rep.results:
+        for r in rep.results + rep.not_run:
             v = rep.verdict(r)
             status = _BADGE.get(v, v) + (f" ({r.reason})" if r.reason else "")
             out.append(
@@ -136,8 +183,9 @@ def to_markdown(reports: list[RunReport]) -> str:
     return "\n".join(out)
 
 
-def to_json(reports: list[RunReport]) -> dict[str, Any]:
-    """A JSON-serialisable summary (root causes, clause verdicts, properties, failures)."""
+def to_json(reports: list[RunReport], *, interrupted: str | None = None) -> dict[str, Any]:
+    """A JSON-serialisable summary (root causes, clause verdicts, properties, failures); ``status``
+    is ``interrupted`` (``ok`` false) when the run (``interrupted``) or a report was interrupted."""
 
     def one(rep: RunReport) -> dict[str, Any]:
         caps = {
@@ -152,7 +200,10 @@ def to_json(reports: list[RunReport]) -> dict[str, Any]:
         diag = rep.diagnosis
         return {
             "adapter": rep.adapter,
+            "status": rep.status,
             "ok": rep.ok,
+            "interrupted": rep.interrupted,
+            "stopped": rep.stopped,
             "profile": rep.profile,
             "spec_version": rep.spec_version,
             "spec_sha256": SPEC_SHA256,
@@ -198,10 +249,22 @@ def to_json(reports: list[RunReport]) -> dict[str, Any]:
                 }
                 for r in rep.results
             ],
+            "not_run": [
+                {
+                    "property": r.property,
+                    "world_size": r.world_size,
+                    "clauses": list(r.clauses),
+                    "reason": r.reason,
+                }
+                for r in rep.not_run
+            ],
         }
 
+    reason = interrupted or next((r.interrupted for r in reports if r.interrupted), None)
+    ok = reason is None and all(r.ok for r in reports)
     return {
-        "ok": all(r.ok for r in reports),
+        "status": "interrupted" if reason else ("pass" if ok else "fail"),
+        "ok": ok,
         "reports": [one(r) for r in reports],
     }
 
@@ -211,6 +274,7 @@ def dumps_json(reports: list[RunReport]) -> str:
 
 
 _STYLE = {
+    "INTERRUPTED": "bold yellow",
     "pass": "green",
     "pass (partly not claimed)": "green",
     "FAIL": "bold red",
@@ -225,7 +289,7 @@ _STYLE = {
 def _styled(verdict: str) -> str:
     from rich.markup import escape
 
-    style = _STYLE.get(verdict, "dim" if verdict.startswith("follows from") else "")
+    style = _STYLE.get(verdict, "dim" if verdict.startswith(("follows from", "not run")) else "")
     return f"[{style}]{escape(verdict)}[/]" if style else escape(verdict)
 
 
@@ -239,6 +303,9 @@ def print_report(rep: RunReport, console: Any = None, *, show_passing_clauses: b
 
     console = console or Console()
     diag = rep.diagnosis
+    if rep.interrupted:
+        console.print(f"[bold yellow]{escape(interrupted_line(rep))}[/]", soft_wrap=True)
+        console.print()
     if diag.roots:
         console.print(f"[bold red]{len(diag.roots)} root cause(s)[/] in {escape(rep.adapter)}:")
         for i, cause in enumerate(diag.roots, 1):
@@ -258,7 +325,7 @@ def print_report(rep: RunReport, console: Any = None, *, show_passing_clauses: b
             justify="right" if col in ("examples", "seconds", "worst err/tol") else "left",
             overflow="fold",
         )
-    for r in rep.results:
+    for r in rep.results + rep.not_run:
         status = _styled(rep.verdict(r)) + (f" [dim]{escape(r.reason)}[/]" if r.reason else "")
         props.add_row(escape(r.label), status, str(r.examples), f"{r.seconds:.2f}", _ratio(r))
     console.print(props)
@@ -274,7 +341,11 @@ def print_report(rep: RunReport, console: Any = None, *, show_passing_clauses: b
             for c in cause.consequences:
                 body += f"\n  {escape(c.label)} (filed under {escape(str(c.failure.clause))})"
         console.print(Panel(body, title=f"[bold red]ROOT {escape(cause.title)}[/]", expand=False))
-    verdict = "[bold green]PASS[/]" if rep.ok else "[bold red]FAIL[/]"
+    verdict = {
+        "interrupted": f"[bold yellow]INTERRUPTED ({escape(str(rep.interrupted))}): partial results, no verdict[/]",
+        "pass": "[bold green]PASS[/]",
+        "fail": "[bold red]FAIL[/]",
+    }[rep.status]
     console.print(
         f"{verdict} {escape(rep.adapter)} ({escape(rep.capabilities.name)}, {rep.capabilities.dtype})"
         f" against {escape(release_line())}"

@@ -28,8 +28,11 @@ from .clauses import CLAUSES
 from .compare import AdapterFault, ConformanceFailure, Mismatch, PremiseFailure
 from .diagnosis import Diagnosis, diagnose
 from .distributed import end_of_run, in_torchrun
+from .evidence import missing_claim
 from .harnesses import open_harness
-from .isolation import adapter_frame, set_call_timeout
+from .interrupt import Interrupted
+from .interrupt import check as check_interrupt
+from .isolation import CallBudget, NotCalled, adapter_frame, set_call_timeout
 from .properties.base import Context, Property, properties
 from .protocol import Capabilities, LoadedAdapter, load_adapter
 
@@ -110,7 +113,9 @@ class PropertyResult:
     level: str
     #: "pass"; "FAIL" (its own check failed, premise held); "premise" (a simpler variant of the case
     #: failed: not a verdict on its own clauses); "fault" (the adapter misbehaved); "ERROR" (the
-    #: suite could not generate examples); "not claimed".
+    #: suite could not generate examples); "not claimed"; "not established" (a call it needs was not
+    #: made: the adapter hung in that method earlier in the run); "not run" (the run stopped first:
+    #: ``--fail-fast``, an interrupt, ``--max-time``; such results are :attr:`RunReport.not_run`).
     status: str
     reason: str = ""
     examples: int = 0
@@ -125,9 +130,19 @@ class PropertyResult:
         return self.property if self.world_size is None else f"{self.property} [W={self.world_size}]"
 
 
+#: The report's mode line: single process, and the data-parallel harness when it is claimed.
+SINGLE_PROCESS = "single process"
+WITH_DATA_PARALLEL = "single process; data parallel over gloo worker processes on this machine"
+
+
 @dataclass
 class RunReport:
-    """Everything one adapter's run produced."""
+    """Everything one adapter's run produced.
+
+    ``stopped`` says why the run ended before every property ran: ``--fail-fast``, or an
+    interrupt (``SIGINT``, ``SIGTERM``, ``--max-time N s``; then the run is :attr:`interrupted`);
+    ``not_run`` lists the properties it did not reach (status "not run", the reason in ``reason``).
+    """
 
     adapter: str
     capabilities: Capabilities
@@ -136,12 +151,27 @@ class RunReport:
     results: list[PropertyResult]
     seconds: float
     spec_version: str = infonce_spec.SPEC_VERSION
-    mode: str = "single process; data parallel over gloo worker processes on this machine"
+    mode: str = WITH_DATA_PARALLEL
+    stopped: str | None = None
+    not_run: list[PropertyResult] = field(default_factory=list)
+
+    @property
+    def interrupted(self) -> str | None:
+        """Why the run was interrupted (``SIGINT``, ``SIGTERM``, ``--max-time N s``), or ``None``."""
+        return self.stopped if self.stopped not in (None, "--fail-fast") else None
 
     @property
     def ok(self) -> bool:
-        """True iff every claimed property passed (the exit status of ``run``)."""
-        return all(r.status in ("pass", "not claimed") for r in self.results)
+        """True iff the run was not interrupted and every claimed property passed (the exit status
+        of ``run``)."""
+        return not self.interrupted and all(r.status in ("pass", "not claimed") for r in self.results)
+
+    @property
+    def status(self) -> str:
+        """``interrupted`` (no verdict: partial results), ``pass`` or ``fail``."""
+        if self.interrupted:
+            return "interrupted"
+        return "pass" if self.ok else "fail"
 
     @property
     def diagnosis(self) -> Diagnosis:
@@ -159,14 +189,20 @@ class RunReport:
         return "adapter fault" if result.status == "fault" else "FAIL"
 
     def clause_verdicts(self) -> list[tuple[str, str, str, list[str]]]:
-        """``(clause, title, verdict, properties)`` per clause of the spec.
+        """``(clause, title, verdict, properties)`` per clause of the spec; a verdict is never
+        stronger than its evidence.
 
         ``FAIL``: the clause is a root cause of the diagnosis (or the output contract an adapter
         fault breaks). ``follows from X``: a failure was filed under the clause, but it is explained
-        by the root cause X. Otherwise, as without failures: ``pass`` when a covering property
-        passed, ``not established`` when every covering property failed on other clauses,
-        ``not claimed`` when every covering property needs something the adapter does not claim,
-        ``not checked`` when no property of the suite covers the clause.
+        by the root cause X. Otherwise: ``not checked`` when no property of the run covers the
+        clause; ``not claimed`` when no claimed configuration can exercise it (the first entry of
+        ``properties`` names what is missing, :func:`~.evidence.missing_claim`); ``pass`` when a
+        property checked it on a claimed configuration and passed (``pass (partly not claimed)``
+        when a covering property is not claimed); ``not run (R)`` when the properties that could
+        check it did not run (R: ``--fail-fast``, ``SIGINT``, ...); ``not established`` when every
+        covering property that ran failed on other clauses or could not be run to the end (the
+        adapter hung); ``not claimed`` when every covering property needs something the adapter
+        does not claim (each named with what it needs).
         """
         diag = self.diagnosis
         roots = {c.clause: c for c in diag.roots if c.clause is not None}
@@ -178,25 +214,36 @@ class RunReport:
         rows = []
         for clause, title in CLAUSES:
             covering = [r for r in self.results if clause in r.clauses]
-            bad = [r for r in covering if r.status not in ("pass", "not claimed")]
+            unreached = [r for r in self.not_run if clause in r.clauses]
             passing = [r for r in covering if r.status == "pass"]
             unclaimed = [r for r in covering if r.status == "not claimed"]
+            bad = [r for r in covering if r.status not in ("pass", "not claimed")]
+            need = missing_claim(clause, self.capabilities)
             if clause in roots:
                 verdict = "FAIL"
                 names = [r.label for r in roots[clause].established_by]
             elif clause in filed:
                 verdict = f"follows from {', '.join(diag.explained(clause)) or 'an adapter fault'}"
                 names = [r.label for r in filed[clause]]
-            elif not covering:
+            elif not covering and not unreached:
                 verdict, names = "not checked", []
+            elif need is not None:
+                verdict = "not claimed"
+                names = [f"needs {need}", *sorted({r.label for r in covering + unreached})]
+                rows.append((clause, title, verdict, names))
+                continue
             elif passing:
                 verdict = "pass (partly not claimed)" if unclaimed else "pass"
                 names = [r.label for r in passing]
+            elif unreached:
+                verdict = f"not run ({unreached[0].reason})"
+                names = [r.label for r in unreached]
             elif bad:
                 verdict = "not established"
-                names = [f"{r.label} ({self.verdict(r)})" for r in bad]
+                names = [f"{r.label} ({self.verdict(r)}{': ' + r.reason if r.reason else ''})" for r in bad]
             else:
-                verdict, names = "not claimed", [r.label for r in unclaimed]
+                verdict = "not claimed"
+                names = [f"{r.label} ({r.reason})" if r.reason else r.label for r in unclaimed]
             rows.append((clause, title, verdict, sorted(set(names))))
         return rows
 
@@ -302,13 +349,20 @@ def run_property(
     if reason is not None:
         result.status, result.reason = "not claimed", f"needs {reason}"
         return result
-    result.clauses = prop.checked_clauses(ctx.caps)
+    checked = prop.checked_clauses(ctx.caps)
+    exercised = tuple(c for c in checked if missing_claim(c, ctx.caps) is None)
+    if not exercised:  # it could only check clauses that no claimed configuration exercises
+        needs = sorted({missing_claim(c, ctx.caps) or "" for c in checked})
+        result.status, result.reason = "not claimed", f"needs {'; '.join(needs)}"
+        return result
+    result.clauses = exercised
     budget = profile.dp_examples if prop.level == "data_parallel" else profile.examples
     state: dict[str, Any] = {"n": 0, "first": None, "best": None, "best_n": 0}
 
     @_settings(profile, prop, budget)
     @given(st.data())
     def test(data: Any) -> None:
+        check_interrupt()  # a safe point: an interrupt stops the run here, between examples
         case = prop.draw(data, ctx)
         state["n"] += 1
         if state["first"] is not None and (
@@ -328,6 +382,7 @@ def run_property(
                 state["best"], state["best_n"] = exc, state["n"]
             raise
         except Exception as exc:
+            check_interrupt()  # a worker killed by the same signal is the interrupt, not a fault
             fault = _fault(exc)
             fault.case = case
             raise _Stop(fault) from exc
@@ -353,7 +408,9 @@ def run_property(
         result.status, result.reason = "ERROR", f"the suite could not generate examples: {exc}"
     finally:
         result.seconds = time.perf_counter() - start
-    if failure is not None:
+    if isinstance(failure, NotCalled):  # the method hung earlier in the run: no new evidence
+        result.status, result.reason = "not established", failure.detail
+    elif failure is not None:
         _record_failure(result, failure, prop, ctx, world, reproducer_dir)
     result.examples = state["n"]
     result.worst_ratio = ctx.worst_ratio
@@ -492,14 +549,26 @@ def run_adapter(
         world_sizes = (int(os.environ["WORLD_SIZE"]),)
         if prof.name != "thorough":
             prof = Profile(prof.name, prof.examples, prof.dp_examples, True)
-    sizes = (
-        tuple(w for w in world_sizes if w <= caps.max_world_size)
-        if caps.data_parallel
-        else tuple(world_sizes)
-    )
+    # world sizes only where data parallelism is claimed (the report's header shows them)
+    sizes = tuple(w for w in world_sizes if w <= caps.max_world_size) if caps.data_parallel else ()
+    budget = CallBudget()  # a hang costs about one timeout per method, across the world sizes
+    dp_props = [p for p in props if p.level == "data_parallel"]
+    claimed = [p for p in dp_props if p.requires(caps) is None]
+    unclaimed = [
+        PropertyResult(
+            p.name, p.clauses, p.summary, p.level, "not claimed", reason=f"needs {p.requires(caps)}"
+        )
+        for p in dp_props
+        if p.requires(caps) is not None
+    ]
+    planned = [] if torchrun else [(p, None) for p in props if p.level != "data_parallel"]
+    planned += [(p, w) for w in sizes for p in claimed if getattr(p, "min_world_size", 1) <= w]
+    stopped: str | None = None
+    harness: Any = None
     try:
         if not torchrun:
             for prop in (p for p in props if p.level != "data_parallel"):
+                check_interrupt()
                 if done():
                     break
                 if not wanted(prop):
@@ -507,29 +576,19 @@ def run_adapter(
                 if on_start is not None:
                     on_start(prop.name)
                 record(run_property(prop, Context(loaded), prof, reproducer_dir=rdir))
-        dp_props = [p for p in props if p.level == "data_parallel"]
-        for prop in dp_props:
-            reason = prop.requires(caps)
-            if reason is not None:
-                record(
-                    PropertyResult(
-                        prop.name,
-                        prop.clauses,
-                        prop.summary,
-                        prop.level,
-                        "not claimed",
-                        reason=f"needs {reason}",
-                    )
-                )
-        claimed = [p for p in dp_props if p.requires(caps) is None]
-        harness: Any = None
+        for r in unclaimed:
+            record(r)
         for w in sizes if claimed and not done() else ():
             todo = [p for p in claimed if getattr(p, "min_world_size", 1) <= w]
+            check_interrupt()
             if not todo or done():
                 continue
             harness = open_harness(loaded, w, timeout=timeout, torchrun=torchrun)
+            if hasattr(harness, "budget"):
+                harness.budget = budget
             try:
                 for prop in todo:
+                    check_interrupt()
                     if done():
                         break
                     if not wanted(prop):
@@ -546,9 +605,31 @@ def run_adapter(
                 raise
             else:
                 harness.close()
+    except Interrupted as exc:  # SIGINT, SIGTERM, --max-time: the report of what finished
+        stopped = exc.reason
     finally:
         end_of_run()
-    report = RunReport(loaded.spec, caps, prof.name, tuple(sizes), results, time.perf_counter() - start)
+    results.extend([r for r in unclaimed if all(r is not x for x in results)])
+    ran = {(r.property, r.world_size) for r in results}
+    left = [(p, w) for p, w in planned if (p.name, w) not in ran]
+    if stopped is None and left and fail_fast:
+        stopped = "--fail-fast"
+    not_run = [
+        PropertyResult(p.name, p.clauses, p.summary, p.level, "not run", reason=stopped, world_size=w)
+        for p, w in left
+        if stopped is not None
+    ]
+    report = RunReport(
+        loaded.spec,
+        caps,
+        prof.name,
+        sizes,
+        results,
+        time.perf_counter() - start,
+        mode=WITH_DATA_PARALLEL if caps.data_parallel else SINGLE_PROCESS,
+        stopped=stopped,
+        not_run=not_run,
+    )
     if torchrun:
         device = getattr(harness, "device", "-")
         report.mode = (

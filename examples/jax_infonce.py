@@ -10,89 +10,20 @@ in :mod:`jax_adapter` check it at every level of the conformance suite.
 * ``axis_name``: inside ``jax.shard_map`` over that mesh axis, the local batches of all devices
   are gathered column by column (DP-1) with ``jax.lax.all_gather``, whose transpose sums the
   cotangents (DP-3); the loss is this device's ``L_r`` (DP-2).
-* :func:`validate_config` and :func:`validate_batch` raise ``ValueError``/``TypeError`` naming the
-  clause (VAL-1); they run outside ``jit`` (on Python values and concrete shapes).
+* :func:`validate_config` and :func:`validate_batch` (from :mod:`infonce_options`) raise
+  ``ValueError``/``TypeError`` naming the clause (VAL-1); they run outside ``jit``.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+from infonce_options import DIRECTIONS, EPS, Options, groups, validate_batch, validate_config
 
 __all__ = ["DIRECTIONS", "Options", "gather_global", "infonce_loss", "validate_batch", "validate_config"]
-
-DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
-PARTITION_MODES = ("joint", "per_direction", "per_anchor")
-HARDNESS_MODES = ("in_batch_negatives", "hard_negatives", "all_negatives")
-EPS = 1e-12  # SIM-1's floor, fixed by the spec
-
-#: A validated configuration: (directions in canonical order, partition mode, similarity, hardness
-#: mode or None, hardness strength). The scale stays an argument (it may be differentiated).
-Options = tuple[tuple[str, ...], str, str, "str | None", float]
-
-
-def _real(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def validate_config(
-    directions: Sequence[str] = ("query_to_doc",),
-    partition_mode: str = "joint",
-    scale: Any = 20.0,
-    similarity: str = "cos",
-    hardness_mode: str | None = None,
-    hardness_strength: Any = 0.0,
-) -> Options:
-    """The configuration checks of spec §11, before any data is seen (VAL-1)."""
-    if isinstance(directions, str) or not all(isinstance(d, str) for d in directions):
-        raise TypeError(f"[DIR-1] directions must be a collection of names, got {directions!r}")
-    chosen = set(directions)
-    if not chosen or not chosen <= set(DIRECTIONS) or "query_to_doc" not in chosen:
-        raise ValueError(f"[DIR-1] directions must be a non-empty subset of {DIRECTIONS} with query_to_doc")
-    ordered = tuple(d for d in DIRECTIONS if d in chosen)
-    if partition_mode not in PARTITION_MODES:
-        raise ValueError(f"[PART-1] partition_mode must be one of {PARTITION_MODES}, got {partition_mode!r}")
-    if partition_mode == "per_direction" and not chosen <= {"query_to_doc", "doc_to_query"}:
-        raise ValueError(
-            "[PART-4] partition_mode='per_direction' is defined only for query_to_doc/doc_to_query"
-        )
-    if partition_mode == "per_anchor" and "doc_to_doc" in chosen and "doc_to_query" not in chosen:
-        raise ValueError("[PART-6] per_anchor: the document group needs doc_to_query (the positive pair)")
-    if similarity not in ("cos", "dot"):
-        raise ValueError(f"[SIM-3] similarity must be 'cos' or 'dot', got {similarity!r}")
-    if isinstance(scale, jax.Array):
-        scale = float(scale)
-    if not _real(scale):
-        raise TypeError(f"[SCALE-1] scale must be a real number, got {scale!r}")
-    if not math.isfinite(scale) or scale <= 0:
-        raise ValueError(f"[SCALE-1] scale must be finite and > 0, got {scale!r}")
-    if hardness_mode is not None and hardness_mode not in HARDNESS_MODES:
-        raise ValueError(f"[HARD-1] hardness_mode must be None or one of {HARDNESS_MODES}")
-    if not _real(hardness_strength):
-        raise TypeError(f"[HARD-1] hardness_strength must be a real number, got {hardness_strength!r}")
-    if not math.isfinite(hardness_strength) or hardness_strength < 0:
-        raise ValueError(f"[HARD-1] hardness_strength must be finite and >= 0, got {hardness_strength!r}")
-    return ordered, partition_mode, similarity, hardness_mode, float(hardness_strength)
-
-
-def validate_batch(queries: Any, docs: Any) -> None:
-    """The data checks of spec §11 on concrete arrays (LAYOUT-1, -2, -4, -5)."""
-    for name, x in (("queries", queries), ("docs", docs)):
-        if not hasattr(x, "dtype") or not jnp.issubdtype(x.dtype, jnp.floating):
-            raise TypeError(f"[LAYOUT-5] {name} must be a real floating array, got {type(x).__name__}")
-    if queries.ndim != 2 or min(queries.shape) < 1:
-        raise ValueError(f"[LAYOUT-1] queries must be (N, D) with N, D >= 1, got {queries.shape}")
-    if docs.ndim != 3 or docs.shape[0] < 1 or docs.shape[1:] != queries.shape:
-        raise ValueError(
-            f"[LAYOUT-2] docs must be (K, N, D) matching queries {queries.shape}, got {docs.shape}"
-        )
-    if not (bool(jnp.all(jnp.isfinite(queries))) and bool(jnp.all(jnp.isfinite(docs)))):
-        raise ValueError("[LAYOUT-4] queries and docs must be finite")
 
 
 def _unit(x: jax.Array) -> jax.Array:
@@ -152,17 +83,9 @@ def infonce_loss(
         rows["doc_to_query"] = scale * (docs[0] @ q_all.T)
     if "doc_to_doc" in directions:  # MASK-DD-1, MASK-DD-2: every (k, g)
         rows["doc_to_doc"] = jnp.where(same, -jnp.inf, scale * (docs[0] @ cand.T))
-    if mode == "joint":
-        groups = [directions]
-    elif mode == "per_direction":
-        groups = [(d,) for d in directions]
-    else:  # per_anchor: the rows of q_g, the rows of d[0, g]
-        groups = [
-            g
-            for g in (("query_to_doc", "query_to_query"), ("doc_to_query", "doc_to_doc"))
-            if set(g) & set(directions)
-        ]
-        groups = [tuple(d for d in g if d in directions) for g in groups]
-    lse = [jax.nn.logsumexp(jnp.concatenate([rows[d] for d in g], axis=1), axis=1) for g in groups]
+    lse = [
+        jax.nn.logsumexp(jnp.concatenate([rows[d] for d in g], axis=1), axis=1)
+        for g in groups(directions, mode)
+    ]
     per_query = jnp.mean(jnp.stack(lse), axis=0) - positive  # LOSS-2
     return jnp.mean(per_query)

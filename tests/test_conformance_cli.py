@@ -568,6 +568,8 @@ def test_interrupt_exits_3_and_writes_what_finished(
     assert code == cli.ExitCode.INTERRUPTED == 3
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["interrupted"] and data["exit_code"] == 3
+    assert data["status"] == "interrupted" and data["ok"] is False
+    assert data["reports"][0]["status"] == "interrupted" and data["reports"][0]["ok"] is False
     assert [p["property"] for p in data["reports"][0]["properties"]] == ["reference/query_to_doc"]
 
 

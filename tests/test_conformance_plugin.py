@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -47,10 +48,10 @@ def inner_pytest(
     loaded, no results, no pools); the call workers its adapters started are stopped afterwards."""
     before = set(isolation._LIVE)
 
-    def run(*args: str) -> tuple[int, str]:
-        for name in ("_ADAPTERS", "_RESULTS", "_HARNESSES"):
+    def run(*args: str, **kwargs: Any) -> tuple[int, str]:
+        for name in ("_ADAPTERS", "_RESULTS", "_HARNESSES", "_COLLECTED"):
             monkeypatch.setattr(pytest_plugin, name, {})
-        result = pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider", *args)
+        result = pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider", *args, **kwargs)
         assert not pytest_plugin._HARNESSES, "an in-process run must not start data-parallel pools"
         return int(result.ret), result.stdout.str()
 
@@ -150,3 +151,37 @@ def test_an_adapter_that_cannot_load_is_one_collection_error(pytester: pytest.Py
     code, one_liner = inner_pytest()
     assert code == 2 and "1 error" in one_liner, one_liner[-3000:]
     assert message.replace("./adapter.py", "adapter") in one_liner
+
+
+def test_node_ids_read_adapter_then_property(pytester: pytest.Pytester, inner_pytest) -> None:  # type: ignore[no-untyped-def]
+    spec = f"{CLI_TESTS}:NumpyQueryToQuery"
+    code, stdout = inner_pytest("--collect-only", f"--infonce-adapter={spec}", "--infonce-world-sizes=1")
+    assert code == 0, stdout[-3000:]
+    ids = [line for line in stdout.splitlines() if "reference/" in line]
+    assert f"{spec}::reference/query_to_doc" in ids, ids
+    assert not [i for i in ids if i.startswith("::")], ids
+
+
+def test_an_interrupted_session_says_interrupted_first(pytester: pytest.Pytester, inner_pytest) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl-C after the first conformance test: the plugin's summary is INTERRUPTED, no verdict,
+    with what finished and what did not."""
+    (pytester.path / "conftest.py").write_text(
+        "def pytest_runtest_logfinish(nodeid, location):\n    raise KeyboardInterrupt\n"
+    )
+    spec = f"{CLI_TESTS}:NumpyQueryToQuery"
+    code, stdout = inner_pytest(
+        f"--infonce-adapter={spec}",
+        "--infonce-profile=quick",
+        "--infonce-world-sizes=1",
+        "-k",
+        "reference",
+        no_reraise_ctrlc=True,
+    )
+    assert code == pytest.ExitCode.INTERRUPTED, stdout[-3000:]
+    section = stdout[stdout.index("infonce-conformance: INTERRUPTED") :]
+    (line,) = [x for x in section.splitlines() if x.startswith("INTERRUPTED ")]
+    total = len([t for t in pytest_plugin._cases((1,)) if t[0].startswith("reference/")])
+    assert line.startswith(f"INTERRUPTED {spec}: no verdict; 1 of ")
+    assert "1 passed, 0 failed, 0 skipped" in line
+    assert line.endswith(" not run"), line
+    assert total > 1

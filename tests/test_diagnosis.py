@@ -11,7 +11,7 @@ import pytest
 from infonce_spec.adapters.bundled import TorchAdapter
 from infonce_spec.clauses import CLAUSES, presupposes
 from infonce_spec.conformance.diagnosis import diagnose
-from infonce_spec.conformance.protocol import Capabilities, LoadedAdapter
+from infonce_spec.conformance.protocol import LoadedAdapter
 from infonce_spec.conformance.runner import Failure, PropertyResult, RunReport, run_adapter
 
 
@@ -24,8 +24,14 @@ def _result(
     return r
 
 
+#: Claims every feature, so that every clause can be exercised (the tests here are about failures).
+EVERYTHING = TorchAdapter("t", cached=True, data_parallel=True).capabilities.with_(
+    validates_inputs=True, torch_memory=True
+)
+
+
 def _report(*results: PropertyResult) -> RunReport:
-    return RunReport("x:y", Capabilities(name="t"), "quick", (), list(results), 0.0)
+    return RunReport("x:y", EVERYTHING, "quick", (), list(results), 0.0)
 
 
 def _verdicts(rep: RunReport) -> dict[str, str]:

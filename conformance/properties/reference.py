@@ -185,6 +185,13 @@ class AllOptions(_ReferenceEquality):
     summary = "every claimed combination of directions, partition, similarity, hardness equals the reference"
     owns = ("combination",)
 
+    def checked_clauses(self, caps: Capabilities) -> tuple[str, ...]:
+        """The clauses of every claimed configuration (rows, masks, partition, similarity, hardness),
+        as a golden vector of that configuration lists them: ``run`` and ``verify`` agree."""
+        from ..evidence import configuration_clauses
+
+        return tuple(dict.fromkeys((*self.clauses, *configuration_clauses(caps))))
+
 
 class GradScale(_ReferenceEquality):
     name = "reference/grad_scale"

@@ -1,0 +1,220 @@
+"""The suite with other frameworks, without torch: the JAX and TensorFlow examples (examples/) at
+every level they claim, in their own environments (``./run setup-frameworks``: .venv-jax with
+Python >= 3.12, jax and optax; .venv-tf with tensorflow-cpu; neither has torch).
+
+Each test runs ``infonce-conformance run`` in that environment, as a user would, from a temporary
+folder (nothing is written to the checkout), in a session of its own so that no process of the run
+may outlive it. A missing environment is built by the fixture (``./run`` holds a lock, so two test
+workers never build one at once); a test is skipped, with the reason, only where no suitable
+Python interpreter exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.processes import command_line, session_left
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+#: ``./run``'s exit status when no interpreter of the version a framework needs exists.
+NO_PYTHON = 3
+
+pytestmark = pytest.mark.slow
+
+
+def _environment(name: str) -> Path:
+    """The framework environment ``name`` (built or updated by ``./run setup-frameworks``)."""
+    done = subprocess.run(
+        [str(ROOT / "run"), "setup-frameworks", name], capture_output=True, text=True, timeout=1800
+    )
+    if done.returncode == NO_PYTHON:
+        pytest.skip(f"no interpreter for the {name} environment: {done.stderr.strip()}")
+    assert done.returncode == 0, f"./run setup-frameworks {name} failed:\n{done.stderr[-3000:]}"
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def jax_env() -> Path:
+    return _environment("jax")
+
+
+@pytest.fixture(scope="module")
+def tf_env() -> Path:
+    return _environment("tf")
+
+
+def conformance(
+    env: Path, tmp: Path, adapter: str, *args: str, isolation: str | None = None
+) -> tuple[int, dict[str, Any], str]:
+    """``infonce-conformance run`` in ``env`` from ``tmp``: (exit status, the JSON report, stderr)."""
+    environ = {k: v for k, v in os.environ.items() if k != "INFONCE_CONFORMANCE_ISOLATION"}
+    environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(tmp / "hypothesis")
+    if isolation is not None:
+        environ["INFONCE_CONFORMANCE_ISOLATION"] = isolation
+    report = tmp / "report.json"
+    proc = subprocess.Popen(
+        [
+            str(env / "bin" / "infonce-conformance"),
+            "run",
+            "--adapter",
+            adapter,
+            "--no-progress",
+            "--json",
+            str(report),
+            "--reproducers",
+            str(tmp / "reproducers"),
+            *args,
+        ],
+        cwd=tmp,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=1200)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    left = session_left(proc.pid, 10.0)
+    assert not left, f"processes left behind by the run: {[command_line(p) for p in left]}"
+    data = json.loads(report.read_text()) if report.exists() else {}
+    return proc.returncode, data, f"{out[-4000:]}\n{err[-4000:]}"
+
+
+def statuses(data: dict[str, Any]) -> dict[tuple[str, int | None], str]:
+    """``{(property, world size): status}`` of the single adapter in the report."""
+    (report,) = data["reports"]
+    return {(p["property"], p["world_size"]): p["status"] for p in report["properties"]}
+
+
+# -- JAX ------------------------------------------------------------------------------------------------
+def test_jax_adapter_passes_every_level_without_torch(jax_env: Path, tmp_path: Path) -> None:
+    """Levels 1, 2 and 3 (W = 1 .. 4, the devices form: shard_map over 4 host devices) of the plain
+    JAX loss pass; only CACHE-5's meter, which reads torch's allocator, is not claimed."""
+    code, data, output = conformance(
+        jax_env, tmp_path, f"{EXAMPLES / 'jax_adapter.py'}:data_parallel", "--profile", "quick"
+    )
+    assert code == 0, output
+    found = statuses(data)
+    assert {s for (name, _), s in found.items() if name != "cached/loss_stage_memory"} == {"pass"}
+    assert found[("cached/loss_stage_memory", None)] == "not claimed"
+    for w in (1, 2, 3, 4):
+        assert found[("data_parallel/embeddings", w)] == "pass"
+        assert found[("data_parallel/encoder", w)] == "pass"
+    assert all(found[("data_parallel/unequal_batch", w)] == "pass" for w in (2, 3, 4))  # DP-5
+    assert data["reports"][0]["world_sizes"] == [1, 2, 3, 4]
+
+
+def test_jax_mutant_gathering_without_gradient_is_one_dp3_root(jax_env: Path, tmp_path: Path) -> None:
+    """``stop_gradient`` around the all-gather (only the local block keeps its autodiff connection)
+    is caught at W = 2 and diagnosed as exactly one root, DP-3."""
+    code, data, output = conformance(
+        jax_env,
+        tmp_path,
+        f"{EXAMPLES / 'jax_adapter.py'}:gather_without_gradient",
+        "--profile",
+        "quick",
+        "--select",
+        "data_parallel",
+        "--world-sizes",
+        "1,2",
+    )
+    assert code == 1, output
+    roots = data["reports"][0]["root_causes"]
+    assert [r["clause"] for r in roots] == ["DP-3"], roots
+    found = statuses(data)
+    assert found[("data_parallel/embeddings", 1)] == "pass"  # one device: nothing to gather
+    assert found[("data_parallel/embeddings", 2)] == "FAIL"
+
+
+def test_jax_adapter_that_computes_at_import_passes_with_default_settings(
+    jax_env: Path, tmp_path: Path
+) -> None:
+    """The module runs a jitted warm-up at import, so XLA's threads run in the runner before any
+    worker starts; the workers are spawned (nothing inherited) and the adapter passes."""
+    code, data, output = conformance(
+        jax_env,
+        tmp_path,
+        f"{EXAMPLES / 'jax_import_time.py'}:adapter",
+        "--profile",
+        "quick",
+        "--select",
+        "reference/query_to_doc",
+    )
+    assert code == 0, output
+    assert set(statuses(data).values()) == {"pass"}
+
+
+def test_forced_fork_after_a_jax_import_names_the_setting(jax_env: Path, tmp_path: Path) -> None:
+    """Forcing ``fork`` for that adapter deadlocks the worker (XLA's threads are not copied); the
+    timeout says why and names the setting that avoids it."""
+    code, data, output = conformance(
+        jax_env,
+        tmp_path,
+        f"{EXAMPLES / 'jax_import_time.py'}:adapter",
+        "--profile",
+        "quick",
+        "--select",
+        "reference/query_to_doc",
+        "--timeout",
+        "3",
+        isolation="fork",
+    )
+    assert code == 1, output
+    (root,) = data["reports"][0]["root_causes"]
+    assert root["kind"] == "adapter fault"
+    assert "did not answer within 3 s" in root["explanation"]
+    assert "jax was loaded in the runner before the fork" in root["explanation"]
+    assert "INFONCE_CONFORMANCE_ISOLATION=spawn" in root["explanation"]
+
+
+def test_torch_form_of_level_3_without_torch_is_a_load_error(jax_env: Path, tmp_path: Path) -> None:
+    """Claiming ``data_parallel`` in the torch form where torch is not installed: exit status 2 and a
+    message naming what to install (or the devices form) -- not an adapter fault."""
+    (tmp_path / "torch_form.py").write_text(
+        textwrap.dedent(
+            """
+            from infonce_spec.conformance import Capabilities
+
+            class TorchForm:
+                capabilities = Capabilities(name="torch-form", data_parallel=True)
+
+                def embeddings(self, case):
+                    raise NotImplementedError
+
+                def rank_embeddings(self, case):
+                    raise NotImplementedError
+            """
+        )
+    )
+    code, _data, output = conformance(jax_env, tmp_path, "torch_form.py:TorchForm", "--profile", "quick")
+    assert code == 2, output
+    assert "collectives='torch'" in output
+    assert "pip install torch" in output
+    assert "collectives='devices'" in output
+    assert "adapter fault" not in output
+
+
+# -- TensorFlow ------------------------------------------------------------------------------------------
+def test_tensorflow_adapter_passes_levels_1_and_2_without_torch(tf_env: Path, tmp_path: Path) -> None:
+    code, data, output = conformance(
+        tf_env, tmp_path, f"{EXAMPLES / 'tf_adapter.py'}:adapter", "--profile", "quick"
+    )
+    assert code == 0, output
+    found = statuses(data)
+    level3 = {"data_parallel/embeddings", "data_parallel/encoder", "data_parallel/unequal_batch"}
+    unclaimed = {name for (name, _), s in found.items() if s == "not claimed"}
+    assert unclaimed == level3 | {"cached/loss_stage_memory"}
+    assert {s for (name, _), s in found.items() if name not in unclaimed} == {"pass"}
+    assert len(found) - len(unclaimed) >= 25  # levels 1 and 2 ran: reference, invariances, cached, ...
