@@ -18,6 +18,7 @@ __all__ = [
     "HARDNESS_MODES",
     "PARTITION_MODES",
     "Options",
+    "check_mini_batch_size",
     "groups",
     "validate_batch",
     "validate_config",
@@ -98,3 +99,13 @@ def groups(directions: tuple[str, ...], mode: str) -> list[tuple[str, ...]]:
         return [(d,) for d in directions]
     anchors = (("query_to_doc", "query_to_query"), ("doc_to_query", "doc_to_doc"))  # rows of q_g, of d[0, g]
     return [tuple(d for d in a if d in directions) for a in anchors if set(a) & set(directions)]
+
+
+def check_mini_batch_size(m: Any) -> None:
+    """CACHE-1: ``None`` (uncached) or an integer >= 1."""
+    if m is None:
+        return
+    if not isinstance(m, (int, np.integer)) or isinstance(m, bool):
+        raise TypeError(f"[CACHE-1] mini_batch_size must be an integer, got {m!r}")
+    if m < 1:
+        raise ValueError(f"[CACHE-1] mini_batch_size must be >= 1, got {m}")

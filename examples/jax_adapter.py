@@ -37,6 +37,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from infonce_options import check_mini_batch_size
 from jax.sharding import Mesh, PartitionSpec
 from jax_infonce import (
     DIRECTIONS,
@@ -131,15 +132,6 @@ def _cached_step(
         return total
 
     return loss, backward
-
-
-def _check_mini_batch_size(m: Any) -> None:
-    if m is None:
-        return
-    if not isinstance(m, (int, np.integer)) or isinstance(m, bool):
-        raise TypeError(f"[CACHE-1] mini_batch_size must be an integer, got {m!r}")
-    if m < 1:
-        raise ValueError(f"[CACHE-1] mini_batch_size must be >= 1, got {m}")
 
 
 def _dropout(x: jax.Array, p: float, key: jax.Array) -> jax.Array:
@@ -269,7 +261,7 @@ class JaxAdapter:
 
     def encoder(self, case: EncoderCase) -> EncoderGrads:
         options = _options(case.loss_kwargs())
-        _check_mini_batch_size(case.mini_batch_size)
+        check_mini_batch_size(case.mini_batch_size)
         weight = _f32(case.weight)
         scale = case.config.scale
         # Every step's forward first, then every backward in order, accumulating (CACHE-4).
@@ -284,7 +276,7 @@ class JaxAdapter:
 
     def dropout_encoder(self, case: DropoutCase) -> EncoderGrads:
         options = _options(case.loss_kwargs())
-        _check_mini_batch_size(case.mini_batch_size)
+        check_mini_batch_size(case.mini_batch_size)
         key = jax.random.key(case.seed)
         columns = [case.x_queries, *case.x_docs]
         # One key per input column; both forwards of a cached step use the same masks (CACHE-3).
@@ -317,7 +309,7 @@ class JaxAdapter:
     def devices_encoder(self, cases: Sequence[RankEncoderCase]) -> list[EncoderGrads]:
         _equal_local_batches([(c.x_queries.shape, c.x_docs.shape) for c in cases])
         options = _options(cases[0].loss_kwargs())
-        _check_mini_batch_size(cases[0].mini_batch_size)
+        check_mini_batch_size(cases[0].mini_batch_size)
         w = len(cases)
         weights = _f32(np.stack([c.weight for c in cases]))
         xq = _f32(np.concatenate([c.x_queries for c in cases]))

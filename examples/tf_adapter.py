@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from infonce_options import DIRECTIONS, Options, validate_batch, validate_config
+from infonce_options import DIRECTIONS, Options, check_mini_batch_size, validate_batch, validate_config
 from tf_infonce import infonce_loss
 
 from infonce_spec.conformance import (
@@ -47,15 +47,6 @@ def _f32(x: Any) -> tf.Tensor:
 def _linear(x: tf.Tensor, weight: tf.Variable) -> tf.Tensor:
     """The bias-free linear encoder ``x @ weight.T`` on (..., F) inputs."""
     return tf.einsum("...f,df->...d", x, weight)
-
-
-def _check_mini_batch_size(m: Any) -> None:
-    if m is None:
-        return
-    if not isinstance(m, (int, np.integer)) or isinstance(m, bool):
-        raise TypeError(f"[CACHE-1] mini_batch_size must be an integer, got {m!r}")
-    if m < 1:
-        raise ValueError(f"[CACHE-1] mini_batch_size must be >= 1, got {m}")
 
 
 def _plain_step(weight: tf.Variable, xq: tf.Tensor, xd: tf.Tensor, scale: float, options: Options) -> Step:
@@ -141,7 +132,7 @@ class TensorFlowAdapter:
 
     def encoder(self, case: EncoderCase) -> EncoderGrads:
         options = validate_config(**case.loss_kwargs())
-        _check_mini_batch_size(case.mini_batch_size)
+        check_mini_batch_size(case.mini_batch_size)
         weight = tf.Variable(_f32(case.weight))
         scale = float(case.config.scale)
         steps = [
@@ -155,7 +146,7 @@ class TensorFlowAdapter:
 
     def dropout_encoder(self, case: DropoutCase) -> EncoderGrads:
         options = validate_config(**case.loss_kwargs())
-        _check_mini_batch_size(case.mini_batch_size)
+        check_mini_batch_size(case.mini_batch_size)
         columns = [case.x_queries, *case.x_docs]
         dropped = [_dropout(_f32(x), case.p, case.seed, c) for c, x in enumerate(columns)]
         weight = tf.Variable(_f32(case.weight))
