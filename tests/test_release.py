@@ -2,9 +2,10 @@
 
 Every place that states the version is read here: the package (``infonce_spec.release``,
 ``pyproject.toml``), the spec header, ``spec/CHANGELOG.md``, ``CITATION.cff``, ``README.md``,
-``spec/README.md``, ``spec/worked_example.json``, every golden-vector file, the JavaScript consumer,
-``docs/golden-vectors.md``, ``infonce-conformance --version`` and the reports (conformance run:
-Markdown, JSON, terminal; golden-vector verification: Markdown, JSON). The text's SHA-256 must be
+``spec/README.md``, ``spec/worked_example.json``, every golden-vector file and their SCHEMA.md, the
+JavaScript consumer, ``docs/golden-vectors.md``, ``infonce-conformance --version`` and the reports
+(conformance run: Markdown, JSON, terminal; golden-vector verification: Markdown, JSON, terminal).
+The recorded peer reports (``peers/reports/``) keep the version they were run against. The text's SHA-256 must be
 the one the release and the CHANGELOG entry of the current version record, so editing
 ``spec/infonce-spec.md`` without a version or changelog change fails.
 """
@@ -102,6 +103,11 @@ def test_every_document_states_the_same_version_and_sha():
     assert f"**version {SPEC_VERSION}** (released\n{date})" in readme
     assert SPEC_SHA256 in readme and release.citation() in " ".join(readme.split())
     assert "<this repository's URL>" not in readme and "git+" not in readme
+    assert f"infonce_spec-{__version__}-py3-none-any.whl" in readme, "README.md: the wheel to install"
+    schema = (ROOT / "spec" / "vectors" / "SCHEMA.md").read_text()
+    assert schema.startswith(f"# Golden vectors: schema {SPEC_VERSION}\n")
+    stated = set(re.findall(r"\"(?:schema|spec)_version\": \"([^\"]+)\"", schema))
+    assert stated == {SPEC_VERSION}, "spec/vectors/SCHEMA.md examples"
     spec_readme = (ROOT / "spec" / "README.md").read_text()
     assert f"infonce-spec **{SPEC_VERSION}**" in spec_readme
     example = json.loads((ROOT / "spec" / "worked_example.json").read_text())
