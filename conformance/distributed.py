@@ -5,7 +5,8 @@ example), a ``gloo`` process group over a ``TCPStore`` that the parent binds to 
 picks a free port; no probe-then-bind race), every wait under a timeout, a crashed, hung or
 failing rank raised as one :class:`~.compare.AdapterFault` about the root rank (never its peers'
 process-group errors; the pool is replaced and the run goes on), and
-terminate/kill + join of every worker in ``close`` (no orphans). Workers are forked from a
+terminate/kill + join of every worker in ``close`` (no orphans; a killed runner takes its workers
+and the forkserver with it, :mod:`.lifetime`). Workers are forked from a
 ``forkserver`` that has pre-imported torch and the adapter module (a spawn per worker would
 re-import torch each time); they import the adapter by its ``package.module:attribute`` name.
 
@@ -49,6 +50,7 @@ from .isolation import (
     run_call,
     thread_stack,
 )
+from .lifetime import Parent, end_with
 
 __all__ = [
     "GlooHarness",
@@ -91,9 +93,19 @@ def _call(adapter: Any, claimed: str, method: str, case: Any, rank: int) -> tupl
 
 
 def _worker_main(
-    spec: str, rank: int, world: int, port: int, timeout: float, tasks: Any, results: Any, dump: str
+    spec: str,
+    rank: int,
+    world: int,
+    port: int,
+    timeout: float,
+    tasks: Any,
+    results: Any,
+    dump: str,
+    origin: Parent,
 ) -> None:
-    """One rank: load the adapter, join the group, then run ``(seq, method, case)`` tasks until ``None``."""
+    """One rank: end with ``origin`` (:func:`~.lifetime.end_with`), load the adapter, join the group,
+    then run ``(seq, method, case)`` tasks until ``None``."""
+    end_with(origin)
     prepare_worker(dump)
     try:
         import torch
@@ -142,7 +154,14 @@ def mp_context(spec: str) -> Any:
 
     ctx = multiprocessing.get_context("forkserver")
     # torch._dynamo: torch's functional collectives import it on their first call (~3 s per process).
-    preload = ["torch", "torch.distributed", "torch._dynamo", "infonce_spec.conformance.distributed"]
+    # lifetime first: from its import on, the forkserver dies with the runner (even while importing torch).
+    preload = [
+        "infonce_spec.conformance.lifetime",
+        "torch",
+        "torch.distributed",
+        "torch._dynamo",
+        "infonce_spec.conformance.distributed",
+    ]
     module = spec.partition(":")[0]
     if not module.endswith(".py") and "/" not in module:
         preload.append(module)
@@ -333,6 +352,7 @@ class GlooHarness:
         port = self._store.port
         self._results = ctx.Queue()
         self._tasks = [ctx.Queue() for _ in range(self.world_size)]
+        origin = Parent.of(ctx)
         self._procs = [
             ctx.Process(
                 target=_worker_main,
@@ -345,6 +365,7 @@ class GlooHarness:
                     self._tasks[r],
                     self._results,
                     self._dumps[r],
+                    origin,
                 ),
                 daemon=True,
                 name=f"infonce-conformance-rank{r}",
@@ -556,6 +577,8 @@ class TorchrunHarness:
 
         from .protocol import load_adapter
 
+        if "TORCHELASTIC_RUN_ID" in os.environ:  # a rank of torchrun: it ends with torchrun's agent
+            end_with(Parent(os.getppid(), kernel=True, forkserver=False))
         self.rank = int(os.environ["RANK"])
         self.world_size = int(os.environ["WORLD_SIZE"])
         self.local_rank = int(os.environ["LOCAL_RANK"])

@@ -58,8 +58,8 @@ def missing_claim(clause: str, caps: Capabilities) -> str | None:
         return f"direction {_DIRECTION[clause]}"
     if clause == "MASK-DD-2" and not _k_at_least_2(caps):
         return f"K >= 2 (max_k = {caps.max_k})"
-    if clause == "ROW-1" and not (_k_at_least_2(caps) and {"doc_to_query", "doc_to_doc"} & caps.directions):
-        return "K >= 2 with doc_to_query or doc_to_doc (hard negatives beside document rows)"
+    if clause == "ROW-1" and not _k_at_least_2(caps):
+        return f"K >= 2 (hard negatives; max_k = {caps.max_k})"
     if clause == "GRAD-2" and not {"query_to_query", "doc_to_doc"} & caps.directions:
         return "query_to_query or doc_to_doc (a direction with excluded entries)"
     if clause in ("SIM-1", "GRAD-3") and "cos" not in caps.similarities:

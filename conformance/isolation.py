@@ -33,6 +33,8 @@ the runner as one :class:`~.compare.AdapterFault`:
 Any other exception of the adapter is re-raised as itself (``ValueError``/``TypeError`` are what
 VAL-1 expects), with the worker's traceback attached as its ``__cause__``.
 
+A worker ends with the runner, even when the runner is killed outright (:mod:`.lifetime`).
+
 With the forkserver, an adapter that cannot be re-imported by its name (a
 :class:`~.protocol.LoadedAdapter` built around an object) runs in process, without a time limit.
 """
@@ -57,6 +59,7 @@ from typing import Any
 
 from .compare import AdapterFault
 from .interrupt import check as check_interrupt
+from .lifetime import Parent, end_with
 
 __all__ = [
     "CALLS",
@@ -428,14 +431,15 @@ def _drop_inherited_pipes() -> None:
             setattr(helper, pid_attr, None)
 
 
-def _serve(adapter: Any, conn: Any, dump_path: str, runner_end: Any = None) -> None:
-    """The single-process worker: load the adapter (``adapter`` is its name, or the object itself in
-    a forked worker), then answer ``(method, case)`` until ``None`` or until the runner's end of
-    the pipe is closed.
+def _serve(adapter: Any, conn: Any, dump_path: str, runner_end: Any, origin: Parent) -> None:
+    """The single-process worker: end with ``origin`` (:func:`~.lifetime.end_with`), load the adapter
+    (``adapter`` is its name, or the object itself in a forked worker), then answer
+    ``(method, case)`` until ``None`` or until the runner's end of the pipe is closed.
 
     A forked worker first closes its copies of the runner's pipe ends -- ``runner_end`` (its own
     pipe's) and every other live worker's: a copy left open would keep that pipe from ever
     reaching end-of-file, and a worker the runner dropped would wait forever."""
+    end_with(origin)
     prepare_worker(dump_path)
     if not isinstance(adapter, str):
         _drop_inherited_pipes()
@@ -546,7 +550,7 @@ class CallWorker:
         parent, child = ctx.Pipe()
         proc = ctx.Process(
             target=_serve,
-            args=(target, child, self._dump, parent if self.fork else None),
+            args=(target, child, self._dump, parent if self.fork else None, Parent.of(ctx)),
             daemon=True,
             name="infonce-conformance-call",
         )

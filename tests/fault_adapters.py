@@ -11,12 +11,22 @@ import multiprocessing
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from infonce_spec.adapters.bundled import TorchAdapter
 from infonce_spec.conformance.protocol import LossGrads
+
+
+def hang() -> None:
+    """Never return (an hour's sleep). When ``INFONCE_TEST_HANG_FOLDER`` names a folder, a file named
+    after this process is left there first: a test can wait for the hang to begin."""
+    folder = os.environ.get("INFONCE_TEST_HANG_FOLDER")
+    if folder:
+        Path(folder, str(os.getpid())).touch()
+    time.sleep(3600)
 
 
 class Uncached(TorchAdapter):
@@ -28,7 +38,7 @@ class HangingEmbeddings(Uncached):
     """``embeddings`` never answers (a hang in the single-process call)."""
 
     def embeddings(self, case: Any) -> Any:
-        time.sleep(3600)
+        hang()
 
 
 class AlwaysRaising(Uncached):
@@ -82,7 +92,7 @@ class DataParallel(TorchAdapter):
 
 class HangAtRank1(DataParallel):
     def fault(self) -> None:
-        time.sleep(3600)
+        hang()
 
 
 class ExitAtRank1(DataParallel):
@@ -113,7 +123,7 @@ class HangingRankEncoder(TorchAdapter):
         super().__init__("fault-hanging-rank-encoder", data_parallel=True)
 
     def rank_encoder(self, case: Any) -> Any:
-        time.sleep(3600)
+        hang()
 
 
 class ConstructorRaisesInWorker(DataParallel):
@@ -123,6 +133,15 @@ class ConstructorRaisesInWorker(DataParallel):
         if multiprocessing.parent_process() is not None:
             raise RuntimeError("no accelerator in this process")
         super().__init__("fault-constructor")
+
+
+class ConstructorHangsInWorker(DataParallel):
+    """Loads in the runner, but its constructor never returns in a rank (a pool that never starts)."""
+
+    def __init__(self) -> None:
+        if multiprocessing.parent_process() is not None:
+            hang()
+        super().__init__("fault-constructor-hangs")
 
 
 class ExitInEmbeddings(Uncached):

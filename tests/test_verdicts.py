@@ -88,8 +88,8 @@ EXPECTED = {
     "infonce": _expand(
         {
             PASS: "LAYOUT-3 SIM-1 DIR-2 QD-1 QD-2 LOSS-2 GRAD-3 SCALE-2 NUM-1",
-            PARTLY: "LAYOUT-2 SCALE-1 PART-2 LOSS-1 GRAD-1",
-            NOT_CLAIMED: f"LAYOUT-1 SIM-2 QQ-1 MASK-QQ-1 DQ-1 DD-1 MASK-DD-1 MASK-DD-2 ROW-1 PART-3 PART-5 "
+            PARTLY: "LAYOUT-2 SCALE-1 ROW-1 PART-2 LOSS-1 GRAD-1",
+            NOT_CLAIMED: f"LAYOUT-1 SIM-2 QQ-1 MASK-QQ-1 DQ-1 DD-1 MASK-DD-1 MASK-DD-2 PART-3 PART-5 "
             f"GRAD-2 {HARDNESS} {VALIDATION} {SERVICES}",
             "not checked": NOT_CHECKED,
         }
