@@ -107,19 +107,22 @@ class Claim:
 
 def _configurations(value: Any) -> frozenset[Any]:
     if not isinstance(value, list):
-        raise ValueError("claims: 'configurations' is a list of [directions, partition_mode] pairs or names")
+        raise ValueError("'configurations' is a list of [directions, partition_mode] pairs or names")
     shapes: set[Any] = set()
     for item in value:
         if isinstance(item, str):
             if item not in _HELPERS:
-                raise ValueError(f"claims: unknown configuration name {item!r}; names: {sorted(_HELPERS)}")
+                raise ValueError(f"unknown configuration name {item!r}; names: {sorted(_HELPERS)}")
             shapes |= _HELPERS[item]()
-        elif isinstance(item, list) and len(item) == 2 and isinstance(item[1], str):
+        elif (
+            isinstance(item, list)
+            and len(item) == 2
+            and isinstance(item[0], list)
+            and isinstance(item[1], str)
+        ):
             shapes.add((tuple(item[0]), item[1]))
         else:
-            raise ValueError(
-                f"claims: a configuration is [directions, partition_mode] or a name, got {item!r}"
-            )
+            raise ValueError(f"a configuration is [directions, partition_mode] or a name, got {item!r}")
     return frozenset(shapes)
 
 
@@ -148,7 +151,10 @@ def load_claim(path: Path | str) -> Claim:
                 raise ValueError(f"{path}: claims field {name!r} is a list of names")
             kwargs[name] = frozenset(data[name])
     if "configurations" in data:
-        kwargs["configurations"] = _configurations(data["configurations"])
+        try:
+            kwargs["configurations"] = _configurations(data["configurations"])
+        except ValueError as exc:
+            raise ValueError(f"{path}: claims field 'configurations': {exc}") from None
     for name in ("grad_scale", "data_parallel", "validates_inputs", "per_query_loss"):
         if name in data and not isinstance(data[name], bool):
             raise ValueError(f"{path}: claims field {name!r} is true or false")
