@@ -1,25 +1,36 @@
 """Benchmark of the reference's engine (``infonce_spec.reference.engine``), which
-:func:`infonce_spec.reference.loss_and_grad` runs for large batches.
+:func:`infonce_spec.reference.loss_and_grad` runs for large batches, against the machine's limit.
 
-One run measures, on the same inputs and in fresh subprocesses (so each peak RSS is its own):
+B = N = 1024, K = 8, D = 256, all four directions, joint, cos. Every variant runs in a fresh
+subprocess (so each peak RSS is its own), at 1 thread, 2 threads and the machine's core count,
+in ``--rounds`` interleaved rounds (every variant at every thread count once per round); each
+figure is the median over the rounds of the median of ``--repeats`` timed calls:
 
-* ``engine``: :func:`infonce_spec.reference.engine.loss_and_grad` (float64, chunked rows; at this
-  size the N x N square products are held whole, each similarity formed and back-propagated once);
-  ``loss_and_grad`` picks it at this size;
-* ``engine-streamed``: the same with ``products="streamed"`` (every product per chunk, as for large N);
-* ``normative``: :func:`infonce_spec.reference.normative.loss_and_grad`, the plain chapter-by-chapter
-  reference on full (N, width) matrices (for information: it is not meant to be fast);
-* ``floor``: the matmul floor — the same similarity products and their backward products
-  (``S = A B^T``, ``G B``, ``G^T A`` per direction block) in numpy float64, nothing else;
+* ``limit``: the time the engine's multiply-adds take at the machine's float64 matrix-multiply
+  rate, measured in the same run at the engine's own shapes: one chunk's hard-negative products
+  (the bulk of the work) -- ``S = A B^T``, ``G B`` and ``A^T G`` with ``A`` the chunk's stacked
+  row vectors (2 r x D, r the rows of a chunk at that thread count), ``B`` the (K-1) N hard
+  negatives, ``G`` (2 r x (K-1) N) -- run (a) by BLAS with the thread count, one chunk after
+  another, and (b) on as many Python threads as the thread count, one chunk each, with
+  single-threaded BLAS (how the engine runs them). The rate is the better of the two; the engine's
+  count is ``6 K N^2 D`` multiply-adds here (48 N^2 D at K = 8: ``3 (K-1) N^2 D`` per row side
+  for the hard negatives, ``6 N^2 D`` for the held N x N products, each formed and sent back once);
+* ``engine``: :func:`infonce_spec.reference.engine.loss_and_grad`, ``threads`` left to its default
+  (numpy's BLAS thread count, pinned to the thread count through ``OPENBLAS_NUM_THREADS``);
+* ``floor``: the matmul floor -- the four direction blocks' similarity products and their backward
+  products (``S = A B^T``, ``G B``, ``G^T A`` per block, 54 N^2 D at K = 8) in numpy float64 in the
+  engine's row chunks, one after another, nothing else;
 * ``st-autograd``: torch float64 autograd of sentence-transformers' MultipleNegativesRankingLoss
-  (``compute_loss_from_embeddings`` + ``backward``) — skipped when it is not installed.
+  (``compute_loss_from_embeddings`` + ``backward``), torch's threads set to the thread count --
+  skipped when it is not installed.
 
-and prints the times, the ratios against the floor and the peak RSS of each. Targets (B=1024,
-K=8, D=256, all four directions, joint): engine <= 1.5x floor, >= 2.5x faster than st-autograd.
-``--large`` adds N=16384, K=8, D=256 for the engine alone (target: peak RSS <= 4 GB; the
-direct approach would hold N x K*N float64 logits, 17 GB per matrix).
+Targets: engine <= 1.25x the limit, >= 2.5x faster than st-autograd, at 1 and 2 threads.
+``--extra`` adds ``engine-streamed`` (``products="streamed"``, as for large N) and ``normative``
+(the plain normative reference, not meant to be fast). ``--large`` adds N = 16384, K = 8, D = 256
+for the engine alone at the core count (target: peak RSS <= 4 GB; one dense N x K*N float64
+logit matrix would be 16 GiB). ``OPENBLAS_CORETYPE`` and the like are passed through as set.
 
-    python benchmarks/bench_reference.py [--repeats 5] [--threads 1] [--large]
+    python benchmarks/bench_reference.py [--rounds 3] [--repeats 3] [--threads 1,2] [--extra] [--large]
 """
 
 from __future__ import annotations
@@ -27,36 +38,65 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 
-DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
-
 _CHILD = r"""
-import json, resource, sys, time, warnings
+import json, resource, statistics, sys, time, warnings
 import numpy as np
 warnings.filterwarnings("ignore")
-kind, n, k, d, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+kind, n, k, d, repeats, threads = sys.argv[1], *map(int, sys.argv[2:7])
 rng = np.random.default_rng(0)
 q = rng.normal(size=(n, d)); docs = rng.normal(size=(k, n, d))
 DIRS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
-if kind in ("engine", "engine-streamed", "normative"):
+extra = {}
+if kind in ("engine", "engine-streamed", "normative", "limit", "floor"):
     from infonce_spec.reference import Config, engine, normative
     cfg = Config(directions=DIRS, partition_mode="joint", scale=20.0, similarity="cos")
+    bounds = engine.chunk_bounds(cfg, n, k, threads=threads)
+if kind == "normative":
+    run = lambda: normative.loss_and_grad(q, docs, cfg)
+elif kind in ("engine", "engine-streamed"):
     products = "streamed" if kind == "engine-streamed" else "auto"
-    if kind == "normative":
-        run = lambda: normative.loss_and_grad(q, docs, cfg)
-    else:
-        run = lambda: engine.loss_and_grad(q, docs, cfg, products=products)
+    run = lambda: engine.loss_and_grad(q, docs, cfg, products=products)
+elif kind == "limit":
+    from concurrent.futures import ThreadPoolExecutor
+    from threadpoolctl import threadpool_limits
+    r = bounds[0][1] - bounds[0][0]
+    b = rng.normal(size=((k - 1) * n, d))
+    chunks = [(rng.normal(size=(2 * r, d)), rng.normal(size=(2 * r, (k - 1) * n))) for _ in range(threads)]
+    def products(chunk):
+        a, g = chunk
+        a @ b.T; g @ b; a.T @ g
+    flops = threads * 3 * 2 * (2 * r) * d * (k - 1) * n
+    pool = ThreadPoolExecutor(threads)
+    def blas():
+        for chunk in chunks:
+            products(chunk)
+    def workers():
+        with threadpool_limits(1, "blas"):
+            list(pool.map(products, chunks))
+    rates = {}
+    for name, f in (("blas", blas), ("workers", workers)):
+        f()
+        times = []
+        for _ in range(max(3, repeats)):
+            t = time.perf_counter(); f(); times.append(time.perf_counter() - t)
+        rates[name] = flops / statistics.median(times)
+    rate = max(rates.values())
+    macs = 6 * k * n * n * d  # the engine's count at this configuration (held square products)
+    extra = {"chunk_rows": r, "gflops_blas": rates["blas"] / 1e9, "gflops_workers": rates["workers"] / 1e9}
+    print(json.dumps({"kind": kind, "median_s": 2 * macs / rate, "best_s": 2 * macs / rate,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **extra}))
+    sys.exit(0)
 elif kind == "floor":
     def run():
         uq = q / np.linalg.norm(q, axis=1, keepdims=True)
         ud = docs.reshape(k * n, d)
         ud = ud / np.linalg.norm(ud, axis=1, keepdims=True)
         gq = np.zeros_like(uq); gd = np.zeros_like(ud)
-        step = max(1, (1 << 22) // (2 * k * n + 2 * n))  # the engine's CHUNK_ELEMENTS
-        for s in range(0, n, step):
-            e = min(s + step, n)
+        for s, e in engine.chunk_bounds(cfg, n, k, threads=1):
             for a, b, ga, gb in ((uq, ud, gq, gd), (uq, uq, gq, gq), (ud, uq, gd, gq), (ud, ud, gd, gd)):
                 sim = a[s:e] @ b.T
                 ga[s:e] += sim @ b
@@ -65,6 +105,7 @@ elif kind == "floor":
 else:
     import torch
     from sentence_transformers.sentence_transformer.losses.multiple_negatives_ranking import MultipleNegativesRankingLoss
+    torch.set_num_threads(threads)
     loss_fn = MultipleNegativesRankingLoss(torch.nn.Identity(), scale=20.0, directions=DIRS, partition_mode="joint")
     tq = torch.tensor(q); td = torch.tensor(docs)
     def run():
@@ -76,19 +117,18 @@ run()
 times = []
 for _ in range(repeats):
     t = time.perf_counter(); run(); times.append(time.perf_counter() - t)
-print(json.dumps({"kind": kind, "best_s": min(times), "median_s": sorted(times)[len(times) // 2],
+print(json.dumps({"kind": kind, "best_s": min(times), "median_s": statistics.median(times),
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
 def measure(kind: str, n: int, k: int, d: int, repeats: int, threads: int) -> dict | None:
-    # The same BLAS/OpenMP thread count for every variant (numpy's OpenBLAS and torch alike);
-    # one thread by default, which keeps the ratios stable on a shared 2-core machine.
+    """One fresh subprocess; numpy's BLAS, OpenMP and torch all use ``threads`` threads."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
     proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, kind, str(n), str(k), str(d), str(repeats)],
+        [sys.executable, "-c", _CHILD, kind, str(n), str(k), str(d), str(repeats), str(threads)],
         capture_output=True,
         text=True,
         check=False,
@@ -96,52 +136,98 @@ def measure(kind: str, n: int, k: int, d: int, repeats: int, threads: int) -> di
     )
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
-        print(f"  {kind}: failed ({tail[0]})", file=sys.stderr)
+        print(f"  {kind} ({threads} threads): failed ({tail[0]})", file=sys.stderr)
         return None
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _load() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[0]
+    except OSError:
+        return "?"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians are reported)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per subprocess")
     parser.add_argument("--batch", type=int, default=1024)
-    parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads for every variant")
-    parser.add_argument("--large", action="store_true", help="also run N=16384 (minutes; peak RSS check)")
-    args = parser.parse_args()
-    n, k, d = args.batch, 8, 256
-    print(
-        f"reference engine, N={n} K={k} D={d}, directions=all four, joint, cos; best of {args.repeats}, "
-        f"{args.threads} thread(s)"
+    parser.add_argument(
+        "--threads", default=None, help="comma-separated thread counts (default: 1, 2 and the core count)"
     )
-    rows = {
-        kind: measure(kind, n, k, d, args.repeats, args.threads)
-        for kind in ("floor", "engine", "engine-streamed", "normative", "st-autograd")
-    }
-    floor = rows["floor"]
-    print(f"{'variant':<15} {'best s':>9} {'median s':>9} {'vs floor':>9} {'peak RSS MB':>12}")
-    for kind, row in rows.items():
-        if row is None:
-            continue
-        ratio = row["best_s"] / floor["best_s"] if floor else float("nan")
-        print(
-            f"{kind:<15} {row['best_s']:9.3f} {row['median_s']:9.3f} {ratio:9.2f} {row['peak_rss_mb']:12.0f}"
+    parser.add_argument("--extra", action="store_true", help="also engine-streamed and normative")
+    parser.add_argument("--large", action="store_true", help="also N=16384 (minutes; peak RSS check)")
+    args = parser.parse_args()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    counts = sorted({int(t) for t in args.threads.split(",")} if args.threads else {1, 2, cores})
+    n, k, d = args.batch, 8, 256
+    kinds = ["limit", "engine", "floor", "st-autograd"] + (
+        ["engine-streamed", "normative"] if args.extra else []
+    )
+    pinned = {v: os.environ[v] for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v in os.environ}
+    print(
+        f"reference engine, N={n} K={k} D={d}, all four directions, joint, cos; {cores} cores; "
+        f"threads {counts}; {args.rounds} rounds x {args.repeats} calls (medians); "
+        f"{pinned or 'no OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE'}"
+    )
+    runs: dict[tuple[str, int], list[dict]] = {}
+    for round_ in range(args.rounds):
+        print(f"round {round_ + 1}: load {_load()}", flush=True)
+        for threads in counts:
+            for kind in kinds:
+                row = measure(kind, n, k, d, args.repeats, threads)
+                if row is not None:
+                    runs.setdefault((kind, threads), []).append(row)
+    print(f"load at the end: {_load()}")
+
+    def median(kind: str, threads: int, field: str = "median_s") -> float | None:
+        rows = runs.get((kind, threads))
+        return statistics.median(r[field] for r in rows) if rows else None
+
+    print(
+        f"{'threads':>7} {'limit s':>8} {'engine s':>9} {'floor s':>8} {'st s':>7} "
+        f"{'engine/limit':>12} {'engine/floor':>12} {'st/engine':>9}  limit GFLOP/s (BLAS, workers)  "
+        f"peak RSS MB (engine, st)"
+    )
+    for threads in counts:
+        limit, eng = median("limit", threads), median("engine", threads)
+        floor, st = median("floor", threads), median("st-autograd", threads)
+
+        def ratio(a: float | None, b: float | None) -> str:
+            return f"{a / b:.2f}" if a and b else "-"
+
+        def secs(x: float | None) -> str:
+            return f"{x:.3f}" if x else "-"
+
+        rates = (
+            f"{median('limit', threads, 'gflops_blas'):.1f}, {median('limit', threads, 'gflops_workers'):.1f}"
+            if limit
+            else "-"
         )
-    ref, st = rows["engine"], rows["st-autograd"]
-    if ref and floor:
-        print(f"engine / floor = {ref['best_s'] / floor['best_s']:.2f} (target <= 1.5)")
-    if ref and st:
-        print(f"st-autograd / engine = {st['best_s'] / ref['best_s']:.2f} (target >= 2.5)")
-    streamed = rows["engine-streamed"]
-    if streamed and st:
-        print(f"st-autograd / engine-streamed = {st['best_s'] / streamed['best_s']:.2f} (for information)")
+        rss = f"{median('engine', threads, 'peak_rss_mb') or 0:.0f}, {median('st-autograd', threads, 'peak_rss_mb') or 0:.0f}"
+        print(
+            f"{threads:>7} {secs(limit):>8} {secs(eng):>9} {secs(floor):>8} {secs(st):>7} "
+            f"{ratio(eng, limit):>12} {ratio(eng, floor):>12} {ratio(st, eng):>9}  {rates:>29}  {rss}"
+        )
+        for kind in kinds[4:]:
+            print(f"{'':>7} {kind}: {secs(median(kind, threads))} s")
+    for threads in counts:
+        limit, eng, st = median("limit", threads), median("engine", threads), median("st-autograd", threads)
+        if threads in (1, 2) and limit and eng:
+            print(f"{threads} thread(s): engine / limit = {eng / limit:.2f} (target <= 1.25)")
+        if threads in (1, 2) and eng and st:
+            print(f"{threads} thread(s): st-autograd / engine = {st / eng:.2f} (target >= 2.5)")
     if args.large:
-        big = measure("engine", 16384, k, d, 1, args.threads)
+        big = measure("engine", 16384, k, d, 1, cores)
         if big:
             print(
-                f"N=16384 K={k} D={d}: engine {big['best_s']:.1f} s, peak RSS {big['peak_rss_mb']:.0f} MB "
-                f"(target <= 4096 MB; one dense N x K*N float64 matrix would be {16384 * 16384 * k * 8 / 2**30:.0f} GiB)"
+                f"N=16384 K={k} D={d}, {cores} threads: engine {big['best_s']:.1f} s, peak RSS "
+                f"{big['peak_rss_mb']:.0f} MB (target <= 4096 MB; one dense N x K*N float64 matrix would be "
+                f"{16384 * 16384 * k * 8 / 2**30:.0f} GiB)"
             )
     return 0
 

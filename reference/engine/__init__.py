@@ -7,7 +7,7 @@ masks and the hardness multiplier (:mod:`.products`, :mod:`.rows`, :mod:`.partit
 ``tests/`` run on both. :func:`infonce_spec.reference.loss_and_grad` calls it for large batches.
 """
 
-from .loss import CHUNK_ELEMENTS, MIN_CHUNK_ROWS, loss_and_grad
+from .loss import CHUNK_ELEMENTS, MIN_CHUNK_ROWS, chunk_bounds, loss_and_grad
 from .products import HELD_ELEMENTS, PRODUCT_MODES, ProductMode
 
 __all__ = [
@@ -16,5 +16,6 @@ __all__ = [
     "MIN_CHUNK_ROWS",
     "PRODUCT_MODES",
     "ProductMode",
+    "chunk_bounds",
     "loss_and_grad",
 ]

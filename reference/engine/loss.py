@@ -17,16 +17,16 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import Config
-from ..gradients import pullback
 from ..layout import as_batch
 from ..result import Result
-from ..similarity import unit_rows
-from .partition import partition
+from ..similarity import norms
+from .partition import UNSHIFTED_BOUND, partition
 from .products import SIDES, ProductMode, Products
+from .pullback import pull_into, unit_rows_and_norms
 from .rows import PIECES, positive_logits, row_blocks
 from .threads import blas_threads, map_chunks, resolve_threads, split
 
-__all__ = ["CHUNK_ELEMENTS", "MIN_CHUNK_ROWS", "loss_and_grad"]
+__all__ = ["CHUNK_ELEMENTS", "MIN_CHUNK_ROWS", "chunk_bounds", "loss_and_grad"]
 
 #: Target number of logits per chunk; the chunk holds ``CHUNK_ELEMENTS // candidates`` rows ...
 CHUNK_ELEMENTS = 1 << 22
@@ -50,11 +50,25 @@ def _chunk_rows(config: Config, n: int, k: int, chunk_size: int | None) -> int:
     return min(chunk_size, n)
 
 
-def _chunk_bounds(n: int, step: int, workers: int) -> list[tuple[int, int]]:
-    """Row chunks of at most ``step`` rows, as even as possible, their number a multiple of
-    ``workers`` where there are enough rows (so that no worker waits for the last one)."""
-    count = -(-n // step)
-    return split(n, -(-count // workers) * workers)
+def _logit_bound(xp: Any, config: Config, u_q: Any, u_d: Any) -> float:
+    """A bound on ``|logit|``: ``|scale * s + h| <= (scale + alpha) |s|`` (HARD-2), with ``|s| <= 1``
+    for cos and ``|s| <= (max ||u||)^2`` over the queries and documents for dot."""
+    strength = config.hardness_strength if config.hardness_active else 0.0
+    if config.similarity == "cos":
+        return config.scale + strength
+    largest = max(float(xp.max(norms(xp, u))) if int(u.shape[0]) else 0.0 for u in (u_q, u_d))
+    return (config.scale + strength) * largest * largest
+
+
+def chunk_bounds(
+    config: Config, n: int, k: int, *, chunk_size: int | None = None, threads: int = 1
+) -> list[tuple[int, int]]:
+    """The row chunks ``(start, stop)`` of N queries with K documents each on ``threads`` workers:
+    at most ``chunk_size`` rows (default: :data:`CHUNK_ELEMENTS` logits, at least
+    :data:`MIN_CHUNK_ROWS` rows), as even as possible, their number a multiple of ``threads`` where
+    there are enough rows (so that no worker waits for the last one)."""
+    count = -(-n // _chunk_rows(config, n, k, chunk_size))
+    return split(n, -(-count // threads) * threads)
 
 
 def loss_and_grad(
@@ -79,10 +93,11 @@ def loss_and_grad(
     sim = config.similarity
     q = batch.queries
     doc_rows = xp.reshape(batch.docs, (k * n, d))
-    u_q = unit_rows(xp, q, sim)
-    u_d = unit_rows(xp, doc_rows, sim)
-    step = _chunk_rows(config, n, k, chunk_size)
+    u_q, norm_q = unit_rows_and_norms(xp, q, sim)
+    u_d, norm_d = unit_rows_and_norms(xp, doc_rows, sim)
     workers = resolve_threads(threads)
+    shift = _logit_bound(xp, config, u_q, u_d) > UNSHIFTED_BOUND
+    bounds = chunk_bounds(config, n, k, chunk_size=chunk_size, threads=workers)
     with blas_threads(workers):
         sims = Products(xp, u_q, u_d, config.scale, set(_pieces(config)), products)
 
@@ -97,32 +112,36 @@ def loss_and_grad(
             try:
                 logits, blocks = row_blocks(xp, sims, start, stop, config)
                 positives = positive_logits(xp, blocks[0], start)
-                log_z = partition(xp, blocks, config.partition_groups, n)  # logits -> dL/dlogits
-                sims.backward(logits)
+                # logits -> dL/dlogits (the streamed pieces' row factors apart)
+                log_z, factors = partition(xp, blocks, config.partition_groups, n, positives, shift)
+                del blocks  # the chunk's logits are freed as they are sent back
+                sims.backward(logits, factors)
             except BaseException:
                 sims.skip(start, stop)  # the other chunks must not wait for this one's sums
                 raise
             return log_z, positives
 
-        parts = map_chunks(chunk, _chunk_bounds(n, step, workers), workers)
+        parts = map_chunks(chunk, bounds, workers)
 
         def map_rows(work: Callable[[int, int], None], count: int) -> None:
             map_chunks(work, split(count, workers), workers)
 
         grad_scale = sims.finish(map_rows)
-        # GRAD-3, row by row: each side's dL/du pulled back to the inputs.
+        # GRAD-3, by row blocks: each side's dL/du pulled back to the inputs.
         grad_q = xp.empty_like(q)
         grad_d = xp.empty_like(doc_rows)
         targets = {
-            "q": (grad_q, q, u_q, 0),
-            "d0": (grad_d, doc_rows, u_d, 0),
-            "dh": (grad_d, doc_rows, u_d, n),
+            "q": (grad_q, u_q, norm_q, 0),
+            "d0": (grad_d, u_d, norm_d, 0),
+            "dh": (grad_d, u_d, norm_d, n),
         }
 
         def pull(side: str, start: int, stop: int) -> None:
-            out, x, u, first = targets[side]
+            out, u, norm, first = targets[side]
             rows = slice(first + start, first + stop)
-            out[rows, :] = pullback(xp, x[rows, :], u[rows, :], sims.unit_gradient(side, start, stop), sim)
+            g_rows, g_cols = sims.unit_gradient(side, start, stop)
+            row_norms = None if norm is None else norm[rows, :]
+            pull_into(xp, out[rows, :], g_rows, g_cols, config.scale, u[rows, :], row_norms)
 
         ranges = [(side, start, stop) for side in SIDES for start, stop in split(sims.width(side), workers)]
         map_chunks(pull, [r for r in ranges if r[2] > r[1]], workers)

@@ -11,6 +11,9 @@ each group has one log-partition over its blocks' pieces together, and
 Besides returning the log-partition of each query, :func:`partition` writes ``dL/dlogits`` over
 every piece's logits, in place, *without* the positive's ``-1/N`` (the caller adds it): the
 softmax probabilities times the weight of the group in ``L = mean_g l_g`` (``1/(N * groups)``).
+For the pieces that are matrix products of the chunk's own (:mod:`.products`) that last factor,
+one number per row, is returned instead of applied: their backward applies it to the row vectors
+(rows x D) rather than to the logits (rows x candidates).
 Masked entries (``-inf``) get probability exactly 0 (GRAD-2). The normative form is
 :mod:`infonce_spec.reference.partition` and :mod:`infonce_spec.reference.gradients`; this one
 works in place so that the chunk's products (:mod:`.products`) find the gradients where they
@@ -23,9 +26,15 @@ from typing import Any
 
 import array_api_compat
 
-from .rows import RowBlock
+from .rows import Piece, RowBlock
 
-__all__ = ["partition"]
+__all__ = ["UNSHIFTED_BOUND", "partition"]
+
+#: The partition skips the shift by the row max (a pass over the logits) when no ``|logit|`` can
+#: exceed this bound (``exp(600)`` times a few million entries stays far below the float64 maximum,
+#: and ``exp(-600)`` far above its smallest normal number). With cos similarity, ``|logit| <= scale +
+#: hardness_strength``.
+UNSHIFTED_BOUND = 600.0
 
 
 def _row_max(xp: Any, pieces: list[Any]) -> Any:
@@ -44,31 +53,55 @@ def _exp_over(xp: Any, z: Any) -> None:
         z[...] = xp.exp(z)
 
 
-def _softmax_group(xp: Any, logits: list[Any], weight: float) -> Any:
-    """``logsumexp`` over the concatenation of ``logits`` (shifted by the row max, NUM-1); the
-    pieces become ``weight * softmax``, in place."""
-    m = _row_max(xp, logits)
-    for z in logits:
-        z -= m
-        _exp_over(xp, z)
-    z_sum = xp.sum(logits[0], axis=1, keepdims=True)
-    for e in logits[1:]:
-        z_sum = z_sum + xp.sum(e, axis=1, keepdims=True)
-    lse = m + xp.log(z_sum)
+def _softmax_group(xp: Any, pieces: list[Piece], weight: float, shift: bool) -> tuple[Any, Any]:
+    """``logsumexp`` over the concatenation of the pieces' logits, (rows, 1), and the factor
+    ``weight / sum exp`` (rows, 1): the pieces become ``exp(logits - shift)``, and then
+    ``weight * softmax``, in place, except those scaled later (:attr:`.rows.Piece.scaled_later`).
+
+    NUM-1: with ``shift`` the logits are shifted by the row max; without, the caller knows that no
+    ``|logit|`` exceeds :data:`UNSHIFTED_BOUND`, so no ``exp`` overflows or loses precision."""
+    m = _row_max(xp, [p.logits for p in pieces]) if shift else None
+    for p in pieces:
+        if m is not None:
+            p.logits -= m
+        _exp_over(xp, p.logits)
+    z_sum = xp.sum(pieces[0].logits, axis=1, keepdims=True)
+    for p in pieces[1:]:
+        z_sum = z_sum + xp.sum(p.logits, axis=1, keepdims=True)
+    lse = xp.log(z_sum) if m is None else m + xp.log(z_sum)
     factor = weight / z_sum
-    for e in logits:
-        e *= factor
-    return xp.reshape(lse, (-1,))
+    for p in pieces:
+        if not p.scaled_later:
+            p.logits *= factor
+    return lse, factor
 
 
-def partition(xp: Any, blocks: list[RowBlock], groups: tuple[tuple[str, ...], ...], n: int) -> Any:
-    """The log-partition term of each query in the chunk; every piece's logits are overwritten by
-    its ``dL/dlogits`` (no positive term). ``groups`` are the directions that share a
-    log-partition (PART-2, PART-3, PART-5)."""
+def partition(
+    xp: Any,
+    blocks: list[RowBlock],
+    groups: tuple[tuple[str, ...], ...],
+    n: int,
+    positives: Any,
+    shift: bool,
+) -> tuple[Any, dict[tuple[str, str], Any]]:
+    """The log-partition term of each query in the chunk, and the factor (rows, 1) of each piece
+    scaled later; every piece's logits are overwritten by its ``dL/dlogits`` (no positive term;
+    divided by that factor for the pieces scaled later). ``groups`` are the directions that share a
+    log-partition (PART-2, PART-3, PART-5); ``positives`` the chunk's ``p_g``.
+
+    LOSS-2: every group holds ``p_g`` (PART-6), so its log-partition is at least ``p_g``. Shifted by
+    the row max it is so exactly (the sum holds ``exp(0) = 1``); unshifted, rounding could put it a
+    unit in the last place below, so it is taken as ``max(lse, p_g)``."""
     by_direction = {block.direction: block for block in blocks}
     weight = 1.0 / (n * len(groups))
     log_z = None
+    factors: dict[tuple[str, str], Any] = {}
     for group in groups:
-        lse = _softmax_group(xp, [p.logits for name in group for p in by_direction[name].pieces], weight)
+        pieces = [p for name in group for p in by_direction[name].pieces]
+        lse, factor = _softmax_group(xp, pieces, weight, shift)
+        lse = xp.reshape(lse, (-1,))
+        if not shift:
+            lse = xp.maximum(lse, positives)
         log_z = lse if log_z is None else log_z + lse
-    return log_z / len(groups)
+        factors.update(((p.row_side, p.col_side), factor) for p in pieces if p.scaled_later)
+    return log_z / len(groups), factors

@@ -94,6 +94,11 @@ class ChunkLogits:
     logits: dict[tuple[str, str], Any]
     stacks: list[_Stack]
 
+    @property
+    def streamed(self) -> set[tuple[str, str]]:
+        """The pieces that are rows of the chunk's own products (the others are held rows)."""
+        return {(row_side, stack.col_side) for stack in self.stacks for row_side in stack.row_sides}
+
 
 class _InRowOrder:
     """The chunks' additions to the sums they share, in the order of their rows whatever order the
@@ -203,21 +208,24 @@ class Products:
                 logits[(row_side, col_side)] = product[i * rows : (i + 1) * rows, :]
         return ChunkLogits(start, stop, logits, stacks)
 
-    def backward(self, chunk: ChunkLogits) -> None:
+    def backward(self, chunk: ChunkLogits, factors: dict[tuple[str, str], Any]) -> None:
         """Take ``G = dL/dlogits`` of a chunk's pieces, written over their logits (without the factor
         ``scale``: see the class). Held pieces are their gradients already; streamed ones are sent
-        back now."""
+        back now, each as ``G = diag(f) E`` with ``f = factors[piece]`` (rows, 1): ``G B = f * (E B)``
+        and ``A^T G = (f * A)^T E``, so ``f`` scales (rows x D) numbers instead of (rows x columns)."""
         start, stop = chunk.start, chunk.stop
-        rows = stop - start
         sums = []
         for stack in chunk.stacks:
-            g_rows = stack.logits @ self.vectors[stack.col_side]
+            f = [factors[(row_side, stack.col_side)] for row_side in stack.row_sides]
+            f = f[0] if len(f) == 1 else self.xp.concat(f, axis=0)
+            g_rows = f * (stack.logits @ self.vectors[stack.col_side])
             for i, row_side in enumerate(stack.row_sides):
-                self.grad[row_side][start:stop, :] += g_rows[i * rows : (i + 1) * rows, :]
+                self.grad[row_side][start:stop, :] += g_rows[i * (stop - start) : (i + 1) * (stop - start), :]
             # SCALE-2: sum G * s = sum_r a_r . (G b)_r; HARD-5: the stop-gradient penalty adds nothing.
-            sums.append(
-                (stack.col_side, float(self.xp.sum(g_rows * stack.rows)), stack.rows.T @ stack.logits)
-            )
+            grad_scale = float(self.xp.sum(g_rows * stack.rows))
+            sums.append((stack.col_side, grad_scale, (f * stack.rows).T @ stack.logits))
+            stack.logits = None  # free before the wait for this chunk's turn
+        chunk.logits.clear()
 
         def add() -> None:
             for col_side, grad_scale, g_cols in sums:
@@ -260,9 +268,11 @@ class Products:
         self._held.clear()
         return self.grad_scale
 
-    def unit_gradient(self, side: str, start: int, stop: int) -> Any:
-        """``dL/du`` of vectors ``start .. stop-1`` of a side (after :meth:`finish`)."""
-        return self.scale * (self.grad[side][start:stop, :] + self.grad_t[side][:, start:stop].T)
+    def unit_gradient(self, side: str, start: int, stop: int) -> tuple[Any, Any]:
+        """``dL/du / scale`` of vectors ``start .. stop-1`` of a side (after :meth:`finish`), as the
+        sum of its two parts: from the pieces with these rows (rows x D) and, transposed (D x rows),
+        from the pieces with these columns."""
+        return self.grad[side][start:stop, :], self.grad_t[side][:, start:stop]
 
 
 def _add_transpose(g: Any, h: Any, start: int, stop: int, out: Any) -> None:

@@ -60,6 +60,8 @@ class Piece:
     row_side: str
     col_side: str
     logits: Any
+    #: Whether the softmax's row factor is left to the backward (:func:`.partition.partition`).
+    scaled_later: bool = False
 
 
 @dataclass
@@ -122,7 +124,15 @@ def row_blocks(
                 _mask_own(xp, logits, start, n)
             elif spec.hardness and config.hardness_active:
                 logits *= _hardness(xp, logits, start, stop, _FIRST_BLOCK[col_side] * n, n, config)
-        blocks.append(RowBlock(direction, [Piece(row, col, chunk.logits[(row, col)]) for row, col in pieces]))
+        blocks.append(
+            RowBlock(
+                direction,
+                [
+                    Piece(row, col, chunk.logits[(row, col)], (row, col) in chunk.streamed)
+                    for row, col in pieces
+                ],
+            )
+        )
     if "doc_to_query" in config.selected_directions:
         _own_pairs_are_the_positives(xp, blocks, start)
     return chunk, blocks

@@ -1,0 +1,55 @@
+"""The engine's unit rows and their pullback (clauses SIM-1, SIM-2, GRAD-3), in place, by row blocks.
+
+The same maps as :func:`infonce_spec.reference.similarity.unit_rows` and
+:func:`infonce_spec.reference.gradients.pullback`, written for speed: the norms are computed once
+and kept, and the pullback of a block of rows is written straight into its rows of the result,
+with the factor ``scale`` of ``dL/du`` (:mod:`.products`) and the division by the norm applied
+together, in one pass:
+
+* cos: ``dL/dx = scale * (g - u (u . g)) / ||x||`` where ``||x|| >= eps``, ``scale * g / eps``
+  below the floor (where ``n(x) = x / eps`` is linear), with ``g = dL/du / scale``;
+* dot: ``n`` is the identity, ``dL/dx = scale * g``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+
+from infonce_spec.vocabulary import COS_EPS
+
+from ..similarity import norms
+
+__all__ = ["pull_into", "unit_rows_and_norms"]
+
+
+def unit_rows_and_norms(xp: Any, x: Any, similarity: str) -> tuple[Any, Any | None]:
+    """``n(x)`` row by row (SIM-1, SIM-2) and, for cos, the norms ``||x||`` (rows, 1) it divided by
+    (before the floor ``eps``); ``None`` for dot."""
+    if similarity == "dot":
+        return x, None
+    norm = norms(xp, x)
+    return x / xp.maximum(norm, xp.asarray(COS_EPS, dtype=x.dtype)), norm
+
+
+def _add_into(xp: Any, a: Any, b: Any, out: Any) -> None:
+    """``out = a + b`` without a temporary where the namespace has ``out=`` (numpy, torch)."""
+    if array_api_compat.is_numpy_array(out) or array_api_compat.is_torch_array(out):
+        xp.add(a, b, out=out)
+    else:
+        out[...] = a + b
+
+
+def pull_into(xp: Any, out: Any, g_rows: Any, g_cols: Any, scale: float, u: Any, norm: Any | None) -> None:
+    """GRAD-3 for a block of rows: ``out`` (rows, D) receives ``dL/dx`` from
+    ``dL/du = scale * (g_rows + g_cols^T)`` (``g_cols`` is D x rows), ``u`` and ``norm`` the rows'
+    unit vectors and norms (:func:`unit_rows_and_norms`)."""
+    _add_into(xp, g_rows, g_cols.T, out)
+    if norm is None:
+        out *= scale
+        return
+    above = norm >= COS_EPS
+    zero = xp.asarray(0.0, dtype=out.dtype)
+    out -= u * xp.where(above, xp.sum(u * out, axis=1, keepdims=True), zero)
+    out *= scale / xp.where(above, norm, xp.asarray(COS_EPS, dtype=out.dtype))
