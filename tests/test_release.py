@@ -33,7 +33,10 @@ SPEC = ROOT / "spec" / "infonce-spec.md"
 CHANGELOG = ROOT / "spec" / "CHANGELOG.md"
 SHORT = SPEC_SHA256[:8]
 #: Where the SHA-256 is written out; all of them change when the text does.
-SHA_PLACES = "src/infonce_spec/release.py (SPEC_SHA256), spec/CHANGELOG.md, README.md, CITATION.cff"
+SHA_PLACES = (
+    "src/infonce_spec/release.py (SPEC_SHA256), spec/CHANGELOG.md, README.md, CITATION.cff, and "
+    "spec/vectors/MANIFEST.json (rerun python spec/vectors/generate.py)"
+)
 _ENTRY = re.compile(r"^## \[([^\]]+)\] - (\d{4}-\d{2}-\d{2})", re.M)
 
 
