@@ -16,7 +16,8 @@ Rules (spec §15.1, the ``presupposes`` column of the clause index):
 2. Among the clauses that strong failures blame, the **roots** are those that presuppose no other
    blamed clause; every other blamed clause *follows from* the roots it presupposes.
 3. A premise failure follows from the roots equal to its clause or presupposed by it; one that no
-   root explains is a root itself (its simpler variant is the smallest evidence there is).
+   root explains is a root itself (its simpler variant is the smallest evidence there is), and a
+   strong failure of a clause that presupposes such a root follows from it.
 
 The clause table then shows FAIL only for roots and "follows from X" for the rest.
 """
@@ -169,6 +170,7 @@ def diagnose(results: Sequence[Any], explanations: dict[str, list[str]] | None =
         if not _explain(r.failure.clause, strong_roots | fault_clauses):
             weak_roots.add(r.failure.clause)
     weak_roots = {c for c in weak_roots if not (presupposes(c) & (weak_roots | known))}
+    strong_roots = {c for c in strong_roots if not (presupposes(c) & weak_roots)}
     root_clauses = strong_roots | weak_roots
 
     by_clause: dict[str, RootCause] = {}

@@ -166,3 +166,80 @@ def test_a_single_bug_is_one_root_and_every_other_failure_follows_from_it():
         or rep.verdict(r).startswith("follows from SIM-2")
         for r in rep.results
     )
+
+
+def test_adapter_faults_of_one_origin_are_one_root_whatever_their_messages_say():
+    """One root per (kind, clause, call, exception type, innermost adapter frame): a shape error whose
+    text carries each case's shapes is one fault, not one per message; another frame is another."""
+    frame = "my_adapter.py:42 in embeddings"
+    faults = [
+        _result(
+            f"p{i}",
+            ("QD-1",),
+            "fault",
+            None,
+            message=f"embeddings() raised ValueError: shapes ({i + 2}, 3) and ({i}, 4) differ",
+            fault_kind="exception",
+            fault_call="embeddings",
+            frame=frame,
+            features=frozenset({"K >= 2", "doc_to_query", f"N = {i}"}),
+        )
+        for i in range(4)
+    ]
+    other = _result(
+        "q",
+        ("QD-1",),
+        "fault",
+        None,
+        message="embeddings() raised ValueError: shapes (2, 3) and (1, 4) differ",
+        fault_kind="exception",
+        fault_call="embeddings",
+        frame="my_adapter.py:77 in _gather",
+        features=frozenset({"K >= 2", "doc_to_query"}),
+    )
+    rep = _report(*faults, other)
+    assert [len(c.established_by) for c in rep.diagnosis.roots] == [4, 1]
+
+
+def test_a_fault_root_names_what_its_failing_cases_share_and_the_passing_ones_lack():
+    fault = _result(
+        "p",
+        ("QD-1",),
+        "fault",
+        None,
+        message="embeddings() raised RuntimeError: boom",
+        fault_kind="exception",
+        fault_call="embeddings",
+        frame="a.py:1 in embeddings",
+        features=frozenset({"K >= 2", "doc_to_query", "similarity dot"}),
+    )
+    passing = _result("r", ("QD-1",))
+    passing.passed = [
+        frozenset({"K = 1", "doc_to_query", "similarity dot"}),
+        frozenset({"K >= 2", "no doc_to_query", "similarity dot"}),
+    ]
+    (root,) = _report(fault, passing).diagnosis.roots
+    assert root.trigger == (
+        "every case with K >= 2 and doc_to_query failed (1); none of the 2 cases that passed had them"
+    )
+    assert f"trigger: {root.trigger}" in root.line()
+
+
+def test_trigger_says_when_the_passing_cases_share_every_common_feature():
+    from infonce_spec.conformance.triggers import trigger
+
+    failing = [frozenset({"K >= 2", "similarity cos"})]
+    passing = [frozenset({"K >= 2", "similarity cos", "N = 1"})]
+    assert trigger(failing, passing).endswith("1 of the 1 cases that passed had these too")
+    assert trigger([frozenset()], passing) == ""
+
+
+def test_a_strong_failure_presupposing_a_premise_root_follows_from_it():
+    """GRAD-3 (the cos backward) presupposes SIM-1: when SIM-1 is shown only by a premise check,
+    the GRAD-3 failure still follows from it -- one bug, one root."""
+    rep = _report(
+        _result("numerics/cos_eps", ("GRAD-3",), "FAIL", "GRAD-3"),
+        _result("reference/per_anchor", ("PART-5",), "premise", "SIM-1"),
+    )
+    assert [c.clause for c in rep.diagnosis.roots] == ["SIM-1"]
+    assert _verdicts(rep)["GRAD-3"] == "follows from SIM-1"

@@ -147,3 +147,45 @@ def test_recorded_kill_matrix_covers_the_catalogue() -> None:
     assert not missing, f"regenerate the kill matrix: no recorded run of {missing}"
     for spec in CORRECT:
         assert f"`{spec}`" in block, f"regenerate the kill matrix: no recorded run of {spec}"
+
+
+#: Under exact claims (conformance/mutants/claims.py): the three real bugs that used to give 2-11 roots
+#: (a CLIP loss with its scale detached in one direction, optax's cos floor on the squared norm, a
+#: shape crash whose messages carry the shapes), and the bugs the claims' premise ladder could not step
+#: down from (a hard-negative row bug and the sum of the two anchor groups). Each must be one root,
+#: its own, and a violation must be explained by its own known mistake.
+CLAIMED_SUBSET: tuple[tuple[str, str], ...] = (
+    ("scale_detached_dq", "clip_like"),
+    ("cos_eps_squared_norm", "nt_xent"),
+    ("shape_crash_varying", "clip_like"),
+    ("dq_transposed_qd_block", "clip_like"),
+    ("per_anchor_sum_groups", "nt_xent"),
+)
+
+
+@pytest.mark.parametrize(("mid", "claim"), CLAIMED_SUBSET)
+def test_mutant_under_an_exact_claim_is_one_root_its_own_and_explained(mid: str, claim: str) -> None:
+    from infonce_spec.conformance.mutants.claims import applies, claimed_spec
+
+    m = CATALOGUE[mid]
+    assert applies(mid, claim), f"{mid} cannot show under {claim}"
+    report, seconds = run(
+        claimed_spec(mid, claim), profile="quick", world_sizes=(), select=lambda p: p.level == "embeddings"
+    )
+    row = row_of(report, id=mid, tag=m.clause, level=m.level, expected=m.expected_roots, seconds=seconds)
+    assert row.caught and row.root_right, explain(row)
+    if m.fault:
+        (cause,) = report.diagnosis.roots
+        # every case of the claim has doc_to_query: the trigger is K >= 2 alone
+        assert cause.trigger.startswith("every case with K >= 2 failed"), cause.line()
+    else:
+        assert row.explanation_right is True, f"explained by {row.explained_by}\n{explain(row)}"
+
+
+def test_correct_trunk_under_an_exact_claim_is_silent() -> None:
+    from infonce_spec.conformance.mutants.claims import correct_specs
+
+    (name, spec), *_ = correct_specs("clip_like")
+    report, seconds = run(spec, profile="quick", world_sizes=(), select=lambda p: p.level == "embeddings")
+    row = row_of(report, id=name, seconds=seconds)
+    assert row.ok and not row.follows and not row.roots, explain(row)

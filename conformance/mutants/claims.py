@@ -31,9 +31,19 @@ from infonce_spec.vocabulary import DIRECTIONS
 
 from ..protocol import Capabilities, EmbeddingCase, Shape, clip_like, infonce, nt_xent
 from .adapter import TorchAdapter
-from .catalogue import CATALOGUE, MODULE, Mutant
+from .catalogue import CATALOGUE, MODULE, VARIANTS, Mutant
+from .catalogue import variants as catalogue_variants
 
-__all__ = ["CLAIMS", "EMBEDDING_LEVEL", "adapters", "applies", "claimed_spec", "correct", "restrict"]
+__all__ = [
+    "CLAIMS",
+    "EMBEDDING_LEVEL",
+    "adapters",
+    "applies",
+    "claimed_spec",
+    "correct",
+    "correct_specs",
+    "restrict",
+]
 
 #: The claims of the kill matrix under claims: ``None`` is the mutant's own (full) claim.
 CLAIMS: dict[str, frozenset[Shape] | None] = {
@@ -79,7 +89,21 @@ adapters = SimpleNamespace(
         for claim in CLAIMS
     }
 )
-correct = SimpleNamespace(**{claim: SimpleNamespace(trunk=restrict(CORRECT_BASE, claim)) for claim in CLAIMS})
+correct = SimpleNamespace(
+    **{
+        claim: SimpleNamespace(
+            trunk=restrict(CORRECT_BASE, claim),
+            **{v: restrict(getattr(catalogue_variants, v), claim) for v in VARIANTS},
+        )
+        for claim in CLAIMS
+    }
+)
+
+
+def correct_specs(claim: str) -> list[tuple[str, str]]:
+    """``(name, spec)`` of the correct implementations under ``claim``: the trunk and every variant."""
+    base = f"{MODULE.rsplit('.', 1)[0]}.claims:correct.{claim}"
+    return [("trunk", f"{base}.trunk"), *((v, f"{base}.{v}") for v in VARIANTS)]
 
 
 def _probe_cases(caps: Capabilities, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, Config]]:

@@ -22,16 +22,27 @@ first established root cause and that cause (``benchmarks/bench_fail_fast.py`` t
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..mistakes import MISTAKES
 from ..properties.base import Property
 from ..runner import RunReport, run_adapter
 from .catalogue import CATALOGUE, FAULT, Mutant
 
-__all__ = ["WORLD_SIZES", "Diagnosed", "Row", "diagnose", "diagnose_all", "first_verdict", "row_of"]
+__all__ = [
+    "WORLD_SIZES",
+    "Diagnosed",
+    "Row",
+    "diagnose",
+    "diagnose_all",
+    "diagnose_claimed",
+    "first_verdict",
+    "row_of",
+]
 
 #: The world sizes of the kill matrix (see the module docstring).
 WORLD_SIZES: tuple[int, ...] = (2,)
@@ -61,6 +72,23 @@ class Row:
     seconds: float
     profile: str
     world_sizes: list[int]
+    #: The claim the run was made under (:data:`~.claims.CLAIMS`; ``""``: the adapter's own).
+    claim: str = ""
+    #: The known mistakes the report names on the roots' lines (``matches: ...`` texts).
+    explanations: list[str] = field(default_factory=list)
+
+    @property
+    def explained_by(self) -> list[str]:
+        """The ids of the known mistakes named on the roots' lines."""
+        return sorted({m for text in self.explanations for m in re.findall(r"known mistake `([^`]+)`", text)})
+
+    @property
+    def explanation_right(self) -> bool | None:
+        """``True`` when every named mistake is one this mutant has, ``False`` when one is not,
+        ``None`` when nothing is named."""
+        if not self.explained_by:
+            return None
+        return all(MISTAKES[m].mutant == self.id for m in self.explained_by if m in MISTAKES)
 
     @property
     def caught(self) -> bool:
@@ -112,6 +140,7 @@ def row_of(
         seconds=round(seconds, 2),
         profile=report.profile,
         world_sizes=list(report.world_sizes),
+        explanations=[text for c in diag.roots for text in c.matches],
     )
 
 
@@ -156,6 +185,26 @@ def diagnose(
     m = CATALOGUE[mutant] if isinstance(mutant, str) else mutant
     report, seconds = run(m.spec, profile=profile, world_sizes=world_sizes, timeout=timeout)
     row = row_of(report, id=m.id, tag=m.clause, level=m.level, expected=m.expected_roots, seconds=seconds)
+    return Diagnosed(m, row)
+
+
+def diagnose_claimed(
+    mutant: Mutant | str,
+    claim: str,
+    *,
+    profile: str = "ci",
+    world_sizes: Iterable[int] = WORLD_SIZES,
+    timeout: float = 60.0,
+) -> Diagnosed:
+    """:func:`diagnose` of the mutant re-declared under ``claim`` (:mod:`.claims`)."""
+    from .claims import claimed_spec
+
+    m = CATALOGUE[mutant] if isinstance(mutant, str) else mutant
+    report, seconds = run(
+        claimed_spec(m.id, claim), profile=profile, world_sizes=world_sizes, timeout=timeout
+    )
+    row = row_of(report, id=m.id, tag=m.clause, level=m.level, expected=m.expected_roots, seconds=seconds)
+    row.claim = claim
     return Diagnosed(m, row)
 
 

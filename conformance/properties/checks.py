@@ -472,7 +472,7 @@ def refine_within_claim(
     k = d.shape[0]
     candidates: list[str] | None = None
     why = ""
-    if k >= 2 and adapter_is_right(ctx, q, d[:1], config)[0]:
+    if k >= 2 and _informative(q, d[:1], config) and adapter_is_right(ctx, q, d[:1], config)[0]:
         candidates = sorted({HARD_NEGATIVE_CLAUSES[x] for x in config.directions}, key=_clause_order)
         why = (
             f"the same case is right with its positives alone (K = 1; {variant.description}): "
@@ -487,6 +487,14 @@ def refine_within_claim(
     if candidates is not None:
         return Variant("hard-negative columns", why, config), candidates[-1]
     return None
+
+
+def _informative(q: np.ndarray, d: np.ndarray, config: Config) -> bool:
+    """Whether a variant can show an error: its exact gradients are not all zero (e.g. N = 1, K = 1:
+    every row holds the positive alone, the loss is 0 whatever the partition, and sums and means
+    agree)."""
+    expected = loss_and_grad(q, d, config)
+    return bool(np.any(expected.grad_queries != 0) or np.any(expected.grad_docs != 0))
 
 
 def _clause_order(clause: str) -> int:
