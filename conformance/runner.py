@@ -29,12 +29,14 @@ from .compare import AdapterFault, ConformanceFailure, Mismatch, PremiseFailure
 from .diagnosis import Diagnosis, diagnose
 from .distributed import end_of_run, in_torchrun
 from .evidence import missing_claim
+from .explanations import explain_roots, level_one
 from .harnesses import open_harness
 from .interrupt import Interrupted
 from .interrupt import check as check_interrupt
 from .isolation import CallBudget, NotCalled, adapter_frame, set_call_timeout
 from .properties.base import Context, Property, properties
 from .protocol import Capabilities, LoadedAdapter, load_adapter
+from .triggers import case_features
 
 if sys.version_info >= (3, 11):
     from builtins import BaseExceptionGroup
@@ -101,6 +103,10 @@ class Failure:
     frame: str | None = None
     case_size: int = 0
     shapes: str = ""
+    #: The features of the failing case (:func:`~.triggers.case_features`): what a fault's trigger is read from.
+    features: frozenset[str] = frozenset()
+    #: The failing case itself (arrays and config; not saved): the known mistakes are tried on it.
+    case: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -124,6 +130,10 @@ class PropertyResult:
     world_size: int | None = None
     failure: Failure | None = None
     notes: list[str] = field(default_factory=list)
+    #: The features of every case that passed (:func:`~.triggers.case_features`), for the triggers.
+    passed: list[frozenset[str]] = field(default_factory=list, repr=False)
+    #: The first few level-1 cases that passed: the controls of the known mistakes (:mod:`.explanations`).
+    passed_cases: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     @property
     def label(self) -> str:
@@ -154,6 +164,8 @@ class RunReport:
     mode: str = WITH_DATA_PARALLEL
     stopped: str | None = None
     not_run: list[PropertyResult] = field(default_factory=list)
+    #: Per root clause, the known mistakes that explain it (:mod:`.explanations`).
+    explanations: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def interrupted(self) -> str | None:
@@ -176,7 +188,7 @@ class RunReport:
     @property
     def diagnosis(self) -> Diagnosis:
         """Root causes and what follows from them (:mod:`.diagnosis`)."""
-        return diagnose(self.results)
+        return diagnose(self.results, self.explanations)
 
     def verdict(self, result: PropertyResult) -> str:
         """A result's verdict after the diagnosis: its status, or "follows from X" for a failure that
@@ -371,6 +383,9 @@ def run_property(
             raise _Stop(state["best"])
         try:
             prop.check(case, ctx)
+            result.passed.append(case_features(case))
+            if len(result.passed_cases) < PASSED_CASES_KEPT and level_one(case):
+                result.passed_cases.append(case)
         except PremiseFailure as exc:
             exc.case = case  # evidence about a simpler rule, whose own property shrinks it: not shrunk here
             raise _Stop(exc) from None
@@ -460,6 +475,8 @@ def _record_failure(
             also=[(a.clause, a.detail) for a in exc.also],
         )
     failure.case_size, failure.shapes = size, shapes
+    failure.features = case_features(case)
+    failure.case = case or None
     result.failure = failure
     if reproducer_dir is not None and case:
         path = Path(reproducer_dir) / f"{_slug(ctx.caps.name)}__{_slug(result.label)}.npz"
@@ -475,6 +492,22 @@ def _record_failure(
         save_case(path, case, meta)
         failure.reproducer = str(path)
         failure.replay = f"infonce-conformance replay {path} --adapter {ctx.loaded.spec}"
+
+
+#: Passing level-1 cases kept per property (the controls of the explanations).
+PASSED_CASES_KEPT = 2
+
+
+def _explanations(report: RunReport, loaded: LoadedAdapter) -> dict[str, list[str]]:
+    """The known mistakes that explain the report's root causes; nothing when asking the adapter again
+    fails (its faults are the run's to report, not the explanation's; the reason goes to stderr)."""
+    try:
+        return explain_roots(report.diagnosis.roots, report.results, Context(loaded))
+    except Exception as exc:
+        print(f"infonce-conformance: no explanations ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return {}
+    finally:
+        end_of_run()
 
 
 def _first_failure(group: BaseExceptionGroup) -> ConformanceFailure | None:
@@ -630,6 +663,8 @@ def run_adapter(
         stopped=stopped,
         not_run=not_run,
     )
+    if not stopped and not torchrun and any(r.status in ("FAIL", "premise") for r in results):
+        report.explanations = _explanations(report, loaded)
     if torchrun:
         device = getattr(harness, "device", "-")
         report.mode = (
