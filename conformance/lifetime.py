@@ -137,16 +137,18 @@ def _forkserver_arguments() -> dict[str, Any] | None:
     preloads, else ``None``. A forkserver child that imports the module has the forkserver's frames
     on its stack too, but under ``_serve_one``."""
     server = sys.modules.get("multiprocessing.forkserver")
-    if server is None:
+    main_code = getattr(getattr(server, "main", None), "__code__", None)
+    serve_one_code = getattr(getattr(server, "_serve_one", None), "__code__", None)
+    if main_code is None:
         return None
     frames = []
     frame = sys._getframe()
     while frame is not None:
         frames.append(frame)
         frame = frame.f_back
-    if any(f.f_code is server._serve_one.__code__ for f in frames):
+    if any(f.f_code is serve_one_code for f in frames):
         return None
-    main = next((f for f in frames if f.f_code is server.main.__code__), None)
+    main = next((f for f in frames if f.f_code is main_code), None)
     return None if main is None else dict(main.f_locals)
 
 
@@ -164,10 +166,17 @@ def _listening_process(fd: int) -> int | None:
     return struct.unpack("3i", cred)[0] or None
 
 
-_server = _forkserver_arguments()
-if _server is not None and _kill_with_parent():
-    # This process is a forkserver, and the runner made its socket listen before starting it. If
-    # the runner died before the line above, the forkserver is no longer its child: it exits now.
-    _runner = _listening_process(_server["listener_fd"])
-    if _runner is not None and os.getppid() != _runner:
+def _end_forkserver_with_runner() -> None:
+    """When this import is one of a forkserver's preloads: ask the kernel to kill the forkserver
+    when the runner dies, and exit now if the runner is already gone. The runner made the
+    forkserver's socket listen before starting it, so the socket names the runner."""
+    arguments = _forkserver_arguments()
+    if arguments is None or not _kill_with_parent():
+        return
+    listener = arguments.get("listener_fd")
+    runner = None if listener is None else _listening_process(listener)
+    if runner is not None and os.getppid() != runner:
         os._exit(ORPHANED_EXIT)
+
+
+_end_forkserver_with_runner()
