@@ -13,6 +13,7 @@ a small script whose worker is started from a thread other than the main thread.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -150,7 +151,8 @@ def killed_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
             before = killed[name].before if name in killed else {}
             for pid in {*live_processes(session=proc.pid), *before}:
                 if command_line(pid) == before.get(pid, command_line(pid)):
-                    os.kill(pid, signal.SIGKILL)
+                    with contextlib.suppress(OSError):  # gone in the meantime
+                        os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.distributed
