@@ -16,9 +16,10 @@ from infonce_spec.reference import Config, Result, engine, normative
 __all__ = ["IMPLEMENTATIONS"]
 
 #: name -> ``loss_and_grad(queries, docs, config)``: the normative reference, and the engine with its
-#: square products held whole and streamed by chunk (chunks of 2 rows, so that chunking is exercised).
+#: square products held whole (in the calling thread) and streamed by chunk (chunks of 2 rows on
+#: 3 workers, so that chunking and the thread pool are exercised).
 IMPLEMENTATIONS: dict[str, Callable[[Any, Any, Config], Result]] = {
     "normative": normative.loss_and_grad,
-    "engine-held": partial(engine.loss_and_grad, products="held"),
-    "engine-streamed": partial(engine.loss_and_grad, chunk_size=2, products="streamed"),
+    "engine-held": partial(engine.loss_and_grad, products="held", threads=1),
+    "engine-streamed": partial(engine.loss_and_grad, chunk_size=2, products="streamed", threads=3),
 }

@@ -34,10 +34,11 @@ _pools_lock = threading.Lock()
 
 
 def _blas_controller() -> Any:
-    """threadpoolctl's controller of the loaded BLAS libraries (found once: numpy's BLAS is loaded
-    with numpy, before this module runs)."""
+    """threadpoolctl's controller of the loaded BLAS libraries, numpy's among them (numpy loads its
+    BLAS when imported); found once."""
     global _controller
     if _controller is None:
+        import numpy  # noqa: F401  (its BLAS library must be loaded to be found)
         from threadpoolctl import ThreadpoolController
 
         _controller = ThreadpoolController().select(user_api="blas")
