@@ -90,6 +90,10 @@ def _root_markdown(cause: RootCause) -> list[str]:
     r = cause.smallest
     f = r.failure
     out = [f"#### {cause.title} -- root cause ({cause.kind})", "", cause.explanation, ""]
+    if cause.trigger:
+        out += [f"Trigger: {cause.trigger}.", ""]
+    out += [f"What the implementation computes instead -- {text}." for text in cause.matches]
+    out += [""] if cause.matches else []
     out += [
         f"Found by `{r.label}`" + (f" (premise: {f.premise})" if f.premise else "") + ":",
         "",
@@ -216,6 +220,8 @@ def to_json(reports: list[RunReport], *, interrupted: str | None = None) -> dict
                     "clause": c.clause,
                     "kind": c.kind,
                     "explanation": c.explanation,
+                    "trigger": c.trigger or None,
+                    "matches": list(c.matches),
                     "established_by": [r.label for r in c.established_by],
                     "smallest": c.smallest.label,
                     "replay": c.smallest.failure.replay,
