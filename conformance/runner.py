@@ -28,7 +28,7 @@ from .clauses import CLAUSES
 from .compare import AdapterFault, ConformanceFailure, Mismatch, PremiseFailure
 from .diagnosis import Diagnosis, diagnose
 from .distributed import end_of_run, in_torchrun
-from .evidence import missing_claim
+from .evidence import missing_claim, partly_missing
 from .explanations import explain_roots, level_one
 from .harnesses import open_harness
 from .interrupt import Interrupted
@@ -210,7 +210,8 @@ class RunReport:
         clause; ``not claimed`` when no claimed configuration can exercise it (the first entry of
         ``properties`` names what is missing, :func:`~.evidence.missing_claim`); ``pass`` when a
         property checked it on a claimed configuration and passed (``pass (partly not claimed)``
-        when a covering property is not claimed); ``not run (R)`` when the properties that could
+        when a covering property is not claimed, or a part of the clause is:
+        :func:`~.evidence.partly_missing`); ``not run (R)`` when the properties that could
         check it did not run (R: ``--fail-fast``, ``SIGINT``, ...); ``not established`` when every
         covering property that ran failed on other clauses or could not be run to the end (the
         adapter hung); ``not claimed`` when every covering property needs something the adapter
@@ -245,12 +246,16 @@ class RunReport:
                 rows.append((clause, title, verdict, names))
                 continue
             elif passing:
-                verdict = "pass (partly not claimed)" if unclaimed else "pass"
+                partly = partly_missing(clause, self.capabilities)
+                verdict = "pass (partly not claimed)" if unclaimed or partly else "pass"
                 names = [r.label for r in passing]
             elif unreached:
                 verdict = f"not run ({unreached[0].reason})"
                 names = [r.label for r in unreached]
             elif bad:
+                if partly:
+                    rows.append((clause, title, verdict, [f"partly needs {partly}", *sorted(set(names))]))
+                    continue
                 verdict = "not established"
                 names = [f"{r.label} ({self.verdict(r)}{': ' + r.reason if r.reason else ''})" for r in bad]
             else:
