@@ -15,7 +15,8 @@ of a module in the current folder; it is loaded the way pytest loads test files
 (:func:`~infonce_spec.conformance.protocol.load_adapter`).
 
 Exit codes (:class:`ExitCode`, like pytest's): 0 conformant, 1 not conformant, 2 usage or load
-error (one line, no traceback), 3 interrupted (the results that finished are written), 4 internal
+error (one line, no traceback), 3 interrupted (SIGINT, SIGTERM, ``--max-time``: no verdict; the
+results that finished are written, saying INTERRUPTED first), 4 internal
 error (one line, and the file the traceback was written to).
 
 Under ``torchrun`` only the data-parallel properties run (at the launcher's world size; NCCL when CUDA
@@ -57,7 +58,8 @@ EXIT_CODES_HELP = """exit codes:
   0  conformant: every claimed clause passes
   1  not conformant: a claimed clause fails
   2  usage or load error (bad option, unknown --select, an adapter that cannot be loaded)
-  3  interrupted (the results that finished are written)
+  3  interrupted (SIGINT, SIGTERM or --max-time): no verdict; the results that
+     finished are written, saying INTERRUPTED first
   4  internal error of the suite (the traceback is written to a file, named on stderr)"""
 #: Width of the console when stdout is not a terminal (CI logs): wide enough that rich never cuts
 #: a table cell; long cells wrap at spaces instead.
