@@ -34,6 +34,18 @@ def _unit(x: jax.Array) -> jax.Array:
     return x / norm
 
 
+def _materialized(z: jax.Array) -> jax.Array:
+    """The logits computed once, rounded, before ``logsumexp`` reads them twice (NUM-1).
+
+    Under ``jit``, XLA's CPU backend fuses the producer of the logits (``scale * (q @ c.T)``) into
+    both consumers of ``logsumexp`` -- the row maximum and ``exp(z - max)`` -- and may contract the
+    second copy into a fused multiply-add that skips the rounding of ``z``. Then ``z - max`` is not
+    0 but a fraction of an ulp of the logit (16384 at 4e12: ``scale`` 1000, dot products 4e9, the
+    suite's ``numerics/large_logits``), and ``exp`` of it overflows: loss ``inf``, gradients NaN.
+    The barrier keeps one rounded copy of ``z``; eager execution never showed it."""
+    return jax.lax.optimization_barrier(z)
+
+
 def gather_global(x: jax.Array, axis: int, axis_name: str | None) -> jax.Array:
     """The global batch along ``axis`` (rank order, DP-1); autodiff sums the cotangents (DP-3)."""
     return x if axis_name is None else jax.lax.all_gather(x, axis_name, axis=axis, tiled=True)
@@ -84,7 +96,7 @@ def infonce_loss(
     if "doc_to_doc" in directions:  # MASK-DD-1, MASK-DD-2: every (k, g)
         rows["doc_to_doc"] = jnp.where(same, -jnp.inf, scale * (docs[0] @ cand.T))
     lse = [
-        jax.nn.logsumexp(jnp.concatenate([rows[d] for d in g], axis=1), axis=1)
+        jax.nn.logsumexp(_materialized(jnp.concatenate([rows[d] for d in g], axis=1)), axis=1)
         for g in groups(directions, mode)
     ]
     per_query = jnp.mean(jnp.stack(lse), axis=0) - positive  # LOSS-2

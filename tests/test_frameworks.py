@@ -6,7 +6,9 @@ Each test runs ``infonce-conformance run`` in that environment, as a user would,
 folder (nothing is written to the checkout), in a session of its own so that no process of the run
 may outlive it. A missing environment is built by the fixture (``./run`` holds a lock, so two test
 workers never build one at once); a test is skipped, with the reason, only where no suitable
-Python interpreter exists.
+Python interpreter exists. Those runs are marked ``slow`` (minutes: a jitted JAX loss compiles once
+per shape hypothesis draws). The devices harness's own contract (one result per rank, a refusal as
+every rank's, output faults) is checked here in process with adapters that compute nothing.
 """
 
 from __future__ import annotations
@@ -18,16 +20,22 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from infonce_spec.conformance import Capabilities, LossGrads, RankCase
+from infonce_spec.conformance.compare import AdapterFault
+from infonce_spec.conformance.distributed import RankError, end_of_run
+from infonce_spec.conformance.harnesses import check_level3, open_harness
+from infonce_spec.conformance.harnesses.devices import DevicesHarness
+from infonce_spec.conformance.protocol import LoadedAdapter
+from infonce_spec.reference import Config
 from tests.processes import command_line, session_left
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 #: ``./run``'s exit status when no interpreter of the version a framework needs exists.
 NO_PYTHON = 3
-
-pytestmark = pytest.mark.slow
 
 
 def _environment(name: str) -> Path:
@@ -99,6 +107,7 @@ def statuses(data: dict[str, Any]) -> dict[tuple[str, int | None], str]:
 
 
 # -- JAX ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_jax_adapter_passes_every_level_without_torch(jax_env: Path, tmp_path: Path) -> None:
     """Levels 1, 2 and 3 (W = 1 .. 4, the devices form: shard_map over 4 host devices) of the plain
     JAX loss pass; only CACHE-5's meter, which reads torch's allocator, is not claimed."""
@@ -116,6 +125,7 @@ def test_jax_adapter_passes_every_level_without_torch(jax_env: Path, tmp_path: P
     assert data["reports"][0]["world_sizes"] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_jax_mutant_gathering_without_gradient_is_one_dp3_root(jax_env: Path, tmp_path: Path) -> None:
     """``stop_gradient`` around the all-gather (only the local block keeps its autodiff connection)
     is caught at W = 2 and diagnosed as exactly one root, DP-3."""
@@ -138,6 +148,7 @@ def test_jax_mutant_gathering_without_gradient_is_one_dp3_root(jax_env: Path, tm
     assert found[("data_parallel/embeddings", 2)] == "FAIL"
 
 
+@pytest.mark.slow
 def test_jax_adapter_that_computes_at_import_passes_with_default_settings(
     jax_env: Path, tmp_path: Path
 ) -> None:
@@ -156,6 +167,7 @@ def test_jax_adapter_that_computes_at_import_passes_with_default_settings(
     assert set(statuses(data).values()) == {"pass"}
 
 
+@pytest.mark.slow
 def test_forced_fork_after_a_jax_import_names_the_setting(jax_env: Path, tmp_path: Path) -> None:
     """Forcing ``fork`` for that adapter deadlocks the worker (XLA's threads are not copied); the
     timeout says why and names the setting that avoids it."""
@@ -179,6 +191,7 @@ def test_forced_fork_after_a_jax_import_names_the_setting(jax_env: Path, tmp_pat
     assert "INFONCE_CONFORMANCE_ISOLATION=spawn" in root["explanation"]
 
 
+@pytest.mark.slow
 def test_torch_form_of_level_3_without_torch_is_a_load_error(jax_env: Path, tmp_path: Path) -> None:
     """Claiming ``data_parallel`` in the torch form where torch is not installed: exit status 2 and a
     message naming what to install (or the devices form) -- not an adapter fault."""
@@ -207,6 +220,7 @@ def test_torch_form_of_level_3_without_torch_is_a_load_error(jax_env: Path, tmp_
 
 
 # -- TensorFlow ------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_tensorflow_adapter_passes_levels_1_and_2_without_torch(tf_env: Path, tmp_path: Path) -> None:
     code, data, output = conformance(
         tf_env, tmp_path, f"{EXAMPLES / 'tf_adapter.py'}:adapter", "--profile", "quick"
@@ -218,3 +232,79 @@ def test_tensorflow_adapter_passes_levels_1_and_2_without_torch(tf_env: Path, tm
     assert unclaimed == level3 | {"cached/loss_stage_memory"}
     assert {s for (name, _), s in found.items() if name not in unclaimed} == {"pass"}
     assert len(found) - len(unclaimed) >= 25  # levels 1 and 2 ran: reference, invariances, cached, ...
+
+
+# -- the devices harness itself (any environment; the adapters below compute nothing) ------------------------
+class DevicesAdapter:
+    """A ``collectives="devices"`` adapter whose one call does what ``behaviour`` says."""
+
+    def __init__(self, behaviour: str) -> None:
+        self.behaviour = behaviour
+        self.capabilities = Capabilities(
+            name=f"devices-{behaviour}", dtype="float32", data_parallel=True, collectives="devices"
+        )
+
+    def embeddings(self, case: Any) -> LossGrads:
+        raise NotImplementedError
+
+    def devices_embeddings(self, cases: Any) -> list[LossGrads]:
+        if self.behaviour == "refuses":
+            raise ValueError("[DP-5] the ranks' local batches differ")
+        n = len(cases) - 1 if self.behaviour == "one_short" else len(cases)
+        dtype = np.float16 if self.behaviour == "float16" else np.float32
+        return [
+            LossGrads(0.0, np.zeros(c.queries.shape, dtype), np.zeros(c.docs.shape, dtype)) for c in cases[:n]
+        ]
+
+
+def _rank_cases(w: int) -> list[RankCase]:
+    return [RankCase(r, w, np.zeros((1, 2)), np.zeros((1, 1, 2)), Config()) for r in range(w)]
+
+
+def _devices_run(behaviour: str, *, allow_errors: bool = False) -> list[Any]:
+    adapter = DevicesAdapter(behaviour)
+    harness = open_harness(LoadedAdapter(f"tests/test_frameworks.py:{behaviour}", adapter), 3, timeout=60)
+    assert isinstance(harness, DevicesHarness)
+    try:
+        return harness.run("rank_embeddings", _rank_cases(3), allow_errors=allow_errors)
+    finally:
+        harness.close()
+        end_of_run()
+
+
+def test_devices_harness_returns_one_result_per_rank() -> None:
+    outs = _devices_run("answers")
+    assert len(outs) == 3
+    assert [o.grad_queries.shape for o in outs] == [(1, 2)] * 3
+
+
+def test_devices_harness_refusal_is_every_ranks_refusal_for_dp5() -> None:
+    outs = _devices_run("refuses", allow_errors=True)
+    assert [type(o) for o in outs] == [RankError] * 3
+    assert all(o.value_or_type_error and "DP-5" in o.message for o in outs)
+    with pytest.raises(AdapterFault) as info:  # not expected outside DP-5: one fault about the call
+        _devices_run("refuses")
+    assert info.value.kind == "exception"
+    assert "devices_embeddings() raised ValueError" in info.value.detail
+
+
+def test_devices_harness_output_faults_name_the_count_or_the_rank() -> None:
+    with pytest.raises(AdapterFault) as info:
+        _devices_run("one_short")
+    assert info.value.kind == "output"
+    assert "returned 2 results for W = 3 ranks" in info.value.detail
+    with pytest.raises(AdapterFault) as info:
+        _devices_run("float16")
+    assert info.value.kind == "output"
+    assert info.value.rank == 0
+    assert "float16" in info.value.detail
+
+
+def test_level3_forms_and_what_they_need() -> None:
+    devices = Capabilities(name="d", data_parallel=True, collectives="devices")
+    assert check_level3(devices) is None
+    assert "without torchrun" in (check_level3(devices, torchrun=True) or "")
+    assert check_level3(Capabilities(name="t", data_parallel=True)) is None  # torch is installed here
+    assert check_level3(Capabilities(name="none")) is None
+    with pytest.raises(ValueError, match="collectives"):
+        Capabilities(name="x", collectives="mpi")

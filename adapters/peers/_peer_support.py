@@ -8,15 +8,11 @@ folder is not a package of the distribution and nothing in the project imports i
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
-import types
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from _import_only import import_module_only
 
 __all__ = ["TORCH_DTYPES", "grad_or_zero", "import_module_only", "numpy64", "tensor"]
 
@@ -35,27 +31,3 @@ def numpy64(t: torch.Tensor) -> np.ndarray:
 def grad_or_zero(t: torch.Tensor) -> np.ndarray:
     """``t.grad`` as float64 NumPy, zeros when nothing reached ``t`` (an input the loss ignores)."""
     return numpy64(t.grad if t.grad is not None else torch.zeros_like(t))
-
-
-def import_module_only(package: str, module: str) -> types.ModuleType:
-    """Import ``package.module`` with ``package`` and every subpackage of it registered as bare
-    namespaces over their real folders, so that none of their ``__init__`` files runs. The module's
-    own absolute imports of sibling modules (``from package.utils import dist``) still work."""
-    full = f"{package}.{module}"
-    if full in sys.modules:
-        return sys.modules[full]
-    registered = sys.modules.get(package)
-    if registered is not None and getattr(registered, "__path__", None):
-        root = Path(next(iter(registered.__path__)))
-    else:
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise ImportError(f"{package} is not installed")
-        root = Path(next(iter(spec.submodule_search_locations)))
-    for init in sorted(root.rglob("__init__.py")):
-        name = ".".join((package, *init.parent.relative_to(root).parts))
-        if name not in sys.modules:
-            stub = types.ModuleType(name)
-            stub.__path__ = [str(init.parent)]  # type: ignore[attr-defined]
-            sys.modules[name] = stub
-    return importlib.import_module(full)
