@@ -107,6 +107,10 @@ class Failure:
     features: frozenset[str] = frozenset()
     #: The failing case itself (arrays and config; not saved): the known mistakes are tried on it.
     case: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    #: What the adapter returned on the case of a data-parallel or cached failure (a
+    #: :class:`~.mistakes.RankObservation` or :class:`~.mistakes.EncoderObservation`): the known
+    #: mistakes are tried on it after the run, when no harness is open any more.
+    observed: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -482,6 +486,7 @@ def _record_failure(
     failure.case_size, failure.shapes = size, shapes
     failure.features = case_features(case)
     failure.case = case or None
+    failure.observed = getattr(exc, "observed", None)
     result.failure = failure
     if reproducer_dir is not None and case:
         path = Path(reproducer_dir) / f"{_slug(ctx.caps.name)}__{_slug(result.label)}.npz"

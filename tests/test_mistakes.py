@@ -12,13 +12,17 @@ returns, and explain() names the right one and never a wrong one.
   and a sum over groups the same function; D = 1 cosine rows whose positive logits average to 0); the
   cases drawn here are many and varied enough that no such coincidence survives all of them;
 * a passing case where the mistake would differ from the reference rules it out (controls), and a
-  cos floor of an unlisted value is fitted from the data.
+  cos floor of an unlisted value is fitted from the data;
+* the data-parallel mistakes reproduce every rank's outputs of their mutants under a real gloo group
+  of W = 2 (the conformance harness), the GradCache mistakes the cached encoder path of theirs, and
+  neither names the correct adapter; a data-parallel mutant's run names its mistake on its root line.
 
-Cases are drawn from seeded NumPy generators (deterministic); the whole file takes a few seconds.
+Cases are drawn from seeded NumPy generators (deterministic); the whole file takes about 30 seconds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import zlib
 from typing import Any
@@ -30,24 +34,50 @@ pytest.importorskip("torch")
 
 import torch
 
-from infonce_spec.conformance.mistakes import MISTAKES, Emulation, Mistake, emulate, explain, outputs_agree
+from infonce_spec.conformance.harnesses import open_harness
+from infonce_spec.conformance.mistakes import (
+    MISTAKES,
+    Emulation,
+    EncoderObservation,
+    Mistake,
+    RankObservation,
+    emulate,
+    explain,
+    outputs_agree,
+)
+from infonce_spec.conformance.mistakes.ranks import rank_outputs
 from infonce_spec.conformance.mutants.adapter import TorchAdapter, adapter_for
 from infonce_spec.conformance.mutants.base import InfoNCE, Options
 from infonce_spec.conformance.mutants.catalogue import CATALOGUE
-from infonce_spec.conformance.protocol import EmbeddingCase, LossGrads
+from infonce_spec.conformance.protocol import (
+    EmbeddingCase,
+    EncoderCase,
+    EncoderStep,
+    LossGrads,
+    RankCase,
+    load_adapter,
+)
+from infonce_spec.conformance.runner import run_adapter
 from infonce_spec.conformance.tolerances import embedding_bounds, round_to_dtype
-from infonce_spec.reference import Config, SpecViolation, loss_and_grad
+from infonce_spec.reference import Config, SpecViolation, loss_and_grad, rank_expectations
 from infonce_spec.vocabulary import DIRECTIONS, HARDNESS_MODES, PARTITION_MODES
 
 Case = tuple[np.ndarray, np.ndarray, Config]
 
 #: Catalogue mutants with no mistake: faults (an exception or a None output is no computation to
-#: emulate), and the levels above the embeddings (cached, data parallel), where a single-process
-#: emulation of embeddings has nothing to say.
+#: emulate); a fresh dropout mask (the framework's random draws) and the loss stage's memory (values
+#: right) have no closed form.
 WITHOUT_MISTAKE = {"hard_negatives_by_cat", "shape_crash_varying", "scale_grad_none"}
+WITHOUT_CLOSED_FORM = {"cache_no_rng_replay", "cache_full_mask", "cache_backward_once"}
+
+EMBEDDING_MISTAKES = sorted(m.id for m in MISTAKES.values() if m.kind == "embeddings")
+RANK_MISTAKES = sorted(m.id for m in MISTAKES.values() if m.kind == "ranks")
+CACHE_MISTAKES = sorted(m.id for m in MISTAKES.values() if m.kind == "encoder")
 
 
-def draw_case(rng: np.random.Generator, applies: Any = lambda c: True) -> Case:
+def draw_case(
+    rng: np.random.Generator, applies: Any = lambda c: True, n: int | None = None, k: int | None = None
+) -> Case:
     """A random configuration under which ``applies`` holds, and a batch with the suite's corner rows
     (zero, below and just above the cos eps, large) and duplicates."""
     while True:
@@ -66,7 +96,9 @@ def draw_case(rng: np.random.Generator, applies: Any = lambda c: True) -> Case:
             continue
         if applies(config):
             break
-    n, k, d = int(rng.integers(1, 6)), int(rng.integers(1, 4)), int(rng.integers(1, 9))
+    n = int(rng.integers(1, 6)) if n is None else n
+    k = int(rng.integers(1, 4)) if k is None else k
+    d = int(rng.integers(1, 9))
     x = (
         rng.normal(size=(n * (k + 1), d))
         if rng.random() < 0.7
@@ -154,18 +186,24 @@ def cases_of(mistake: Mistake, count: int = 30) -> list[tuple[Case, Any]]:
 
 
 # --------------------------------------------------------------------------- tests
-def test_every_embedding_level_mutant_has_its_mistake_with_its_clause():
-    embedding_level = {m.id for m in CATALOGUE.values() if m.level == "embeddings"}
-    with_mistake = {m.mutant for m in MISTAKES.values() if m.mutant is not None}
+def test_every_mutant_with_a_closed_form_has_its_mistake_with_its_clause():
+    with_mistake = {x for m in MISTAKES.values() for x in m.mutants}
     assert with_mistake <= set(CATALOGUE)
-    assert embedding_level - with_mistake == WITHOUT_MISTAKE
+    assert set(CATALOGUE) - with_mistake == WITHOUT_MISTAKE | WITHOUT_CLOSED_FORM
     for m in MISTAKES.values():
         assert m.provenance and m.description and m.clause
-        if m.mutant is not None:
-            assert m.clause == CATALOGUE[m.mutant].clause, m.id
-            if CATALOGUE[m.mutant].reference:
-                assert m.provenance == CATALOGUE[m.mutant].reference, m.id
+        assert m.mutant == (m.mutants[0] if m.mutants else None)
+        for x in m.mutants:
+            assert m.clause == CATALOGUE[x].clause, m.id
+            if CATALOGUE[x].reference:
+                assert CATALOGUE[x].reference in m.provenance, m.id
     assert set(OWN_IMPLEMENTATIONS) == {m.id for m in MISTAKES.values() if m.mutant is None}
+    # the mutants' levels: each kind of mistake is about its own level
+    for m in MISTAKES.values():
+        levels = {CATALOGUE[x].level for x in m.mutants}
+        assert levels <= {
+            {"embeddings": "embeddings", "ranks": "data_parallel", "encoder": "encoder"}[m.kind]
+        }
 
 
 def test_the_default_emulation_is_the_reference():
@@ -175,7 +213,7 @@ def test_the_default_emulation_is_the_reference():
         assert reference_agrees(case, emulate(*case, Emulation())), case[2]
 
 
-@pytest.mark.parametrize("mistake_id", sorted(MISTAKES))
+@pytest.mark.parametrize("mistake_id", EMBEDDING_MISTAKES)
 def test_the_mistake_computes_what_its_implementation_returns(mistake_id):
     mistake = MISTAKES[mistake_id]
     _, params = implementation(mistake)
@@ -190,7 +228,7 @@ def test_the_mistake_computes_what_its_implementation_returns(mistake_id):
     assert differing >= 3, f"{mistake_id}: only {differing} cases where the mistake shows"
 
 
-@pytest.mark.parametrize("mistake_id", sorted(MISTAKES))
+@pytest.mark.parametrize("mistake_id", EMBEDDING_MISTAKES)
 def test_the_correct_adapter_is_never_explained(mistake_id):
     mistake = MISTAKES[mistake_id]
     correct = TorchAdapter()
@@ -210,7 +248,7 @@ def test_the_correct_adapter_is_never_explained(mistake_id):
     assert shown >= 3
 
 
-@pytest.mark.parametrize("mistake_id", sorted(MISTAKES))
+@pytest.mark.parametrize("mistake_id", EMBEDDING_MISTAKES)
 def test_explain_names_the_mistake_alone_on_its_failing_cases(mistake_id):
     mistake = MISTAKES[mistake_id]
     failing, passing = [], []
@@ -283,3 +321,152 @@ def test_a_float32_implementation_is_explained_at_its_tolerance():
         (passing if right else failing).append((q, docs, config, got))
     assert failing
     assert [m.id for m in explain(failing, passing, dtype="float32")] == ["norm_floor_1e6"]
+
+
+# --------------------------------------------------------------------------- data parallel (W = 2)
+W = 2
+RANK_CASES = 8
+
+
+def rank_cases(name: str) -> list[tuple[np.ndarray, np.ndarray, Config]]:
+    """Global batches of W equal local batches (B 1..3, K 1..3), configs and rows as :func:`draw_case`."""
+    rng = rng_for("ranks " + name)
+    return [
+        draw_case(rng, n=W * int(rng.integers(1, 4)), k=int(rng.integers(1, 4))) for _ in range(RANK_CASES)
+    ]
+
+
+def ranks_of(spec: str, cases: list[tuple[np.ndarray, np.ndarray, Config]]) -> list[RankObservation]:
+    """Every rank's ``rank_embeddings`` of the adapter ``spec`` on each case, under a gloo group of W."""
+    harness = open_harness(load_adapter(spec), W, timeout=60.0)
+    try:
+        out = []
+        for q, d, config in cases:
+            b = q.shape[0] // W
+            own = [slice(r * b, (r + 1) * b) for r in range(W)]
+            local = [RankCase(r, W, q[s].copy(), d[:, s].copy(), config) for r, s in enumerate(own)]
+            out.append(RankObservation(q, d, config, W, tuple(harness.run("rank_embeddings", local))))
+        return out
+    finally:
+        harness.close()
+
+
+def test_the_default_rank_emulation_is_the_reference():
+    rng = rng_for("rank reference")
+    for w in (1, 2, 3):
+        for _ in range(10):
+            q, d, config = draw_case(rng, n=w * int(rng.integers(1, 4)))
+            bounds = embedding_bounds(q, d, config, "float64").scaled(w)  # W dL/d(local)
+            b = q.shape[0] // w
+            predicted = rank_outputs(q, d, config, w)
+            for r, (got, want) in enumerate(zip(predicted, rank_expectations(q, d, config, w), strict=True)):
+                own = slice(r * b, (r + 1) * b)
+                mine = dataclasses.replace(
+                    bounds, grad_queries=bounds.grad_queries[own], grad_docs=bounds.grad_docs[:, own]
+                )
+                assert outputs_agree(want, got, mine, "float64"), config
+
+
+@pytest.mark.parametrize("mutant_id", sorted(x for m in RANK_MISTAKES for x in MISTAKES[m].mutants))
+def test_the_rank_mistake_computes_what_its_mutant_returns_and_is_named_alone(mutant_id):
+    (mistake,) = [m for m in MISTAKES.values() if mutant_id in m.mutants]
+    observations = ranks_of(CATALOGUE[mutant_id].spec, rank_cases(mutant_id))
+    failing = []
+    for ob in observations:
+        predicted, bounds = mistake.predict(ob, "float64")
+        assert ob.agrees(predicted, bounds, "float64"), (
+            mutant_id,
+            ob.config,
+            ob.queries.shape,
+            ob.docs.shape,
+        )
+        if ob.shows(predicted, "float64"):
+            failing.append(ob)
+    assert len(failing) >= 2, f"{mutant_id}: only {len(failing)} cases where the mistake shows"
+    assert [m.id for m in explain(failing)] == [mistake.id]
+
+
+def test_the_correct_data_parallel_adapter_is_never_explained():
+    observations = ranks_of(TorchAdapter.__module__ + ":TorchAdapter", rank_cases("correct"))
+    shown = 0
+    for ob in observations:
+        for mid in RANK_MISTAKES:
+            mistake = MISTAKES[mid]
+            if mistake.applies(ob) and ob.shows(mistake.predict(ob, "float64")[0], "float64"):
+                shown += 1
+                assert explain([ob], mistakes=[mistake]) == [], (mid, ob.config)
+    assert shown >= 2 * len(RANK_MISTAKES)
+
+
+def test_a_data_parallel_mutant_run_names_its_mistake_on_its_root_line():
+    """The plumbing: the data-parallel property keeps every rank's outputs on the failing case, the
+    runner carries them into the failure, and the root's line names the mistake."""
+    report = run_adapter(
+        CATALOGUE["dp_loss_times_world"].spec,
+        profile="quick",
+        world_sizes=(W,),
+        select=lambda p: p.name == "data_parallel/embeddings",
+        reproducer_dir=None,
+    )
+    (root,) = report.diagnosis.roots
+    assert root.clause == "DP-2"
+    assert root.matches == [
+        f"matches: {MISTAKES['dp_loss_times_world'].description} (known mistake `dp_loss_times_world`)"
+    ]
+    assert "known mistake `dp_loss_times_world`" in root.line()
+    assert isinstance(root.smallest.failure.observed, RankObservation)
+
+
+# --------------------------------------------------------------------------- GradCache (encoder)
+def encoder_cases(name: str, count: int = 12) -> list[tuple[np.ndarray, tuple[Any, ...], Config, int]]:
+    """Linear-encoder cases: weight (D, F), one or two steps with upstreams from the cached properties'
+    values, mini_batch_size 1 .. N + 1 (every other case one that does not divide N, where N allows)."""
+    rng = rng_for("encoder " + name)
+    out = []
+    for _ in range(count):
+        _, _, config = draw_case(rng)
+        n, k, f, dim = (int(rng.integers(lo, hi)) for lo, hi in ((2, 6), (1, 4), (1, 5), (1, 5)))
+        steps = tuple(
+            (
+                rng.normal(size=(n, f)),
+                rng.normal(size=(k, n, f)),
+                float(rng.choice([1.0, 2.0, -0.5, 0.0, 3.7])),
+            )
+            for _ in range(1 + len(out) // 2 % 2)  # one step or two (two forwards, then two backwards)
+        )
+        uneven = [m for m in range(2, n) if n % m]  # every other case: a short last chunk where N allows
+        m = int(rng.choice(uneven)) if uneven and len(out) % 2 else int(rng.integers(1, n + 2))
+        out.append((rng.normal(size=(dim, f)), steps, config, m))
+    return out
+
+
+def encoder_of(adapter: Any, name: str) -> list[EncoderObservation]:
+    out = []
+    for w, steps, config, m in encoder_cases(name):
+        got = adapter.encoder(EncoderCase(w, tuple(EncoderStep(*s) for s in steps), config, m))
+        out.append(EncoderObservation(w, steps, config, m, got))
+    return out
+
+
+@pytest.mark.parametrize("mistake_id", CACHE_MISTAKES)
+def test_the_cache_mistake_computes_what_its_mutant_returns_and_is_named_alone(mistake_id):
+    mistake = MISTAKES[mistake_id]
+    failing = []
+    for ob in encoder_of(CATALOGUE[mistake.mutant].adapter, mistake_id):
+        predicted, bounds = mistake.predict(ob, "float64")
+        assert ob.agrees(predicted, bounds, "float64"), (mistake_id, ob.config, ob.mini_batch_size)
+        if mistake.applies(ob) and ob.shows(predicted, "float64"):
+            failing.append(ob)
+    assert len(failing) >= 2, f"{mistake_id}: only {len(failing)} cases where the mistake shows"
+    assert [m.id for m in explain(failing)] == [mistake_id]
+
+
+def test_the_correct_cached_adapter_is_never_explained():
+    shown = 0
+    for ob in encoder_of(TorchAdapter(), "correct"):
+        for mid in CACHE_MISTAKES:
+            mistake = MISTAKES[mid]
+            if mistake.applies(ob) and ob.shows(mistake.predict(ob, "float64")[0], "float64"):
+                shown += 1
+                assert explain([ob], mistakes=[mistake]) == [], (mid, ob.config)
+    assert shown >= 2 * len(CACHE_MISTAKES)

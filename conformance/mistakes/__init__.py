@@ -11,24 +11,32 @@ the cases the adapter got right.
 
 How a variant is computed: :mod:`.emulation` (the spec's loss with one switch per way of getting it
 wrong, exact to float64 rounding); the mistakes themselves: :mod:`.catalogue`; the matching:
-:mod:`.explain`. The catalogue is described in docs/mutants.md ("Known mistakes").
+:mod:`.explain`. Above one process' embeddings: :mod:`.ranks` (what every rank of a faulty
+data-parallel implementation returns, from the emulation of the global batch) and :mod:`.cached`
+(what a faulty GradCache returns for a linear encoder, through the chain rule). The catalogue is described in docs/mutants.md ("Known mistakes").
 
 No torch here: the module runs wherever the suite runs.
 """
 
 from __future__ import annotations
 
+from .cached import CacheMistake, EncoderObservation
 from .catalogue import MISTAKES, Mistake, Observation
 from .emulation import Emulation, Outputs, emulate
 from .explain import Match, explain, outputs_agree
+from .ranks import RankMistake, RankObservation
 
 __all__ = [
     "MISTAKES",
+    "CacheMistake",
     "Emulation",
+    "EncoderObservation",
     "Match",
     "Mistake",
     "Observation",
     "Outputs",
+    "RankMistake",
+    "RankObservation",
     "emulate",
     "explain",
     "outputs_agree",

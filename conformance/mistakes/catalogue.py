@@ -1,5 +1,6 @@
 """The known mistakes: one :class:`Mistake` per bug, with its clause, its provenance, the catalogue
-mutant that has it, and the :class:`~.emulation.Emulation` switches that compute it."""
+mutant that has it, and the :class:`~.emulation.Emulation` switches that compute it. :data:`MISTAKES`
+also holds the data-parallel ones (:mod:`.ranks`) and the GradCache ones (:mod:`.cached`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from infonce_spec.reference import Config
 from infonce_spec.vocabulary import COS_EPS
 
 from ..tolerances import Bounds, embedding_bounds
+from .cached import CACHE_MISTAKES
 from .emulation import Emulation, Outputs, emulate, emulate_with_unit_grads
+from .ranks import RANK_MISTAKES
 
 __all__ = ["MISTAKES", "Mistake", "Observation"]
 
@@ -62,6 +65,13 @@ class Mistake:
     applies_to: Callable[[Config], bool] = _always
     params: dict[str, tuple[float, ...]] = field(default_factory=dict)
     fit: Callable[[Mistake, Sequence[Observation]], list[dict[str, float]]] | None = None
+    #: What it is a mistake of: one process' embeddings (the others are ``"ranks"`` and ``"encoder"``).
+    kind: str = field(default="embeddings", init=False)
+
+    @property
+    def mutants(self) -> tuple[str, ...]:
+        """The catalogue mutants that have it."""
+        return (self.mutant,) if self.mutant is not None else ()
 
     def applies(self, config: Config) -> bool:
         """Whether the mistake changes anything under ``config`` (it may still agree on some inputs)."""
@@ -333,5 +343,5 @@ _ALL: tuple[Mistake, ...] = (
     ),
 )  # fmt: skip
 
-#: Every known mistake by id.
-MISTAKES: dict[str, Mistake] = {m.id: m for m in _ALL}
+#: Every known mistake by id: the embedding-level ones, then the data-parallel and GradCache ones.
+MISTAKES: dict[str, Any] = {m.id: m for m in (*_ALL, *RANK_MISTAKES, *CACHE_MISTAKES)}

@@ -52,6 +52,8 @@ class Emulation:
     * ``shifted``: the log-sum-exp is max-shifted (NUM-1).
     * ``loss_sum``: L is the sum of the l_g, not their mean (LOSS-1).
     * ``positive_floor``: each group's loss is ``−log(P_γ(positive) + positive_floor)`` (NUM-1).
+    * ``query_weights``: L is ``Σ_g w_g l_g`` with these weights (one per query) instead of the mean
+      (the share of L that one rank or one cache chunk computes; queries of weight 0 are left out).
     """
 
     floor: float | None = COS_EPS
@@ -70,6 +72,7 @@ class Emulation:
     shifted: bool = True
     loss_sum: bool = False
     positive_floor: float = 0.0
+    query_weights: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -190,7 +193,9 @@ def _loss(
     if e.anchor_rows_split and config.partition_mode == "per_anchor":
         groups = tuple((name,) for name in config.selected_directions)
     m = len(groups)
-    weight = 1.0 if e.loss_sum else 1.0 / n
+    weight = np.full(n, 1.0 if e.loss_sum else 1.0 / n)
+    if e.query_weights is not None:
+        weight = np.asarray(e.query_weights, dtype=np.float64)
     masked = {r.name: np.where(r.partition_excluded, -np.inf, r.z) for r in rows}
     partitions = [_logsumexp(np.concatenate([masked[name] for name in g], axis=1), e.shifted) for g in groups]
     lse = [log_z for log_z, _ in partitions]
@@ -202,8 +207,8 @@ def _loss(
     else:
         a, b = {"mean": (1.0 / m, 1.0), "sum_partitions": (1.0, 1.0), "sum_losses": (1.0, float(m))}[e.groups]
         per_query = a * sum(lse) - b * p
-        d_lse = [np.full(n, a * weight) for _ in groups]
-        d_p = np.full(n, -b * weight)
+        d_lse = [a * weight for _ in groups]
+        d_p = -b * weight
     grads: dict[str, np.ndarray] = {}
     for group, (log_z, total), w in zip(groups, partitions, d_lse, strict=True):
         for name in group:
@@ -211,7 +216,8 @@ def _loss(
             g = w[:, None] * np.exp(z - log_z[:, None]) if e.shifted else (w / total)[:, None] * np.exp(z)
             grads[name] = np.where(by_name[name].partition_excluded, 0.0, g)
     grads["query_to_doc"] = grads["query_to_doc"] + np.where(positive, d_p[:, None], 0.0)
-    return float(np.sum(per_query) if e.loss_sum else np.mean(per_query)), grads
+    kept = weight != 0.0
+    return float(np.sum(weight[kept] * per_query[kept])), grads
 
 
 def _backward(

@@ -35,7 +35,8 @@ from hypothesis import strategies as st
 from infonce_spec.reference import Config, linear_encoder_grad
 
 from ..compare import ConformanceFailure, PremiseFailure, fail
-from ..protocol import Capabilities, DropoutCase, EncoderCase, EncoderStep
+from ..mistakes import EncoderObservation
+from ..protocol import Capabilities, DropoutCase, EncoderCase, EncoderGrads, EncoderStep
 from ..strategies import draw_config, draw_embeddings
 from ..tolerances import COS_EPS, encoder_bounds, encoder_condition, round_to_dtype
 from .base import Context, Property, output_array
@@ -135,9 +136,11 @@ def _cache_premise(ctx: Context, case: dict[str, Any], exc: ConformanceFailure, 
         try:
             _check_against_uncached(ctx, case, [1.0], "CACHE-1")
         except ConformanceFailure as inner:
-            raise PremiseFailure(
+            premise = PremiseFailure(
                 "CACHE-1", "the same case cached, one step, upstream 1, no dropout", inner.detail
-            ) from None
+            )
+            premise.observed = getattr(inner, "observed", None)  # that case's cached outputs
+            raise premise from None
 
 
 def _draw_case(data: Any, ctx: Context, *, cached: bool) -> dict[str, Any]:
@@ -174,26 +177,30 @@ def _check_against_uncached(ctx: Context, case: dict[str, Any], upstreams: list[
     plain_losses, plain_grad = call_encoder(ctx, w, steps, config, None)
     what = "the same adapter uncached (mini_batch_size None)"
     grad_bound = 0.0
-    for i, (xq, xd, c) in enumerate(steps):
-        bounds, g_bound = encoder_bounds(xq, xd, w, config, ctx.compute_dtype, encoder_dtype=ctx.dtype)
+    try:
+        for i, (xq, xd, c) in enumerate(steps):
+            bounds, g_bound = encoder_bounds(xq, xd, w, config, ctx.compute_dtype, encoder_dtype=ctx.dtype)
+            ctx.close(
+                losses[i],
+                plain_losses[i],
+                2 * bounds.loss,
+                quantity=f"cached loss of step {i}",
+                clause=clause,
+                what=what,
+            )
+            grad_bound += 2 * abs(c) * g_bound
         ctx.close(
-            losses[i],
-            plain_losses[i],
-            2 * bounds.loss,
-            quantity=f"cached loss of step {i}",
+            grad,
+            plain_grad,
+            grad_bound,
+            quantity="cached grad_weight",
             clause=clause,
             what=what,
+            magnitude=np.abs(grad) + np.abs(plain_grad),
         )
-        grad_bound += 2 * abs(c) * g_bound
-    ctx.close(
-        grad,
-        plain_grad,
-        grad_bound,
-        quantity="cached grad_weight",
-        clause=clause,
-        what=what,
-        magnitude=np.abs(grad) + np.abs(plain_grad),
-    )
+    except ConformanceFailure as exc:  # the cached outputs, for the known mistakes
+        exc.observed = EncoderObservation(w, tuple(steps), config, m, EncoderGrads(list(losses), grad))
+        raise
 
 
 class EncoderReference(Property):

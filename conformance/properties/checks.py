@@ -422,21 +422,27 @@ def unit_case(x: np.ndarray, dtype: str) -> np.ndarray:
     return round_to_dtype(out, dtype)
 
 
-FLOOR_ONLY = "the same case with its rows near the cos floor rescaled to unit norm is right"
+FLOOR_ONLY = "the same case at moderate logits is wrong, and right with its rows near the cos floor rescaled to unit norm"
 
 
 def _needs_floor_rows(
     ctx: Context, q: np.ndarray, d: np.ndarray, config: Config
 ) -> tuple[Variant, str] | None:
-    """SIM-1 or GRAD-3 when a cos case has rows near the floor and its unit-row version is right."""
+    """SIM-1 or GRAD-3 when a cos case has rows near the floor, is wrong at moderate logits, and is
+    right at moderate logits with those rows at unit norm. Moderate logits first: at scale 20 a
+    unit-row version can hide any error behind ``exp(-40)`` (and at D = 1, where unit rows are
+    ``+-1``, it often does)."""
     if config.similarity != "cos":
         return None
     x = np.concatenate([q, d.reshape(-1, q.shape[1])])
     if not bool(np.any(np.linalg.norm(x, axis=1) < NEAR_FLOOR)):
         return None
-    if not adapter_is_right(ctx, unit_case(q, ctx.dtype), unit_case(d, ctx.dtype), config)[0]:
+    qm, dm, moderate = moderate_case(q, d, config, ctx.dtype)
+    if adapter_is_right(ctx, qm, dm, moderate)[0]:
+        return None  # the moderate version says nothing about the floor
+    if not adapter_is_right(ctx, unit_case(qm, ctx.dtype), unit_case(dm, ctx.dtype), moderate)[0]:
         return None
-    loss_right = adapter_is_right(ctx, q, d, config, grads=False)[0]
+    loss_right = adapter_is_right(ctx, qm, dm, moderate, grads=False)[0]
     if loss_right and q.shape[1] == 1:
         return (
             None  # D = 1: a cos gradient is 0 at every unit row, so the unit version hides any gradient error

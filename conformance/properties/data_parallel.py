@@ -31,6 +31,7 @@ from infonce_spec.reference import linear_encoder_grad, rank_expectations
 
 from ..compare import ConformanceFailure, PremiseFailure, fail
 from ..distributed import RankError
+from ..mistakes import RankObservation
 from ..protocol import Capabilities, RankCase, RankEncoderCase
 from ..strategies import draw_batch, draw_config
 from ..tolerances import embedding_bounds, encoder_bounds, round_to_dtype
@@ -144,7 +145,9 @@ def check_layout(
             return  # every rank reports the global L (DP-2 allows it)
     clause, why = loss_clause(losses, want, bounds.loss)
     premise = f"the rank losses on a generic batch of the same shapes (no two rows alike): {why}"
-    raise PremiseFailure(clause, premise, failure.detail, mismatch=failure.mismatch) from None
+    exc = PremiseFailure(clause, premise, failure.detail, mismatch=failure.mismatch)
+    exc.observed = RankObservation(gq, gd, config, w, tuple(outs))  # what the known mistakes are tried on
+    raise exc from None
 
 
 def _rank_run(
@@ -236,7 +239,13 @@ class DataParallelEmbeddings(Property):
                     f"rank {r} grad_docs (local, W-scaled)",
                 )
             )
-        _verdict(ctx, q, d, config, [losses, _grad_failure(ctx, pairs, "DP-3")])
+        try:
+            _verdict(ctx, q, d, config, [losses, _grad_failure(ctx, pairs, "DP-3")])
+        except PremiseFailure:
+            raise  # evidence about another case (W = 1, or a generic batch that carries its own)
+        except ConformanceFailure as exc:
+            exc.observed = RankObservation(q, d, config, w, tuple(outs))  # for the known mistakes
+            raise
 
 
 class DataParallelEncoder(Property):
