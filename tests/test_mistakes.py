@@ -370,32 +370,37 @@ def test_the_default_rank_emulation_is_the_reference():
 @pytest.mark.parametrize("mutant_id", sorted(x for m in RANK_MISTAKES for x in MISTAKES[m].mutants))
 def test_the_rank_mistake_computes_what_its_mutant_returns_and_is_named_alone(mutant_id):
     (mistake,) = [m for m in MISTAKES.values() if mutant_id in m.mutants]
-    observations = ranks_of(CATALOGUE[mutant_id].spec, rank_cases(mutant_id))
+    assert_reproduced_and_named(mistake, ranks_of(CATALOGUE[mutant_id].spec, rank_cases(mutant_id)))
+
+
+def assert_reproduced_and_named(mistake: Any, observations: list[Any]) -> None:
+    """The mistake predicts its implementation's outputs on every case; on those where it shows (often
+    enough), explain() names it alone."""
     failing = []
     for ob in observations:
         predicted, bounds = mistake.predict(ob, "float64")
-        assert ob.agrees(predicted, bounds, "float64"), (
-            mutant_id,
-            ob.config,
-            ob.queries.shape,
-            ob.docs.shape,
-        )
-        if ob.shows(predicted, "float64"):
+        assert ob.agrees(predicted, bounds, "float64"), (mistake.id, ob.config)
+        if mistake.applies(ob) and ob.shows(predicted, "float64"):
             failing.append(ob)
-    assert len(failing) >= 2, f"{mutant_id}: only {len(failing)} cases where the mistake shows"
+    assert len(failing) >= 2, f"{mistake.id}: only {len(failing)} cases where the mistake shows"
     assert [m.id for m in explain(failing)] == [mistake.id]
 
 
-def test_the_correct_data_parallel_adapter_is_never_explained():
-    observations = ranks_of(TorchAdapter.__module__ + ":TorchAdapter", rank_cases("correct"))
+def assert_never_explained(observations: list[Any], mistake_ids: list[str]) -> None:
+    """No mistake explains a correct adapter's outputs wherever the mistake would show (often enough)."""
     shown = 0
     for ob in observations:
-        for mid in RANK_MISTAKES:
+        for mid in mistake_ids:
             mistake = MISTAKES[mid]
             if mistake.applies(ob) and ob.shows(mistake.predict(ob, "float64")[0], "float64"):
                 shown += 1
                 assert explain([ob], mistakes=[mistake]) == [], (mid, ob.config)
-    assert shown >= 2 * len(RANK_MISTAKES)
+    assert shown >= 2 * len(mistake_ids)
+
+
+def test_the_correct_data_parallel_adapter_is_never_explained():
+    observations = ranks_of(TorchAdapter.__module__ + ":TorchAdapter", rank_cases("correct"))
+    assert_never_explained(observations, RANK_MISTAKES)
 
 
 def test_a_data_parallel_mutant_run_names_its_mistake_on_its_root_line():
@@ -451,22 +456,8 @@ def encoder_of(adapter: Any, name: str) -> list[EncoderObservation]:
 @pytest.mark.parametrize("mistake_id", CACHE_MISTAKES)
 def test_the_cache_mistake_computes_what_its_mutant_returns_and_is_named_alone(mistake_id):
     mistake = MISTAKES[mistake_id]
-    failing = []
-    for ob in encoder_of(CATALOGUE[mistake.mutant].adapter, mistake_id):
-        predicted, bounds = mistake.predict(ob, "float64")
-        assert ob.agrees(predicted, bounds, "float64"), (mistake_id, ob.config, ob.mini_batch_size)
-        if mistake.applies(ob) and ob.shows(predicted, "float64"):
-            failing.append(ob)
-    assert len(failing) >= 2, f"{mistake_id}: only {len(failing)} cases where the mistake shows"
-    assert [m.id for m in explain(failing)] == [mistake_id]
+    assert_reproduced_and_named(mistake, encoder_of(CATALOGUE[mistake.mutant].adapter, mistake_id))
 
 
 def test_the_correct_cached_adapter_is_never_explained():
-    shown = 0
-    for ob in encoder_of(TorchAdapter(), "correct"):
-        for mid in CACHE_MISTAKES:
-            mistake = MISTAKES[mid]
-            if mistake.applies(ob) and ob.shows(mistake.predict(ob, "float64")[0], "float64"):
-                shown += 1
-                assert explain([ob], mistakes=[mistake]) == [], (mid, ob.config)
-    assert shown >= 2 * len(CACHE_MISTAKES)
+    assert_never_explained(encoder_of(TorchAdapter(), "correct"), CACHE_MISTAKES)

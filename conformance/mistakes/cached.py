@@ -22,7 +22,7 @@ A dropout mask drawn afresh (CACHE-3) has no closed form: the masks are the fram
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -33,6 +33,7 @@ from infonce_spec.reference import Config, linear_encoder_grad
 from ..tolerances import UNIT_ROUNDOFF, encoder_bounds
 from .agreement import values_close
 from .emulation import Emulation, emulate
+from .higher import HigherMistake
 
 __all__ = [
     "CACHE_MISTAKES",
@@ -175,25 +176,12 @@ def _bounds(ob: EncoderObservation, e: CacheEmulation, dtype: str) -> EncoderBou
 
 
 @dataclass(frozen=True)
-class CacheMistake:
-    """A GradCache mistake: like :class:`~.catalogue.Mistake` (``clause``, ``description``,
-    ``provenance``, ``mutants`` that have it), computed by :func:`cached_outputs` with ``knobs``
-    (:class:`CacheEmulation`); it applies to cached cases (``mini_batch_size`` set) where
-    ``applies_to(observation)`` holds."""
+class CacheMistake(HigherMistake):
+    """A GradCache mistake, computed by :func:`cached_outputs` with ``knobs`` (:class:`CacheEmulation`);
+    it applies to cached cases (``mini_batch_size`` set) where ``applies_to(observation)`` holds."""
 
-    id: str
-    clause: str
-    description: str
-    provenance: str
-    mutants: tuple[str, ...]
-    knobs: dict[str, str]
     applies_to: Callable[[EncoderObservation], bool] = lambda ob: True
-    params: dict[str, tuple[float, ...]] = field(default_factory=dict)
     kind: str = field(default="encoder", init=False)
-
-    @property
-    def mutant(self) -> str | None:
-        return self.mutants[0] if self.mutants else None
 
     @property
     def emulation(self) -> CacheEmulation:
@@ -201,12 +189,6 @@ class CacheMistake:
 
     def applies(self, ob: EncoderObservation) -> bool:
         return ob.mini_batch_size is not None and bool(self.applies_to(ob))
-
-    def candidates(self, observations: Sequence[Any]) -> list[dict[str, float]]:
-        return [{}]
-
-    def text(self, **params: float) -> str:
-        return self.description.format(**params)
 
     def predict(
         self, ob: EncoderObservation, dtype: str, **params: float

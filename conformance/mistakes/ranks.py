@@ -32,6 +32,7 @@ from infonce_spec.reference import Config, rank_expectations
 from ..tolerances import Bounds, embedding_bounds
 from .agreement import outputs_agree
 from .emulation import Emulation, Outputs, emulate
+from .higher import HigherMistake
 
 __all__ = ["RANK_MISTAKES", "RankEmulation", "RankMistake", "RankObservation", "RankOutputs", "rank_outputs"]
 
@@ -184,25 +185,12 @@ def _agree(predicted: Sequence[Any], got: Sequence[Any], bounds: Sequence[Bounds
 
 
 @dataclass(frozen=True)
-class RankMistake:
-    """A data-parallel mistake: like :class:`~.catalogue.Mistake` (``clause``, ``description``,
-    ``provenance``, ``mutants`` that have it), computed by :func:`rank_outputs` with ``knobs``
-    (:class:`RankEmulation`); ``applies_to(config, world_size, batch, k)`` says where it can show."""
+class RankMistake(HigherMistake):
+    """A data-parallel mistake, computed by :func:`rank_outputs` with ``knobs`` (:class:`RankEmulation`);
+    ``applies_to(config, world_size, batch, k)`` says where it can show."""
 
-    id: str
-    clause: str
-    description: str
-    provenance: str
-    mutants: tuple[str, ...]
-    knobs: dict[str, str]
     applies_to: Callable[[Config, int, int, int], bool]
-    params: dict[str, tuple[float, ...]] = field(default_factory=dict)
     kind: str = field(default="ranks", init=False)
-
-    @property
-    def mutant(self) -> str | None:
-        """The first catalogue mutant that has it (:attr:`mutants` lists every one)."""
-        return self.mutants[0] if self.mutants else None
 
     @property
     def emulation(self) -> RankEmulation:
@@ -211,12 +199,6 @@ class RankMistake:
     def applies(self, ob: RankObservation) -> bool:
         w = int(ob.world_size)
         return bool(self.applies_to(ob.config, w, ob.queries.shape[0] // w, ob.docs.shape[0]))
-
-    def candidates(self, observations: Sequence[Any]) -> list[dict[str, float]]:
-        return [{}]
-
-    def text(self, **params: float) -> str:
-        return self.description.format(**params)
 
     def predict(
         self, ob: RankObservation, dtype: str, **params: float
