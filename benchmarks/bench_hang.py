@@ -1,5 +1,4 @@
-"""What a hanging adapter costs: one ``--timeout``, not one per property (issue: "a hang costs about
-one timeout").
+"""What a hanging adapter costs: about one ``--timeout``, not one per property.
 
 The adapter (written to a temporary folder, loaded by file path as a user's would be) claims CLIP's
 configuration (``clip_like()``, dot, embeddings only) and its ``embeddings`` never returns.

@@ -31,7 +31,7 @@ from infonce_spec.vocabulary import DIRECTIONS, HARDNESS_MODES, PARTITION_MODES,
 #: Every configuration the spec defines.
 SHAPES = every_combination(DIRECTIONS, PARTITION_MODES)
 
-#: The claims: InfoNCE with dL/dscale (cos); CLIP as the issue met it (dot, no hardness, inputs not
+#: The claims: InfoNCE with dL/dscale (cos); CLIP as a user's adapter claims it (dot, no hardness, inputs not
 #: validated); NT-Xent over both similarities with validated inputs.
 CLAIMS: dict[str, dict[str, Any]] = {
     "infonce": {"configurations": infonce(), "grad_scale": True},
@@ -135,7 +135,7 @@ def test_no_pass_where_no_claimed_configuration_can_exercise_the_clause(name: st
             assert checked, (clause, verdict)
 
 
-def test_the_clip_claim_of_the_issue() -> None:
+def test_a_clip_claim_without_hardness_or_validation() -> None:
     """CLIP, dot, no hardness, inputs not validated: PART-2 (no joint configuration) and PART-4 (no
     validation) are not claimed; HARD-6 passes only partly (hardness_mode=None with a strength is
     checked, a mode with strength 0 is not claimed); QD-1 is exercised by the claimed
