@@ -253,13 +253,13 @@ class RunReport:
                 partly = partly_missing(clause, self.capabilities)
                 verdict = "pass (partly not claimed)" if unclaimed or partly else "pass"
                 names = [r.label for r in passing]
+                if partly:
+                    rows.append((clause, title, verdict, [f"partly needs {partly}", *sorted(set(names))]))
+                    continue
             elif unreached:
                 verdict = f"not run ({unreached[0].reason})"
                 names = [r.label for r in unreached]
             elif bad:
-                if partly:
-                    rows.append((clause, title, verdict, [f"partly needs {partly}", *sorted(set(names))]))
-                    continue
                 verdict = "not established"
                 names = [f"{r.label} ({self.verdict(r)}{': ' + r.reason if r.reason else ''})" for r in bad]
             else:
