@@ -17,6 +17,7 @@ import pytest
 
 from infonce_spec.adapters.bundled import TorchAdapter
 from infonce_spec.conformance.evidence import missing_claim
+from infonce_spec.conformance.properties.base import Context, Property
 from infonce_spec.conformance.protocol import (
     Capabilities,
     LoadedAdapter,
@@ -25,7 +26,7 @@ from infonce_spec.conformance.protocol import (
     infonce,
     nt_xent,
 )
-from infonce_spec.conformance.runner import RunReport, run_adapter
+from infonce_spec.conformance.runner import PROFILES, RunReport, run_adapter, run_property
 from infonce_spec.vocabulary import DIRECTIONS, HARDNESS_MODES, PARTITION_MODES, SIMILARITIES
 
 #: Every configuration the spec defines.
@@ -170,3 +171,19 @@ def test_run_and_verify_agree_on_what_passes(name: str, tmp_path) -> None:  # ty
         and row["verdict"].startswith("pass") != run[clause].startswith("pass")
     }
     assert disagree == {}
+
+
+class OnlyHardness(Property):
+    """Checks nothing but HARD-2, and claims to need nothing (no ``name``: never registered)."""
+
+    clauses = ("HARD-2",)
+    summary = "a test double"
+
+    def draw(self, data: Any, ctx: Any) -> dict[str, Any]:
+        raise AssertionError("a property with no clause it can exercise is not run")
+
+
+def test_a_property_left_with_no_clause_it_can_exercise_is_not_claimed() -> None:
+    loaded = LoadedAdapter("clip", Claimed("clip_like", CLAIMS["clip_like"]))
+    result = run_property(OnlyHardness(), Context(loaded), PROFILES["quick"])
+    assert (result.status, result.reason, result.examples) == ("not claimed", "needs a hardness mode", 0)
