@@ -1,9 +1,9 @@
 """The reference's engine: the same loss and gradients as :mod:`infonce_spec.reference.normative`,
 computed for speed and bounded memory.
 
-Held or streamed N x N similarity products, row chunks, transposed gradient accumulators, strided
-masks and the hardness multiplier (:mod:`.products`, :mod:`.rows`, :mod:`.partition`,
-:mod:`.loss`). It agrees with the normative reference to rounding; the oracle families of
+Held or streamed N x N similarity products, row chunks on a pool of worker threads, transposed
+gradient accumulators, strided masks, the hardness multiplier and an in-place pullback
+(:mod:`.products`, :mod:`.threads`, :mod:`.rows`, :mod:`.partition`, :mod:`.pullback`, :mod:`.loss`). It agrees with the normative reference to rounding; the oracle families of
 ``tests/`` run on both. :func:`infonce_spec.reference.loss_and_grad` calls it for large batches.
 """
 

@@ -7,8 +7,9 @@ For every chunk of query rows: build the logit blocks (:mod:`.rows`), take their
 similarity by matrix products (:mod:`.products`): a piece ``Z = scale * A B^T`` sends
 ``scale * G B`` to its row vectors ``A`` and ``scale * G^T A`` to its column vectors ``B``.
 Gradients with respect to the unit rows ``u`` are finally pulled back through the normalisation
-(GRAD-3). No autodiff is involved; peak memory is ``O(chunk x candidates)`` (plus the
-``O(K N D)`` gradients and, while they fit in ``HELD_ELEMENTS``, the N x N square products).
+(GRAD-3, :mod:`.pullback`). No autodiff is involved; peak memory is ``O(threads x chunk x
+candidates)`` (plus the ``O(K N D)`` gradients and, while they fit in ``HELD_ELEMENTS``, the N x N
+square products). The chunks run on ``threads`` workers (:mod:`.threads`).
 """
 
 from __future__ import annotations
@@ -82,9 +83,17 @@ def loss_and_grad(
 ) -> Result:
     """L, the per-query losses and every gradient, exactly, for ``queries`` (N, D) and ``docs`` (K, N, D).
 
-    The engine's knobs ``chunk_size`` (rows per chunk) and ``products`` (``"held"`` or ``"streamed"`` square products,
-    :mod:`.products`; ``"auto"`` picks by size) only change speed and memory use, never the result
-    beyond rounding.
+    The engine's knobs only change speed and memory use, never the result beyond rounding:
+
+    * ``chunk_size``: rows per chunk (default: :data:`CHUNK_ELEMENTS` logits, at least
+      :data:`MIN_CHUNK_ROWS` rows; :func:`chunk_bounds`);
+    * ``products``: ``"held"`` or ``"streamed"`` square products (:mod:`.products`; ``"auto"`` picks
+      by size);
+    * ``threads``: the number of cores to use -- chunks run on that many worker threads, each
+      calling BLAS single-threaded (:mod:`.threads`). ``None`` (the default) uses as many as numpy's
+      BLAS would (``OPENBLAS_NUM_THREADS`` and the like, or threadpoolctl's ``threadpool_limits``
+      around the call); each chunk in flight holds its own logits, so memory grows with it. For a
+      given ``threads`` a call gives the same numbers at every run.
     """
     if not isinstance(config, Config):
         raise TypeError(f"config must be an infonce_spec.reference.Config, got {type(config).__name__}")
