@@ -10,8 +10,10 @@ pip, whose site-packages holds the peer installed with ``pip install --no-deps -
 light pure-Python packages it needs) and a ``.pth`` file that adds the project's ``.venv``
 site-packages after it. So torch, numpy, the project and its dependencies come from the project's
 environment -- the CPU torch wheel is never replaced -- and the peer's own version shadows any copy
-there (sentence-transformers 6.2.0 is in the project's environment). Peers are not dependencies of
-the project.
+there (sentence-transformers 6.2.0 is in the project's environment). Peers of other frameworks
+(``Peer.framework``: optax in JAX, tensorflow-similarity in TensorFlow) sit the same way on the
+torch-free framework environment that ``./run setup-frameworks <framework>`` builds (.venv-jax,
+.venv-tf), with that environment's Python. Peers are not dependencies of the project.
 
 Each peer version gets ``peers/reports/<peer>-<version>.json``: how it went (installed, import
 error), and the suite's JSON report of every adapter. ``docs/peers.md`` is written from those files
@@ -57,6 +59,7 @@ class Peer:
     adapters: tuple[str, ...]
     data_parallel: bool = False
     extra: tuple[str, ...] = field(default=())  # light pure-Python packages it needs, --no-deps too
+    framework: str = "torch"  # the environment it sits on: the project's (torch), or ./run's jax / tf
 
     @property
     def key(self) -> str:
@@ -101,21 +104,41 @@ PEERS: tuple[Peer, ...] = (
     ),
     Peer("info-nce-pytorch", "0.1.4", "info-nce-pytorch==0.1.4", "peer_info_nce.py", ("info_nce",)),
     Peer("lightly", "1.6.0", "lightly==1.6.0", "peer_lightly.py", ("ntxent",), data_parallel=True),
+    Peer("optax", "0.2.8", "optax==0.2.8", "peer_optax.py", ("ntxent",), framework="jax"),
+    Peer(
+        "tensorflow-similarity",
+        "0.17.1",
+        "tensorflow-similarity==0.17.1",
+        "peer_tf_similarity.py",
+        ("simclr",),
+        framework="tf",
+    ),
 )
 
 
-def _site_packages(venv: Path) -> Path:
-    return venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
-
-
-def project_site_packages() -> Path:
+def _purelib(python: Path) -> Path:
     out = subprocess.run(
-        [str(PROJECT_PYTHON), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         check=True,
         capture_output=True,
         text=True,
     )
     return Path(out.stdout.strip())
+
+
+def project_site_packages() -> Path:
+    return _purelib(PROJECT_PYTHON)
+
+
+def base_python(peer: Peer) -> Path:
+    """The Python of the environment the peer sits on: the project's, or the framework environment
+    ``./run setup-frameworks`` builds (and prints) for a peer of another framework."""
+    if peer.framework == "torch":
+        return PROJECT_PYTHON
+    out = subprocess.run(
+        [str(ROOT / "run"), "setup-frameworks", peer.framework], check=True, capture_output=True, text=True
+    )
+    return Path(out.stdout.strip().splitlines()[-1]) / "bin" / "python"
 
 
 def make_environment(peer: Peer, workdir: Path) -> Path:
@@ -124,13 +147,14 @@ def make_environment(peer: Peer, workdir: Path) -> Path:
     venv = workdir / peer.key
     python = venv / "bin" / "python"
     if not python.exists():
-        subprocess.run([str(PROJECT_PYTHON), "-m", "venv", "--without-pip", str(venv)], check=True)
-        site = _site_packages(venv)
-        line = f"import site; site.addsitedir({str(project_site_packages())!r})\n"
+        base = base_python(peer)
+        subprocess.run([str(base), "-m", "venv", "--without-pip", str(venv)], check=True)
+        site = _purelib(python)
+        line = f"import site; site.addsitedir({str(_purelib(base))!r})\n"
         (site / "zz_infonce_project.pth").write_text(line)
         subprocess.run(
             [
-                str(PROJECT_PYTHON),
+                str(base),
                 "-m",
                 "pip",
                 "install",
@@ -230,7 +254,8 @@ def render(records: list[dict[str, Any]], classification: dict[str, dict[str, st
         "peers/classification.json. Do not edit by hand. -->",
         "",
         "Each peer runs in its own environment (peers/run_matrix.py: the peer installed without its",
-        "dependencies next to the project's CPU torch) through a plug-in adapter in adapters/peers/ that",
+        "dependencies next to the project's CPU torch, or for optax and tensorflow-similarity next to the",
+        "torch-free JAX or TensorFlow environment of `./run setup-frameworks`) through a plug-in adapter in adapters/peers/ that",
         "claims exactly the configurations the peer implements (`Capabilities.configurations`). A root",
         "clause is a violated clause that presupposes no other violated one (spec §15.1); every finding is",
         "classified in peers/classification.json after reading the failing case against the peer's code",
