@@ -75,15 +75,23 @@ def test_the_github_actions_example_is_runnable_as_written():
     source for infonce-spec, and commands whose options the CLI and the plugin accept."""
     yaml = pytest.importorskip("yaml")
     text = (ROOT / "docs" / "conformance.md").read_text()
-    (block,) = re.findall(r"```yaml\n(.*?)```", text, re.S)
-    job = yaml.safe_load(block)["jobs"]["conformance"]
-    runs = [step["run"] for step in job["steps"] if "run" in step]
-    installs = [r for r in runs if r.startswith("pip install")]
-    assert installs and not any("infonce-spec" in r and "-e" in r.split() for r in installs)
-    assert any("$INFONCE_SPEC" in r for r in installs) and "INFONCE_SPEC" in job["env"]
-    assert "git+" in block and ".whl" in block  # where the package comes from is said
     from infonce_spec.conformance.cli import _parser
     from infonce_spec.conformance.runner import PROFILES
+
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    assert len(blocks) == 2  # the pytest plugin's job (torch) and the JAX one ("CI for each framework")
+    for other in blocks:  # every job: one pip install source for infonce-spec, CLI options that exist
+        other_job = yaml.safe_load(other)["jobs"]["conformance"]
+        other_runs = [step["run"] for step in other_job["steps"] if "run" in step]
+        other_installs = [r for r in other_runs if r.startswith("pip install")]
+        assert other_installs and not any("infonce-spec" in r and "-e" in r.split() for r in other_installs)
+        assert any("$INFONCE_SPEC" in r for r in other_installs) and "INFONCE_SPEC" in other_job["env"]
+        for command in [r for r in other_runs if r.startswith("infonce-conformance run")]:
+            _parser().parse_args(shlex.split(command)[1:])
+    (block,) = [b for b in blocks if "pytest --infonce-adapter" in b]
+    job = yaml.safe_load(block)["jobs"]["conformance"]
+    runs = [step["run"] for step in job["steps"] if "run" in step]
+    assert "git+" in block and ".whl" in block  # where the package comes from is said
 
     for command in [r for r in runs if r.startswith("pytest")]:
         args = dict(a.split(" ", 1) if " " in a else (a, "") for a in command.split(" --")[1:])
