@@ -88,7 +88,7 @@ class Row:
         ``None`` when nothing is named."""
         if not self.explained_by:
             return None
-        return all(MISTAKES[m].mutant == self.id for m in self.explained_by if m in MISTAKES)
+        return all(self.id in MISTAKES[m].mutants for m in self.explained_by if m in MISTAKES)
 
     @property
     def caught(self) -> bool:

@@ -79,6 +79,10 @@ FEATURE_CLAUSES: dict[str, str] = {
 }
 
 
+#: Variants that change the case's inputs, not its configuration: their description is the reason.
+INPUT_FEATURES = ("large logits", "rows near the cos floor", "hard-negative columns", "known mistake")
+
+
 @dataclasses.dataclass(frozen=True)
 class Variant:
     """One rung of the ladder: the feature it adds to the plain loss, in words, and its config."""
@@ -90,7 +94,7 @@ class Variant:
     @property
     def why(self) -> str:
         """Why a case on which this rung is wrong is evidence about the rung's rule, in words."""
-        if self.feature == "large logits":
+        if self.feature in INPUT_FEATURES:
             return self.description
         return f"the same case is wrong already with {self.description}"
 
@@ -473,7 +477,48 @@ def refine_within_claim(
       match, the hard-negative rule of the rung's most specific direction (the last in the spec's
       order), else the rung's own clause.
 
-    ``None`` when nothing refines the rung (the caller files it under the rung's own clause)."""
+    A shrunk case is often degenerate (D = 1: every cos gradient is 0 at a unit row and many
+    mistakes coincide; N = 1); when it decides nothing, the same is asked of a
+    :func:`generic_case` of the same configuration at a moderate scale and the same K (N >= 2,
+    D >= 4, no two rows alike) on which the adapter is wrong too. ``None`` when nothing refines the rung (the caller files it under the
+    rung's own clause)."""
+    found = _refine(ctx, q, d, variant, out)
+    n, dim = q.shape
+    if found is not None or (dim >= GENERIC_D and n >= 2):
+        return found
+    gq, gd = generic_case(max(n, 2), d.shape[0], max(dim, GENERIC_D), ctx.dtype)
+    generic = dataclasses.replace(variant, config=moderate_case(gq, gd, variant.config, ctx.dtype)[2])
+    ok, gout, _, _ = adapter_is_right(ctx, gq, gd, generic.config)
+    if ok:
+        return None
+    found = _refine(ctx, gq, gd, generic, gout)
+    if found is None:
+        return None
+    rung, clause = found
+    why = (
+        f"on a generic batch of the same configuration and K (N = {gq.shape[0]}, D = {gq.shape[1]}, "
+        f"scale {generic.config.scale:g}), {rung.why}"
+    )
+    return Variant(rung.feature, why, rung.config), clause
+
+
+#: The smallest dimension of a :func:`generic_case`.
+GENERIC_D = 4
+
+
+def generic_case(n: int, k: int, dim: int, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """Queries (n, dim) and docs (k, n, dim) whose rows are all different (standard normal, seed 0,
+    rounded to ``dtype``): no similarity ties, no zero rows, cos gradients that are not 0."""
+    rng = np.random.default_rng(0)
+    return round_to_dtype(rng.standard_normal((n, dim)), dtype), round_to_dtype(
+        rng.standard_normal((k, n, dim)), dtype
+    )
+
+
+def _refine(
+    ctx: Context, q: np.ndarray, d: np.ndarray, variant: Variant, out: Outputs
+) -> tuple[Variant, str] | None:
+    """:func:`refine_within_claim` on the case itself."""
     config = variant.config
     k = d.shape[0]
     candidates: list[str] | None = None

@@ -22,7 +22,15 @@ from ..protocol import Capabilities
 from ..strategies import draw_config, draw_embeddings, draw_shape
 from ..tolerances import cos_eps_ambiguous, embedding_bounds, round_to_dtype
 from .base import Context, Property, claims
-from .checks import assume_representable, check_premise, moderate_case, summed_over_queries, unit_case
+from .checks import (
+    GENERIC_D,
+    assume_representable,
+    check_premise,
+    generic_case,
+    moderate_case,
+    summed_over_queries,
+    unit_case,
+)
 
 __all__ = ["CosEps", "LargeLogits", "unit_case"]
 
@@ -113,4 +121,9 @@ class CosEps(Property):
                 raise ConformanceFailure("LOSS-1", exc.detail, mismatch=exc.mismatch) from None
             qm, dm = unit_case(q, ctx.dtype), unit_case(d, ctx.dtype)
             check_premise(ctx, qm, dm, config, "the same case with its eps rows at norm 1", exc)
+            if q.shape[1] < GENERIC_D and exc.clause == "GRAD-3":
+                # at D = 1 every cos gradient is 0 at a unit row: the unit version hides any gradient
+                # error, so a generic batch of the same configuration is the premise
+                gq, gd = generic_case(max(q.shape[0], 2), d.shape[0], GENERIC_D, ctx.dtype)
+                check_premise(ctx, gq, gd, config, "a generic batch of the same configuration (D = 4)", exc)
             raise
