@@ -92,12 +92,12 @@ Step = tuple[jax.Array, Pullback]
 def _plain_step(
     grads: Callable[..., Any], weight: jax.Array, xq: jax.Array, xd: jax.Array, scale: float, options: Options
 ) -> Step:
-    """The forward of one step, and its backward as a function of the upstream multiplier."""
-    emb_q, emb_d = xq @ weight.T, xd @ weight.T
+    """The forward of one step (the encoder's VJP kept), and its backward as a function of the
+    upstream multiplier."""
+    (emb_q, emb_d), vjp = jax.vjp(lambda w: (xq @ w.T, xd @ w.T), weight)
     loss, (gq, gd) = grads(emb_q, emb_d, _f32(scale), options)
 
     def backward(upstream: float) -> jax.Array:
-        _, vjp = jax.vjp(lambda w: (xq @ w.T, xd @ w.T), weight)
         return vjp((upstream * gq, upstream * gd))[0]
 
     return loss, backward
