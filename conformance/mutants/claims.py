@@ -51,6 +51,7 @@ CLAIMS: dict[str, frozenset[Shape] | None] = {
     "clip_like": clip_like(),
     "nt_xent": nt_xent(),
     "gte": frozenset({(tuple(DIRECTIONS), "joint")}),
+    "clip_or_infonce": clip_like() | infonce(),
     "full": None,
 }
 

@@ -378,11 +378,12 @@ def isolate(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config) -> tuple
     or ``None`` when every variant is right (the case itself is right).
 
     Inputs first: a case with large logits whose moderate version is right needs its large logits
-    to be wrong (NUM-1); a cos case with rows near the floor whose unit-row version is right needs
-    those rows (SIM-1 when the loss is wrong, GRAD-3 when only a gradient is). Then the rungs of
-    :func:`simpler_variants` the adapter claims, simplest first. The first claimed rung has nothing
-    claimed below it to step down to (an exact claim): its failure is refined by varying its
-    *inputs* within the claim (:func:`refine_within_claim`)."""
+    to be wrong (NUM-1); a cos case with rows near the floor, wrong at moderate logits and right
+    there with those rows at unit norm, needs those rows (SIM-1 when the loss is wrong, GRAD-3 when
+    only a gradient is). Then the rungs of :func:`simpler_variants` the adapter claims, simplest
+    first. The first claimed rung has nothing claimed below it to step down to (an exact claim), and
+    a rung that is the case's own configuration adds several features at once: their failure is
+    refined by varying the *inputs* within the claim (:func:`refine_within_claim`)."""
     if adapter_is_right(ctx, q, d, config)[0]:
         return None  # the loss and the embedding gradients are right (dL/dscale is SCALE-2's alone)
     if _needs_large_logits(ctx, q, d, config):
@@ -396,13 +397,20 @@ def isolate(ctx: Context, q: np.ndarray, d: np.ndarray, config: Config) -> tuple
             continue  # an unclaimed rung is never run (exact claims): the next claimed one decides
         ok, out, expected, bounds = adapter_is_right(ctx, q, d, variant.config)
         if not ok:
-            if first and variant.feature != "hardness":
+            if (first or _same_shape(variant.config, config)) and variant.feature != "hardness":
                 refined = refine_within_claim(ctx, q, d, variant, out)
                 if refined is not None:
                     return refined
             return variant, _variant_clause(ctx, q, d, variant, out, expected, bounds)
         first = False
     return None
+
+
+def _same_shape(a: Config, b: Config) -> bool:
+    """The same directions and partition mode: a rung that is the case's own claimed configuration,
+    whose several features no claimed rung separates (e.g. ``clip_like() | infonce()``: after
+    ``query_to_doc`` alone, ``doc_to_query`` and ``per_direction`` come in one rung)."""
+    return set(a.directions) == set(b.directions) and a.partition_mode == b.partition_mode
 
 
 #: Rows whose norm is below this are near the cos floor (SIM-1's 1e-12, and the floors that
