@@ -18,6 +18,7 @@ __all__ = [
     "HARDNESS_MODES",
     "PARTITION_MODES",
     "Options",
+    "check_equal_local_batches",
     "check_mini_batch_size",
     "groups",
     "validate_batch",
@@ -109,3 +110,9 @@ def check_mini_batch_size(m: Any) -> None:
         raise TypeError(f"[CACHE-1] mini_batch_size must be an integer, got {m!r}")
     if m < 1:
         raise ValueError(f"[CACHE-1] mini_batch_size must be >= 1, got {m}")
+
+
+def check_equal_local_batches(shapes: Sequence[tuple[tuple[int, ...], ...]]) -> None:
+    """DP-5: every rank's local batch has the same shapes, checked before anything is gathered."""
+    if len(set(shapes)) > 1:
+        raise ValueError(f"[DP-5] the ranks' local batches differ in shape: {list(shapes)}")

@@ -37,7 +37,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from infonce_options import check_mini_batch_size
+from infonce_options import check_equal_local_batches, check_mini_batch_size
 from jax.sharding import Mesh, PartitionSpec
 from jax_infonce import (
     DIRECTIONS,
@@ -150,12 +150,6 @@ def _gather_without_gradient(x: jax.Array, axis: int, axis_name: str | None) -> 
     everything = jax.lax.stop_gradient(jax.lax.all_gather(x, axis_name, axis=axis, tiled=True))
     start = jax.lax.axis_index(axis_name) * x.shape[axis]
     return jax.lax.dynamic_update_slice_in_dim(everything, x, start, axis=axis)
-
-
-def _equal_local_batches(shapes: Sequence[tuple[tuple[int, ...], ...]]) -> None:
-    """DP-5: every rank's local batch has the same shape, checked before anything is gathered."""
-    if len(set(shapes)) > 1:
-        raise ValueError(f"[DP-5] the ranks' local batches differ in shape: {list(shapes)}")
 
 
 def _mesh(w: int) -> Mesh:
@@ -293,7 +287,7 @@ class JaxAdapter:
 
     # -- level 3 (collectives="devices") -------------------------------------------------------------------
     def devices_embeddings(self, cases: Sequence[RankCase]) -> list[LossGrads]:
-        _equal_local_batches([(c.queries.shape, c.docs.shape) for c in cases])
+        check_equal_local_batches([(c.queries.shape, c.docs.shape) for c in cases])
         options = _options(cases[0].loss_kwargs())
         q = _f32(np.concatenate([c.queries for c in cases]))  # DP-1: rank order
         d = _f32(np.concatenate([c.docs for c in cases], axis=1))  # column by column
@@ -307,7 +301,7 @@ class JaxAdapter:
         ]
 
     def devices_encoder(self, cases: Sequence[RankEncoderCase]) -> list[EncoderGrads]:
-        _equal_local_batches([(c.x_queries.shape, c.x_docs.shape) for c in cases])
+        check_equal_local_batches([(c.x_queries.shape, c.x_docs.shape) for c in cases])
         options = _options(cases[0].loss_kwargs())
         check_mini_batch_size(cases[0].mini_batch_size)
         w = len(cases)
