@@ -6,6 +6,8 @@ fails ends the call with its error instead of leaving the other workers waiting.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import threading
 
 import numpy as np
@@ -158,3 +160,26 @@ def test_a_failing_chunk_ends_the_call_with_its_error(
     assert not caller.is_alive(), "the call hangs after a chunk failed"
     assert len(outcome) == 1 and isinstance(outcome[0], RuntimeError), outcome
     assert str(outcome[0]) == f"chunk at row {failing_start} failed"
+
+
+def _call_in_forked_child(q: np.ndarray, docs: np.ndarray, expected_loss: float) -> None:
+    result = engine.loss_and_grad(q, docs, Config(), chunk_size=3, threads=2)
+    os._exit(0 if result.loss == expected_loss else 3)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_gets_its_own_workers() -> None:
+    """The pool's threads stay in the parent at a fork: the child starts its own instead of
+    waiting forever for threads it does not have."""
+    q, docs = make_inputs(12, 2, 4, seed=8)
+    expected = engine.loss_and_grad(q, docs, Config(), chunk_size=3, threads=2).loss  # the pool exists
+    child = multiprocessing.get_context("fork").Process(
+        target=_call_in_forked_child, args=(q, docs, expected)
+    )
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        pytest.fail("the engine hangs in a forked child")
+    assert child.exitcode == 0

@@ -72,6 +72,17 @@ def blas_threads(count: int) -> Iterator[None]:
         yield
 
 
+def _forget_pools() -> None:
+    """In a forked child: the pools' threads (and whoever held the lock) stayed in the parent."""
+    global _pools_lock
+    _pools.clear()
+    _pools_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools)
+
+
 def _pool(workers: int) -> ThreadPoolExecutor:
     """The pool of ``workers`` threads, kept for later calls: a new thread's first BLAS call sets up
     its buffers, which costs more than a chunk's worth of work at small N."""
