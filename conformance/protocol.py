@@ -499,10 +499,12 @@ class DropoutCase:
 class RankCase:
     """Level 3 input for one rank: its **local** ``queries`` (B, D) and ``docs`` (K, B, D).
 
-    The default process group is up (``torch.distributed``); compute with the all-gather enabled
-    (``gather_across_devices=True`` in sentence-transformers' words) and return this rank's loss
-    ``L_r`` and the gradients with respect to the local inputs (DP-2, DP-3). ``device`` is a hint
-    (``"cpu"`` under the gloo harness, ``"cuda:<local_rank>"`` under torchrun with NCCL).
+    Compute with the all-gather enabled (``gather_across_devices=True`` in sentence-transformers'
+    words) and return this rank's loss ``L_r`` and the gradients with respect to the local inputs
+    (DP-2, DP-3). With ``collectives="torch"`` the default process group is up
+    (``torch.distributed``) and ``device`` is a hint (``"cpu"`` under the gloo harness,
+    ``"cuda:<local_rank>"`` under torchrun with NCCL); with ``collectives="devices"`` the W cases
+    arrive together, in rank order, in one ``devices_embeddings`` call, which places them itself.
     """
 
     rank: int
