@@ -242,7 +242,12 @@ class Context:
             exp = getattr(expected, "grad_scale", None)
             if exp is not None:
                 self.close(
-                    out.grad_scale, exp, bounds.grad_scale, quantity="grad_scale", clause=scale_clause, what=what
+                    out.grad_scale,
+                    exp,
+                    bounds.grad_scale,
+                    quantity="grad_scale",
+                    clause=scale_clause,
+                    what=what,
                 )
 
 

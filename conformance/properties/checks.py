@@ -441,9 +441,10 @@ def _needs_floor_rows(
     ctx: Context, q: np.ndarray, d: np.ndarray, config: Config
 ) -> tuple[Variant, str] | None:
     """SIM-1 or GRAD-3 when a cos case has rows near the floor, is wrong at moderate logits, and is
-    right at moderate logits with those rows at unit norm. Moderate logits first: at scale 20 a
-    unit-row version can hide any error behind ``exp(-40)`` (and at D = 1, where unit rows are
-    ``+-1``, it often does)."""
+    right at moderate logits with those rows at unit norm -- and the adapter is right on a
+    :func:`generic_case` of the configuration (no row near the floor), so that a unit version that
+    is right by accident (parallel rows, D = 1) proves nothing. Moderate logits first: at scale 20 a
+    unit-row version can hide any error behind ``exp(-40)``."""
     if config.similarity != "cos":
         return None
     x = np.concatenate([q, d.reshape(-1, q.shape[1])])
@@ -454,6 +455,9 @@ def _needs_floor_rows(
         return None  # the moderate version says nothing about the floor
     if not adapter_is_right(ctx, unit_case(qm, ctx.dtype), unit_case(dm, ctx.dtype), moderate)[0]:
         return None
+    gq, gd = generic_case(max(q.shape[0], 2), d.shape[0], max(q.shape[1], GENERIC_D), ctx.dtype)
+    if not adapter_is_right(ctx, gq, gd, moderate)[0]:
+        return None  # wrong without any row near the floor: the unit version was right by accident
     loss_right = adapter_is_right(ctx, qm, dm, moderate, grads=False)[0]
     if loss_right and q.shape[1] == 1:
         return (

@@ -302,7 +302,9 @@ def _equals_canonical(ctx: Context, case: dict[str, Any], out: Outputs, clause: 
         check_premise(ctx, q, d, config, f"the same case with {canonical}", exc)
         if exc.mismatch is not None and exc.mismatch.quantity == "grad_scale":
             # only dL/dscale differs: the property's own clause only once SCALE-2 holds on the canonical case
-            ctx.compare(ctx.embeddings(q, d, config), expected, bounds, clause, what=f"reference ({canonical})")
+            ctx.compare(
+                ctx.embeddings(q, d, config), expected, bounds, clause, what=f"reference ({canonical})"
+            )
         raise
 
 
