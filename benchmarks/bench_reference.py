@@ -176,12 +176,22 @@ def main() -> int:
     )
     runs: dict[tuple[str, int], list[dict]] = {}
     for round_ in range(args.rounds):
-        print(f"round {round_ + 1}: load {_load()}", flush=True)
+        print(f"round {round_ + 1}: load {_load()}", end="", flush=True)
         for threads in counts:
-            for kind in kinds:
-                row = measure(kind, n, k, d, args.repeats, threads)
+            rows = {kind: measure(kind, n, k, d, args.repeats, threads) for kind in kinds}
+            for kind, row in rows.items():
                 if row is not None:
                     runs.setdefault((kind, threads), []).append(row)
+            limit, eng, st = (
+                rows[kind]["median_s"] if rows[kind] else None for kind in ("limit", "engine", "st-autograd")
+            )
+            print(
+                f"; {threads} thread(s): engine/limit {eng / limit if eng and limit else float('nan'):.2f}, "
+                f"st/engine {st / eng if st and eng else float('nan'):.2f}",
+                end="",
+                flush=True,
+            )
+        print(f" (load {_load()})")
     print(f"load at the end: {_load()}")
 
     def median(kind: str, threads: int, field: str = "median_s") -> float | None:

@@ -25,7 +25,11 @@ RESULT_FIELDS = ("per_query_loss", "grad_queries", "grad_docs")
 
 
 def _blas_threads() -> list[int]:
-    return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+    """The thread counts of numpy's BLAS (the one the engine calls; other libraries loaded later,
+    scipy's own OpenBLAS for one, are not the engine's)."""
+    blas = [info for info in threadpool_info() if info["user_api"] == "blas"]
+    numpy_blas = [info for info in blas if "numpy" in info["filepath"]] or blas
+    return [info["num_threads"] for info in numpy_blas]
 
 
 @pytest.mark.parametrize("threads", [0, -1, 1.5, "2", True])

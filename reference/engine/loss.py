@@ -107,8 +107,12 @@ def loss_and_grad(
     workers = resolve_threads(threads)
     shift = _logit_bound(xp, config, u_q, u_d) > UNSHIFTED_BOUND
     bounds = chunk_bounds(config, n, k, chunk_size=chunk_size, threads=workers)
+
+    def map_rows(work: Callable[[int, int], Any], count: int) -> list[Any]:
+        return map_chunks(work, split(count, workers), workers)
+
     with blas_threads(workers):
-        sims = Products(xp, u_q, u_d, config.scale, set(_pieces(config)), products)
+        sims = Products(xp, u_q, u_d, config.scale, set(_pieces(config)), products, map_rows)
 
         # The positive logit p_g = scale * s(q_g, d[0, g]) (QD-2) and its one-hot term of dL/dlogits
         # (the accumulators hold dL/du / scale).
@@ -132,10 +136,7 @@ def loss_and_grad(
 
         parts = map_chunks(chunk, bounds, workers)
 
-        def map_rows(work: Callable[[int, int], None], count: int) -> None:
-            map_chunks(work, split(count, workers), workers)
-
-        grad_scale = sims.finish(map_rows)
+        grad_scale = sims.finish()
         # GRAD-3, by row blocks: each side's dL/du pulled back to the inputs.
         grad_q = xp.empty_like(q)
         grad_d = xp.empty_like(doc_rows)

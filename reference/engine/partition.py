@@ -24,8 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import array_api_compat
-
+from .inplace import exp_over
 from .rows import Piece, RowBlock
 
 __all__ = ["UNSHIFTED_BOUND", "partition"]
@@ -44,15 +43,6 @@ def _row_max(xp: Any, pieces: list[Any]) -> Any:
     return m
 
 
-def _exp_over(xp: Any, z: Any) -> None:
-    """``z = exp(z)`` in place (numpy, torch: ``out=``; elsewhere a new array copied back, as the
-    Array API has no ``out``)."""
-    if array_api_compat.is_numpy_array(z) or array_api_compat.is_torch_array(z):
-        xp.exp(z, out=z)
-    else:
-        z[...] = xp.exp(z)
-
-
 def _softmax_group(xp: Any, pieces: list[Piece], weight: float, shift: bool) -> tuple[Any, Any]:
     """``logsumexp`` over the concatenation of the pieces' logits, (rows, 1), and the factor
     ``weight / sum exp`` (rows, 1): the pieces become ``exp(logits - shift)``, and then
@@ -64,7 +54,7 @@ def _softmax_group(xp: Any, pieces: list[Piece], weight: float, shift: bool) -> 
     for p in pieces:
         if m is not None:
             p.logits -= m
-        _exp_over(xp, p.logits)
+        exp_over(xp, p.logits)
     z_sum = xp.sum(pieces[0].logits, axis=1, keepdims=True)
     for p in pieces[1:]:
         z_sum = z_sum + xp.sum(p.logits, axis=1, keepdims=True)

@@ -42,6 +42,8 @@ from typing import Any, Literal
 
 import array_api_compat
 
+from .inplace import matmul_into
+
 __all__ = ["HELD_ELEMENTS", "PRODUCT_MODES", "SIDES", "ChunkLogits", "Products"]
 
 #: The three sides, in the order that names a pair of them (``("q", "d0")`` for q d0^T and d0 q^T).
@@ -128,6 +130,15 @@ def _held_elements(square: set[tuple[str, str]], transposed: set[tuple[str, str]
     return n * n * sum(1 if a == b else 2 + ((a, b) in transposed) for a, b in square)
 
 
+#: ``map_rows(work, count)`` runs ``work(start, stop)`` over row ranges that cover ``0 .. count-1``
+#: and returns the results in order (:mod:`.threads` runs them on the pool).
+MapRows = Callable[[Callable[[int, int], Any], int], list[Any]]
+
+
+def _in_one_block(work: Callable[[int, int], Any], count: int) -> list[Any]:
+    return [work(0, count)]
+
+
 class Products:
     """The pieces' logits and the accumulation of their gradients for one call of the loss.
 
@@ -137,7 +148,14 @@ class Products:
     """
 
     def __init__(
-        self, xp: Any, u_q: Any, u_d: Any, scale: float, pieces: set[tuple[str, str]], mode: str
+        self,
+        xp: Any,
+        u_q: Any,
+        u_d: Any,
+        scale: float,
+        pieces: set[tuple[str, str]],
+        mode: str,
+        map_rows: MapRows = _in_one_block,
     ) -> None:
         if mode not in PRODUCT_MODES:
             raise ValueError(f"products must be one of {PRODUCT_MODES}, got {mode!r}")
@@ -164,11 +182,12 @@ class Products:
         self.hold = mode == "held" or (
             mode == "auto" and _held_elements(square, transposed, n) <= HELD_ELEMENTS
         )
+        self._map_rows = map_rows
         self._held: dict[tuple[str, str], _Held] = {}
         for a_side, b_side in sorted(square) if self.hold else ():
             a, b = self.vectors[a_side], self.vectors[b_side]
-            product = a @ b.T  # a a^T when a_side == b_side: numpy computes it as a symmetric rank-k update
-            product *= scale
+            product = xp.empty((n, n), dtype=a.dtype, device=array_api_compat.device(a))
+            map_rows(partial(_scaled_product_rows, xp, a, b, scale, product), n)
             if a_side == b_side:
                 self._held[(a_side, b_side)] = _Held(product, product, None)
             else:
@@ -238,35 +257,43 @@ class Products:
         """Let the chunks after rows ``start .. stop-1`` add to the sums (this one failed)."""
         self._in_order.add(start, stop, None)
 
-    def finish(self, map_rows: Callable[[Callable[[int, int], None], int], None]) -> float:
+    def finish(self) -> float:
         """Send the held pairs' gradients back once every chunk is in, and return ``dL/dscale``;
-        :meth:`unit_gradient` then reads ``dL/du``. ``map_rows(work, count)`` runs
-        ``work(start, stop)`` over ranges that cover ``0 .. count-1`` (on the pool, :mod:`.threads`).
-
+        :meth:`unit_gradient` then reads ``dL/du``. By row blocks (on the pool, :mod:`.threads`):
         ``G b`` and ``G^T a`` for ``a != b`` (``G`` with its transpose's gradient added), and
         ``(G + G^T) a`` for a symmetric product ``a a^T`` (whose ``sum G * s`` is half of
         ``sum a * (G + G^T) a``).
         """
-        xp = self.xp
-        for (a_side, b_side), held in self._held.items():
-            a = self.vectors[a_side]
-            if a_side == b_side:
-                grad = xp.empty_like(held.grad)
-                map_rows(partial(_add_transpose, held.grad, held.grad, out=grad), self.width(a_side))
-                g_a = grad @ a
-                self.grad_scale += float(xp.sum(g_a * a)) / 2
-            else:
-                grad = held.grad
-                if held.grad_of_transpose is not None:
-                    map_rows(
-                        partial(_add_transpose, grad, held.grad_of_transpose, out=grad), self.width(a_side)
-                    )
-                g_a = grad @ self.vectors[b_side]
-                self.grad_scale += float(xp.sum(g_a * a))
-                self.grad_t[b_side] += a.T @ grad
-            self.grad[a_side] += g_a
+        for pair, held in self._held.items():
+            n = self.width(pair[0])
+            self.grad_scale += sum(self._map_rows(partial(self._send_rows_back, pair, held), n))
+            if pair[0] != pair[1]:
+                self._map_rows(partial(self._send_columns_back, pair, held), n)
         self._held.clear()
         return self.grad_scale
+
+    def _send_rows_back(self, pair: tuple[str, str], held: _Held, start: int, stop: int) -> float:
+        """Rows ``start .. stop-1`` of a held pair's ``dL/du(a)`` (``G b``, or ``(G + G^T) a``); their
+        part of ``dL/dscale``."""
+        a_side, b_side = pair
+        a = self.vectors[a_side][start:stop, :]
+        if a_side == b_side:
+            g_a = (held.grad[start:stop, :] + held.grad[:, start:stop].T) @ self.vectors[a_side]
+            share = 0.5
+        else:
+            g = held.grad[start:stop, :]
+            if held.grad_of_transpose is not None:
+                g += held.grad_of_transpose[:, start:stop].T  # these rows are this block's own
+            g_a = g @ self.vectors[b_side]
+            share = 1.0
+        self.grad[a_side][start:stop, :] += g_a
+        return share * float(self.xp.sum(g_a * a))
+
+    def _send_columns_back(self, pair: tuple[str, str], held: _Held, start: int, stop: int) -> None:
+        """Columns ``start .. stop-1`` of ``G^T a`` for a held pair ``a b^T`` with ``a != b`` (after
+        :meth:`_send_rows_back` has completed ``G``), transposed: ``a^T G``."""
+        a_side, b_side = pair
+        self.grad_t[b_side][:, start:stop] += self.vectors[a_side].T @ held.grad[:, start:stop]
 
     def unit_gradient(self, side: str, start: int, stop: int) -> tuple[Any, Any]:
         """``dL/du / scale`` of vectors ``start .. stop-1`` of a side (after :meth:`finish`), as the
@@ -275,7 +302,9 @@ class Products:
         return self.grad[side][start:stop, :], self.grad_t[side][:, start:stop]
 
 
-def _add_transpose(g: Any, h: Any, start: int, stop: int, out: Any) -> None:
-    """Rows ``start .. stop-1`` of ``out = g + h^T`` (``out`` may be ``g``: each row is read before it
-    is written, and ``h``'s columns are not written)."""
-    out[start:stop, :] = g[start:stop, :] + h[:, start:stop].T
+def _scaled_product_rows(xp: Any, a: Any, b: Any, scale: float, out: Any, start: int, stop: int) -> None:
+    """Rows ``start .. stop-1`` of ``out = scale * a b^T`` (one block of all rows is ``a a^T`` itself
+    when ``a is b``, which numpy computes as a symmetric rank-k update, half the work)."""
+    rows = out[start:stop, :]
+    matmul_into(xp, a[start:stop, :] if (start, stop) != (0, int(a.shape[0])) else a, b.T, rows)
+    rows *= scale

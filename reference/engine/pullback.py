@@ -15,11 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import array_api_compat
-
 from infonce_spec.vocabulary import COS_EPS
 
 from ..similarity import norms
+from .inplace import add_into
 
 __all__ = ["pull_into", "unit_rows_and_norms"]
 
@@ -33,19 +32,11 @@ def unit_rows_and_norms(xp: Any, x: Any, similarity: str) -> tuple[Any, Any | No
     return x / xp.maximum(norm, xp.asarray(COS_EPS, dtype=x.dtype)), norm
 
 
-def _add_into(xp: Any, a: Any, b: Any, out: Any) -> None:
-    """``out = a + b`` without a temporary where the namespace has ``out=`` (numpy, torch)."""
-    if array_api_compat.is_numpy_array(out) or array_api_compat.is_torch_array(out):
-        xp.add(a, b, out=out)
-    else:
-        out[...] = a + b
-
-
 def pull_into(xp: Any, out: Any, g_rows: Any, g_cols: Any, scale: float, u: Any, norm: Any | None) -> None:
     """GRAD-3 for a block of rows: ``out`` (rows, D) receives ``dL/dx`` from
     ``dL/du = scale * (g_rows + g_cols^T)`` (``g_cols`` is D x rows), ``u`` and ``norm`` the rows'
     unit vectors and norms (:func:`unit_rows_and_norms`)."""
-    _add_into(xp, g_rows, g_cols.T, out)
+    add_into(xp, g_rows, g_cols.T, out)
     if norm is None:
         out *= scale
         return
