@@ -9,9 +9,10 @@ was already wrong: evidence about that simpler rule, see :mod:`.properties.check
 Rules (spec §15.1, the ``presupposes`` column of the clause index):
 
 1. Every adapter fault of one *origin* is one root cause, filed under the output-contract clause it
-   breaks, if any. The origin is what the fault is, not how it is worded: its kind, that clause, the
-   exception's type and the innermost frame of the adapter's own code (hypothesis' "interesting
-   origin"), never the message text, which often carries the case's shapes. Its line says what its
+   breaks, if any. The origin is what the fault is, not how it is worded or reached: its kind, that
+   clause, the exception's type and the innermost frame of the adapter's own code (hypothesis'
+   "interesting origin"), never the message text, which often carries the case's shapes, nor the
+   method that reached it (the same line fails in ``embeddings`` and ``rank_embeddings``). Its line says what its
    failing cases have in common that the passing ones lack (:mod:`.triggers`).
 2. Among the clauses that strong failures blame, the **roots** are those that presuppose no other
    blamed clause; every other blamed clause *follows from* the roots it presupposes.
@@ -55,8 +56,11 @@ class RootCause:
 
     @property
     def smallest(self) -> Any:
-        """The establishing result with the smallest case (fewest array elements), the one to replay."""
-        return min(self.established_by, key=lambda r: (r.failure.case_size, r.label))
+        """The establishing result with the smallest case (fewest array elements; a case without
+        arrays only when there is no other), the one to replay."""
+        return min(
+            self.established_by, key=lambda r: (r.failure.case_size == 0, r.failure.case_size, r.label)
+        )
 
     @property
     def title(self) -> str:
@@ -114,14 +118,14 @@ def _explain(clause: str, roots: Iterable[str]) -> tuple[str, ...]:
 
 
 def _fault_origin(failure: Any) -> tuple[Any, ...]:
-    """What identifies a fault across cases and the paths that word it (in process, on a rank): its
-    kind, clause and call, the exception's type when it raised one (never its text) and the innermost
-    frame of the adapter's code; without a frame (a hang, a dead worker), the message's first line
-    with its numbers left out."""
+    """What identifies a fault across cases and the paths that reach it (in process, on a rank, through
+    the encoder): its kind and clause, the exception's type when it raised one (never its text) and
+    the innermost frame of the adapter's code; without a frame (a hang, a dead worker), the message's
+    first line with its numbers left out (it names the method)."""
     first = failure.message.splitlines()[0] if failure.message else ""
     m = re.search(r"raised ([A-Za-z_][\w.]*)", first)
     what = m.group(1) if m else re.sub(r"\d+(\.\d+)?", "#", first)
-    return (failure.fault_kind, failure.clause, failure.fault_call, what, failure.frame)
+    return (failure.fault_kind, failure.clause, what, failure.frame)
 
 
 def _blamed(result: Any) -> list[str]:

@@ -302,15 +302,35 @@ class _RemoteTraceback(Exception):
 
 
 def last_frame(tb_text: str) -> str | None:
-    """The innermost ``File ..., line ...`` entry of a formatted traceback, with its source line."""
+    """The innermost ``File ..., line ...`` entry of a formatted traceback that is the adapter's own
+    code, with its source line: frames of installed libraries (torch, numpy: ``site-packages``), of
+    the standard library and of the suite's machinery are passed over, so that one line of the
+    adapter is one origin whichever path reached it (in process, on a rank, under the memory meter).
+    The innermost entry when no frame is the adapter's."""
     lines = tb_text.rstrip().splitlines()
+    entries = []
     for i in range(len(lines) - 1, -1, -1):
         if lines[i].lstrip().startswith('File "'):
             tail = [lines[i].strip()]
             if i + 1 < len(lines) and not lines[i + 1].lstrip().startswith(("File ", "Traceback")):
                 tail.append(lines[i + 1].strip())
-            return "\n".join(tail)
-    return None
+            entries.append("\n".join(tail))
+    own = [e for e in entries if not _library_frame(e)]
+    return (own or entries or [None])[0]
+
+
+#: Where the suite's own machinery lives (its mutants are adapters, so they count as adapter code).
+_SUITE = os.path.dirname(os.path.abspath(__file__))
+_STDLIB = os.path.dirname(os.path.abspath(os.__file__))
+
+
+def _library_frame(entry: str) -> bool:
+    path = entry.split('"', 2)[1] if entry.count('"') >= 2 else ""
+    if "site-packages" in path or "dist-packages" in path or path.startswith("<"):
+        return True
+    if path.startswith(_STDLIB + os.sep):
+        return True
+    return path.startswith(_SUITE + os.sep) and not path.startswith(os.path.join(_SUITE, "mutants") + os.sep)
 
 
 def adapter_frame(exc: BaseException) -> str | None:

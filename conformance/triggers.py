@@ -66,13 +66,31 @@ def _order(feature: str) -> tuple[int, str]:
     return 99, feature
 
 
+def _family(feature: str) -> str:
+    """What a feature is about: ``K``, ``N``, ``W``, a direction, the partition mode, ..."""
+    word = feature.removeprefix("no ").split(" ", 1)[0]
+    return word
+
+
+def _common(cases: Sequence[frozenset[str]]) -> frozenset[str]:
+    """The features every failing case has, each family judged only on the cases that describe it (a
+    case drawn without arrays says nothing about K or N)."""
+    out = set()
+    for feature in frozenset().union(*cases):
+        family = _family(feature)
+        described = [c for c in cases if any(_family(f) == family for f in c)]
+        if all(feature in c for c in described):
+            out.add(feature)
+    return frozenset(out)
+
+
 def trigger(failing: Sequence[frozenset[str]], passing: Iterable[frozenset[str]]) -> str:
     """What every failing case has and the passing cases lack, in words (``""`` when nothing is
     common to the failing cases)."""
     failing = [f for f in failing if f]
     if not failing:
         return ""
-    common = frozenset.intersection(*failing)
+    common = _common(failing)
     passed = [p for p in passing if p]
     if not common:
         return ""
@@ -87,6 +105,8 @@ def trigger(failing: Sequence[frozenset[str]], passing: Iterable[frozenset[str]]
     if not passed:
         shown = sorted(common, key=_order)
         return f"every failing case ({len(failing)}) has {', '.join(shown)}; no case passed"
+    if not chosen:
+        return ""  # every passing case has every feature the failing ones share: nothing to say
     if left:
         shown = sorted(common, key=_order)
         return (

@@ -229,8 +229,9 @@ def test_trigger_says_when_the_passing_cases_share_every_common_feature():
     from infonce_spec.conformance.triggers import trigger
 
     failing = [frozenset({"K >= 2", "similarity cos"})]
-    passing = [frozenset({"K >= 2", "similarity cos", "N = 1"})]
-    assert trigger(failing, passing).endswith("1 of the 1 cases that passed had these too")
+    passing = [frozenset({"K >= 2", "similarity cos", "N = 1"}), frozenset({"K = 1", "similarity cos"})]
+    assert trigger(failing, passing).endswith("1 of the 2 cases that passed had these too")
+    assert trigger(failing, passing[:1]) == ""  # nothing the failing cases share sets them apart
     assert trigger([frozenset()], passing) == ""
 
 
