@@ -163,15 +163,11 @@ class Products:
         self.xp = xp
         self.scale = scale
         self.vectors = {"q": u_q, "d0": u_d[:n, :], "dh": u_d[n:, :]}
-        #: dL/du / scale of each side from the pieces it is the row side of ...
-        self.grad = {side: xp.zeros_like(vectors) for side, vectors in self.vectors.items()}
-        #: ... and, transposed (D x vectors), from the pieces it is the column side of.
-        self.grad_t = {
-            side: xp.zeros(
-                (int(v.shape[1]), int(v.shape[0])), dtype=v.dtype, device=array_api_compat.device(v)
-            )
-            for side, v in self.vectors.items()
-        }
+        #: dL/du / scale of each row side (hard negatives never are one, ROW-1) from its pieces ...
+        self.grad = {side: xp.zeros_like(self.vectors[side]) for side in ("q", "d0")}
+        #: ... and, transposed (D x vectors), of each side from the pieces it is the column side of
+        #: (made by the first piece that has one: a side that is no piece's columns has none).
+        self.grad_t: dict[str, Any] = {}
         self.grad_scale = 0.0
         #: The sums that every chunk adds to (``grad_t``, ``grad_scale``) take the chunks in row
         #: order; the rows of ``grad`` and of the held gradients are each chunk's own.
@@ -249,7 +245,10 @@ class Products:
         def add() -> None:
             for col_side, grad_scale, g_cols in sums:
                 self.grad_scale += grad_scale
-                self.grad_t[col_side] += g_cols
+                if col_side in self.grad_t:
+                    self.grad_t[col_side] += g_cols
+                else:
+                    self.grad_t[col_side] = g_cols
 
         self._in_order.add(start, stop, add)
 
@@ -268,6 +267,8 @@ class Products:
             n = self.width(pair[0])
             self.grad_scale += sum(self._map_rows(partial(self._send_rows_back, pair, held), n))
             if pair[0] != pair[1]:
+                if pair[1] not in self.grad_t:
+                    self.grad_t[pair[1]] = self.xp.zeros_like(self.vectors[pair[1]].T)
                 self._map_rows(partial(self._send_columns_back, pair, held), n)
         self._held.clear()
         return self.grad_scale
@@ -295,11 +296,15 @@ class Products:
         a_side, b_side = pair
         self.grad_t[b_side][:, start:stop] += self.vectors[a_side].T @ held.grad[:, start:stop]
 
-    def unit_gradient(self, side: str, start: int, stop: int) -> tuple[Any, Any]:
+    def unit_gradient(self, side: str, start: int, stop: int) -> tuple[Any | None, Any | None]:
         """``dL/du / scale`` of vectors ``start .. stop-1`` of a side (after :meth:`finish`), as the
         sum of its two parts: from the pieces with these rows (rows x D) and, transposed (D x rows),
-        from the pieces with these columns."""
-        return self.grad[side][start:stop, :], self.grad_t[side][:, start:stop]
+        from the pieces with these columns (``None`` for a part the side does not have)."""
+        rows, cols = self.grad.get(side), self.grad_t.get(side)
+        return (
+            None if rows is None else rows[start:stop, :],
+            None if cols is None else cols[:, start:stop],
+        )
 
 
 def _scaled_product_rows(xp: Any, a: Any, b: Any, scale: float, out: Any, start: int, stop: int) -> None:

@@ -32,11 +32,18 @@ def unit_rows_and_norms(xp: Any, x: Any, similarity: str) -> tuple[Any, Any | No
     return x / xp.maximum(norm, xp.asarray(COS_EPS, dtype=x.dtype)), norm
 
 
-def pull_into(xp: Any, out: Any, g_rows: Any, g_cols: Any, scale: float, u: Any, norm: Any | None) -> None:
+def pull_into(
+    xp: Any, out: Any, g_rows: Any | None, g_cols: Any | None, scale: float, u: Any, norm: Any | None
+) -> None:
     """GRAD-3 for a block of rows: ``out`` (rows, D) receives ``dL/dx`` from
-    ``dL/du = scale * (g_rows + g_cols^T)`` (``g_cols`` is D x rows), ``u`` and ``norm`` the rows'
-    unit vectors and norms (:func:`unit_rows_and_norms`)."""
-    add_into(xp, g_rows, g_cols.T, out)
+    ``dL/du = scale * (g_rows + g_cols^T)`` (``g_cols`` is D x rows; a part that is ``None`` is
+    zero), ``u`` and ``norm`` the rows' unit vectors and norms (:func:`unit_rows_and_norms`)."""
+    if g_rows is not None and g_cols is not None:
+        add_into(xp, g_rows, g_cols.T, out)
+    elif g_rows is not None or g_cols is not None:
+        out[...] = g_rows if g_rows is not None else g_cols.T
+    else:
+        out[...] = xp.zeros_like(out)
     if norm is None:
         out *= scale
         return
