@@ -50,14 +50,18 @@ def _yes(x: bool) -> str:
 
 def kill_table(rows: list[Row]) -> str:
     lines = [
-        "| mutant | tagged | caught | root clause right? | FAIL set | roots (report lines) | follows from | s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| mutant | tagged | caught | root clause right? | FAIL set | roots (report lines) | follows from "
+        "| explained by | s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         tag = f"{r.tag} ({FAULT})" if FAULT in r.expected else r.tag
+        named = ", ".join(f"`{m}`" for m in r.explained_by) or "-"
+        if r.explanation_right is False:
+            named = f"**{named} (wrong)**"
         lines.append(
             f"| `{r.id}` | {tag} | {_yes(r.caught)} | {_yes(r.root_right)} | {', '.join(r.fail_set) or '-'} "
-            f"| {', '.join(r.roots) or '-'} ({len(r.root_lines)}) | {len(r.follows)} | {r.seconds:.1f} |"
+            f"| {', '.join(r.roots) or '-'} ({len(r.root_lines)}) | {len(r.follows)} | {named} | {r.seconds:.1f} |"
         )
     return "\n".join(lines)
 
@@ -96,7 +100,9 @@ def summary(rows: list[Row], correct: list[Row]) -> str:
     times = [r.seconds for r in rows]
     text = (
         f"{n} mutants: {caught} caught ({100 * caught / n:.0f} %), {right} diagnosed with exactly their "
-        f"tagged root ({100 * right / n:.0f} %); median {statistics.median(times):.1f} s per full run"
+        f"tagged root ({100 * right / n:.0f} %), {sum(r.explanation_right is True for r in rows)} explained by "
+        f"their own known mistake, {sum(r.explanation_right is False for r in rows)} by another; "
+        f"median {statistics.median(times):.1f} s per full run"
         if n
         else "no mutants"
     )
