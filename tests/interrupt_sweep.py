@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,6 +58,9 @@ def interrupt_once(delay: float, *, group: bool, folder: Path) -> Outcome:
     out = Outcome(delay, group)
     folder.mkdir(parents=True, exist_ok=True)
     report, data = folder / "report.md", folder / "report.json"
+    # the run's TMPDIR is short: the forkserver's and gloo's sockets live there, and a socket path
+    # has at most 107 bytes (AF_UNIX), which a deep pytest tmp_path can exceed
+    tmpdir = Path(tempfile.mkdtemp(prefix="isw-"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "infonce_spec.conformance", "run", "--no-progress",
          "--adapter", ADAPTER, "--profile", "quick", "--world-sizes", "1,2", "--timeout", "600",
@@ -64,7 +68,7 @@ def interrupt_once(delay: float, *, group: bool, folder: Path) -> Outcome:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "TMPDIR": str(folder), "PYTHONWARNINGS": "ignore"},
+        env={**os.environ, "TMPDIR": str(tmpdir), "PYTHONWARNINGS": "ignore"},
         cwd=folder,
         start_new_session=True,
     )  # fmt: skip
@@ -83,6 +87,7 @@ def interrupt_once(delay: float, *, group: bool, folder: Path) -> Outcome:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         out.problems.append("still running 120 s after the signal")
+        shutil.rmtree(tmpdir, ignore_errors=True)
         return out
     out.returncode = proc.returncode
     if proc.returncode != 3:
@@ -112,7 +117,8 @@ def interrupt_once(delay: float, *, group: bool, folder: Path) -> Outcome:
         out.problems.append(f"processes of the run left: {left}")
         for pid in left:
             os.kill(pid, signal.SIGKILL)
-    leftovers = [p.name for p in folder.iterdir() if p.name.startswith(("pymp-", "infonce-conformance-"))]
+    leftovers = [p.name for p in tmpdir.iterdir() if p.name.startswith(("pymp-", "infonce-conformance-"))]
+    shutil.rmtree(tmpdir, ignore_errors=True)
     if leftovers:
         out.problems.append(f"left in TMPDIR: {leftovers}")
     if stdout.count("INTERRUPTED") < 1:
