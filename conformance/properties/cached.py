@@ -51,6 +51,7 @@ __all__ = [
     "RngReplay",
     "UpstreamLinearity",
     "call_encoder",
+    "check_steps",
     "draw_encoder_inputs",
 ]
 
@@ -126,7 +127,7 @@ def _cache_premise(ctx: Context, case: dict[str, Any], exc: ConformanceFailure, 
     with upstream 1 and no dropout (CACHE-1). Raise :class:`PremiseFailure` if not."""
     plain = {**case, "mini_batch_size": None}
     try:
-        _check_steps(ctx, plain, [1.0], "GRAD-1")
+        check_steps(ctx, plain, [1.0], "GRAD-1")
     except ConformanceFailure as inner:
         _encoder_premise(ctx, case, inner)
         raise PremiseFailure(
@@ -154,7 +155,9 @@ def _draw_case(data: Any, ctx: Context, *, cached: bool) -> dict[str, Any]:
     return case
 
 
-def _check_steps(ctx: Context, case: dict[str, Any], upstreams: list[float], clause: str) -> None:
+def check_steps(ctx: Context, case: dict[str, Any], upstreams: list[float], clause: str) -> None:
+    """The adapter's encoder steps of ``case`` (with its ``mini_batch_size``) against the closed form;
+    a mismatch is a failure of ``clause``."""
     config, w, m = case["config"], case["weight"], case["mini_batch_size"]
     steps = _steps(case, upstreams)
     losses, grad = call_encoder(ctx, w, steps, config, m)
@@ -218,7 +221,7 @@ class EncoderReference(Property):
 
     def check(self, case: dict[str, Any], ctx: Context) -> None:
         try:
-            _check_steps(ctx, case, [1.0], self.clause)
+            check_steps(ctx, case, [1.0], self.clause)
         except ConformanceFailure as exc:
             _encoder_premise(ctx, case, exc)
             raise

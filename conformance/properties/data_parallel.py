@@ -36,7 +36,7 @@ from ..protocol import Capabilities, RankCase, RankEncoderCase
 from ..strategies import draw_batch, draw_config
 from ..tolerances import embedding_bounds, encoder_bounds, round_to_dtype
 from .base import Context, Property, output_array, to_outputs
-from .cached import draw_encoder_inputs
+from .cached import check_steps, draw_encoder_inputs
 from .checks import check_premise
 
 __all__ = [
@@ -313,6 +313,29 @@ class DataParallelEncoder(Property):
         )
         q = round_to_dtype(xq @ wt.T, ctx.dtype)
         d = round_to_dtype(xd @ wt.T, ctx.dtype)
+        first = loss_failure or grad_failure
+        if first is not None and case["mini_batch_size"] is not None:
+            # a cached rank step presupposes the cached step in one process (CACHE-1): first the
+            # loss stage at level 1, then the same global batch through the cached encoder
+            check_premise(ctx, q, d, config, "the same global batch in one process (W = 1)", first)
+            # (and a local batch of B rows, whose chunks fall as the ranks' do)
+            m = case["mini_batch_size"]
+            for rows, what in (
+                (slice(None), "the same global batch"),
+                (slice(0, b), f"rank 0's local batch ({b} rows)"),
+            ):
+                one = {
+                    "x_queries": xq[rows],
+                    "x_docs": xd[:, rows],
+                    "weight": wt,
+                    "config": config,
+                    "mini_batch_size": m,
+                }
+                try:
+                    check_steps(ctx, one, [1.0], "CACHE-1")
+                except ConformanceFailure:
+                    why = f"{what} through the cached encoder in one process (W = 1) is wrong"
+                    raise PremiseFailure("CACHE-1", why, first.detail, mismatch=first.mismatch) from None
         _verdict(ctx, q, d, config, [loss_failure, grad_failure])
 
 
