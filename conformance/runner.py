@@ -513,6 +513,9 @@ def _explanations(report: RunReport, loaded: LoadedAdapter) -> dict[str, list[st
     fails (its faults are the run's to report, not the explanation's; the reason goes to stderr)."""
     try:
         return explain_roots(report.diagnosis.roots, report.results, Context(loaded))
+    except Interrupted as exc:  # the verdicts stand; the run reads as interrupted, as it was
+        report.stopped = exc.reason
+        return {}
     except Exception as exc:
         print(f"infonce-conformance: no explanations ({type(exc).__name__}: {exc})", file=sys.stderr)
         return {}
@@ -673,7 +676,7 @@ def run_adapter(
         stopped=stopped,
         not_run=not_run,
     )
-    if not stopped and not torchrun and any(r.status in ("FAIL", "premise") for r in results):
+    if not report.interrupted and not torchrun and any(r.status in ("FAIL", "premise") for r in results):
         report.explanations = _explanations(report, loaded)
     if torchrun:
         device = getattr(harness, "device", "-")
