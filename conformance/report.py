@@ -82,6 +82,26 @@ def _header(rep: RunReport) -> str:
     )
 
 
+#: Failure fields that stay in memory: the case's arrays and the adapter's outputs on it (the
+#: reproducer file holds the case).
+_IN_MEMORY_ONLY = ("case", "observed")
+
+
+def _failure_json(failure: Any) -> dict[str, Any]:
+    """A failure as plain data: its fields but the in-memory ones, features as a sorted list."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(failure):
+        if f.name in _IN_MEMORY_ONLY:
+            continue
+        value = getattr(failure, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = dataclasses.asdict(value)
+        elif isinstance(value, (set, frozenset)):
+            value = sorted(value)
+        out[f.name] = value
+    return out
+
+
 def _ratio(r: PropertyResult) -> str:
     return f"{r.worst_ratio:.2g}" if r.status == "pass" and r.examples else ""
 
@@ -246,12 +266,7 @@ def to_json(reports: list[RunReport], *, interrupted: str | None = None) -> dict
                     "seconds": r.seconds,
                     "worst_ratio": r.worst_ratio if r.status == "pass" else None,
                     "notes": r.notes,
-                    "failure": None
-                    if r.failure is None
-                    else {
-                        k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)
-                        for k, v in dataclasses.asdict(r.failure).items()
-                    },
+                    "failure": None if r.failure is None else _failure_json(r.failure),
                 }
                 for r in rep.results
             ],
