@@ -57,6 +57,8 @@ __all__ = [
     "check_premise",
     "diagnose_hardness",
     "draw_embedding_case",
+    "generic_batch",
+    "generic_like",
     "isolate",
     "max_logit",
     "moderate_case",
@@ -442,7 +444,7 @@ def _needs_floor_rows(
 ) -> tuple[Variant, str] | None:
     """SIM-1 or GRAD-3 when a cos case has rows near the floor, is wrong at moderate logits, and is
     right at moderate logits with those rows at unit norm -- and the adapter is right on a
-    :func:`generic_case` of the configuration (no row near the floor), so that a unit version that
+    :func:`generic_like` of the configuration (no row near the floor), so that a unit version that
     is right by accident (parallel rows, D = 1) proves nothing. Moderate logits first: at scale 20 a
     unit-row version can hide any error behind ``exp(-40)``."""
     if config.similarity != "cos":
@@ -455,7 +457,7 @@ def _needs_floor_rows(
         return None  # the moderate version says nothing about the floor
     if not adapter_is_right(ctx, unit_case(qm, ctx.dtype), unit_case(dm, ctx.dtype), moderate)[0]:
         return None
-    gq, gd = generic_case(max(q.shape[0], 2), d.shape[0], max(q.shape[1], GENERIC_D), ctx.dtype)
+    gq, gd = generic_like(q, d, ctx.dtype)
     if not adapter_is_right(ctx, gq, gd, moderate)[0]:
         return None  # wrong without any row near the floor: the unit version was right by accident
     loss_right = adapter_is_right(ctx, qm, dm, moderate, grads=False)[0]
@@ -491,14 +493,14 @@ def refine_within_claim(
 
     A shrunk case is often degenerate (D = 1: every cos gradient is 0 at a unit row and many
     mistakes coincide; N = 1); when it decides nothing, the same is asked of a
-    :func:`generic_case` of the same configuration at a moderate scale and the same K (N >= 2,
+    :func:`generic_like` of the same configuration at a moderate scale and the same K (N >= 2,
     D >= 4, no two rows alike) on which the adapter is wrong too. ``None`` when nothing refines the rung (the caller files it under the
     rung's own clause)."""
     found = _refine(ctx, q, d, variant, out)
     n, dim = q.shape
-    if found is not None or (dim >= GENERIC_D and n >= 2):
+    if found is not None or (dim >= GENERIC_D and n >= GENERIC_N):
         return found
-    gq, gd = generic_case(max(n, 2), d.shape[0], max(dim, GENERIC_D), ctx.dtype)
+    gq, gd = generic_like(q, d, ctx.dtype)
     generic = dataclasses.replace(variant, config=moderate_case(gq, gd, variant.config, ctx.dtype)[2])
     ok, gout, _, _ = adapter_is_right(ctx, gq, gd, generic.config)
     if ok:
@@ -514,17 +516,26 @@ def refine_within_claim(
     return Variant(rung.feature, why, rung.config), clause
 
 
-#: The smallest dimension of a :func:`generic_case`.
-GENERIC_D = 4
+#: The smallest N and dimension of a :func:`generic_like` batch.
+GENERIC_N, GENERIC_D = 2, 4
 
 
-def generic_case(n: int, k: int, dim: int, dtype: str) -> tuple[np.ndarray, np.ndarray]:
-    """Queries (n, dim) and docs (k, n, dim) whose rows are all different (standard normal, seed 0,
-    rounded to ``dtype``): no similarity ties, no zero rows, cos gradients that are not 0."""
+def generic_batch(
+    q_shape: tuple[int, ...], d_shape: tuple[int, ...], dtype: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """A batch of the given shapes whose rows are all different (standard normal, seed 0, rounded
+    to ``dtype``): every similarity differs, no row is zero, cos gradients are not 0."""
     rng = np.random.default_rng(0)
-    return round_to_dtype(rng.standard_normal((n, dim)), dtype), round_to_dtype(
-        rng.standard_normal((k, n, dim)), dtype
+    return round_to_dtype(rng.standard_normal(q_shape), dtype), round_to_dtype(
+        rng.standard_normal(d_shape), dtype
     )
+
+
+def generic_like(q: np.ndarray, d: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """A :func:`generic_batch` with the case's K, and N and D at least :data:`GENERIC_N` and
+    :data:`GENERIC_D`: where a shrunk case (D = 1, N = 1) is too degenerate to decide anything."""
+    n, dim = max(q.shape[0], GENERIC_N), max(q.shape[1], GENERIC_D)
+    return generic_batch((n, dim), (d.shape[0], n, dim), dtype)
 
 
 def _refine(

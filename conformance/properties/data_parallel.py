@@ -37,7 +37,7 @@ from ..strategies import draw_batch, draw_config
 from ..tolerances import embedding_bounds, encoder_bounds, round_to_dtype
 from .base import Context, Property, output_array, to_outputs
 from .cached import check_steps, draw_encoder_inputs
-from .checks import check_premise
+from .checks import check_premise, generic_batch
 
 __all__ = [
     "DataParallelEmbeddings",
@@ -111,18 +111,6 @@ def _verdict(
     if first.clause == "DP-3":
         check_layout(ctx, q.shape, d.shape, config, first)
     raise ConformanceFailure(first.clause, first.detail, mismatch=first.mismatch, also=tuple(failures[1:]))
-
-
-def generic_batch(
-    q_shape: tuple[int, ...], d_shape: tuple[int, ...], dtype: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """A batch of the given shapes whose rows are all different (standard normal, seed 0, rounded
-    to ``dtype``): every similarity differs, so every rank's ``L_r`` depends on which columns are
-    its positives and negatives."""
-    rng = np.random.default_rng(0)
-    return round_to_dtype(rng.standard_normal(q_shape), dtype), round_to_dtype(
-        rng.standard_normal(d_shape), dtype
-    )
 
 
 def check_layout(

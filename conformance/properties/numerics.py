@@ -26,7 +26,7 @@ from .checks import (
     GENERIC_D,
     assume_representable,
     check_premise,
-    generic_case,
+    generic_like,
     moderate_case,
     summed_over_queries,
     unit_case,
@@ -124,6 +124,6 @@ class CosEps(Property):
             if q.shape[1] < GENERIC_D and exc.clause == "GRAD-3":
                 # at D = 1 every cos gradient is 0 at a unit row: the unit version hides any gradient
                 # error, so a generic batch of the same configuration is the premise
-                gq, gd = generic_case(max(q.shape[0], 2), d.shape[0], GENERIC_D, ctx.dtype)
+                gq, gd = generic_like(q, d, ctx.dtype)
                 check_premise(ctx, gq, gd, config, "a generic batch of the same configuration (D = 4)", exc)
             raise
