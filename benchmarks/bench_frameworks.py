@@ -66,7 +66,7 @@ def main() -> None:
     sys.path.insert(0, str(EXAMPLES))
     import jax_adapter
 
-    from infonce_spec.conformance.distributed import end_of_run
+    from infonce_spec.conformance.harnesses.processes import end_of_run
     from infonce_spec.conformance.isolation import isolated
     from infonce_spec.conformance.protocol import load_adapter
     from infonce_spec.conformance.runner import run_adapter

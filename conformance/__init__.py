@@ -5,7 +5,7 @@
 * :mod:`.tolerances`  -- the per-dtype tolerance model derived from the arithmetic.
 * :mod:`.compare`     -- worst-element comparison that names the clause.
 * :mod:`.properties`  -- the properties, one module per spec chapter.
-* :mod:`.runner`, :mod:`.report`, :mod:`.cli`, :mod:`.replay`, :mod:`.distributed`, :mod:`.pytest_plugin`.
+* :mod:`.runner`, :mod:`.report`, :mod:`.cli`, :mod:`.replay`, :mod:`.harnesses`, :mod:`.pytest_plugin`.
 
 Run it: ``infonce-conformance run --adapter package.module:attribute`` (see ``docs/conformance.md``).
 """
@@ -22,6 +22,7 @@ from .protocol import (
     LossGrads,
     RankCase,
     RankEncoderCase,
+    Rendezvous,
     load_adapter,
 )
 
@@ -37,5 +38,6 @@ __all__ = [
     "LossGrads",
     "RankCase",
     "RankEncoderCase",
+    "Rendezvous",
     "load_adapter",
 ]

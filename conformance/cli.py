@@ -445,7 +445,8 @@ def _write_reports(args: argparse.Namespace, outcome: RunOutcome, console: Any) 
 
 
 def _cmd_run(args: argparse.Namespace) -> ExitCode:
-    from .distributed import in_torchrun, shared_forkserver
+    from .harnesses.processes import shared_forkserver
+    from .harnesses.torchrun import in_torchrun
     from .interrupt import settle
     from .runner import BUNDLED_ADAPTERS
 

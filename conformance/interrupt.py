@@ -139,9 +139,9 @@ def children_ignore_sigint() -> Iterator[None]:
 def shutdown(*, resource_tracker: bool = True) -> None:
     """Stop every worker, pool and forkserver of this process; then (``resource_tracker``) unlink
     the closed queues' semaphores and stop multiprocessing's resource tracker. Inside a
-    :func:`~.distributed.shared_forkserver` block (a program that calls the command line in
+    :func:`~.harnesses.processes.shared_forkserver` block (a program that calls the command line in
     process) the forkserver and the resource tracker are the block's, and stop at its end."""
-    from .distributed import end_of_run
+    from .harnesses.processes import end_of_run
 
     stopped = end_of_run()
     gc.collect()  # closed queues: their semaphores are unlinked by their finalizers

@@ -9,7 +9,7 @@ which imports torch, costs seconds per adapter: more than the 10 % the CI profil
 GNU OpenMP is not fork-safe -- a forked child that enters a parallel region the parent has used
 hangs -- so torch computes on one thread in a forked worker. ``INFONCE_CONFORMANCE_ISOLATION=forkserver``
 (the default elsewhere) takes the worker from the data-parallel harness's forkserver instead
-(:mod:`.distributed`; the adapter is imported by its ``package.module:attribute`` name, torch keeps
+(:mod:`.harnesses.processes`; the adapter is imported by its ``package.module:attribute`` name, torch keeps
 its threads); ``INFONCE_CONFORMANCE_ISOLATION=0`` runs every call in process, without a time limit
 (for debuggers). A runtime that starts threads of its own on first use and does not survive
 ``fork`` -- JAX's XLA client, TensorFlow's thread pools -- may already be running in the runner
@@ -80,6 +80,7 @@ __all__ = [
     "forkserver_workers_alive",
     "isolated",
     "last_frame",
+    "library_frame",
     "load_summary",
     "portable",
     "set_call_timeout",
@@ -315,7 +316,7 @@ def last_frame(tb_text: str) -> str | None:
             if i + 1 < len(lines) and not lines[i + 1].lstrip().startswith(("File ", "Traceback")):
                 tail.append(lines[i + 1].strip())
             entries.append("\n".join(tail))
-    own = [e for e in entries if not _library_frame(e)]
+    own = [e for e in entries if not library_frame(e)]
     return (own or entries or [None])[0]
 
 
@@ -324,7 +325,7 @@ _SUITE = os.path.dirname(os.path.abspath(__file__))
 _STDLIB = os.path.dirname(os.path.abspath(os.__file__))
 
 
-def _library_frame(entry: str) -> bool:
+def library_frame(entry: str) -> bool:
     path = entry.split('"', 2)[1] if entry.count('"') >= 2 else ""
     if "site-packages" in path or "dist-packages" in path or path.startswith("<"):
         return True
@@ -558,7 +559,7 @@ class CallWorker:
         _LIVE.add(self)
 
     def _start(self, method: str) -> None:
-        from . import distributed
+        from .harnesses import processes
 
         os.makedirs(self._dir, exist_ok=True)
         if self.fork:  # the parent's adapter object, copied: a few milliseconds, nothing re-imported
@@ -566,7 +567,7 @@ class CallWorker:
         elif self.spawn:
             ctx, target = multiprocessing.get_context("spawn"), self.loaded.spec
         else:
-            ctx, target = distributed.mp_context(self.loaded.spec), self.loaded.spec
+            ctx, target = processes.mp_context(self.loaded.spec), self.loaded.spec
         parent, child = ctx.Pipe()
         proc = ctx.Process(
             target=_serve,
@@ -574,7 +575,7 @@ class CallWorker:
             daemon=True,
             name="infonce-conformance-call",
         )
-        with distributed.no_main_reimport(), _frozen_heap(self.fork):
+        with processes.no_main_reimport(), _frozen_heap(self.fork):
             proc.start()
         child.close()
         self._proc, self._conn = proc, parent

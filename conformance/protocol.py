@@ -30,6 +30,12 @@ Three levels, each optional beyond the first, each declared in :class:`Capabilit
      (JAX ``shard_map`` over host devices, TF ``MirroredStrategy``). Same properties and verdicts
      (DP-1 .. DP-5); a ``ValueError``/``TypeError`` raised by the call is every rank's refusal
      (DP-5).
+   * ``"rendezvous"`` -- one process per rank, any framework: the suite starts W worker processes
+     (nothing inherited, no torch) and calls ``join(rendezvous)`` once in each with a
+     :class:`Rendezvous` (its rank, the world size, a coordinator address and one free address per
+     rank); the adapter initialises its own runtime with it (``jax.distributed.initialize``, TF's
+     ``TF_CONFIG``), then :meth:`ConformanceAdapter.rank_embeddings` /
+     :meth:`ConformanceAdapter.rank_encoder` compute each rank's own case as in the torch form.
 
 A minimal adapter (the whole thing)::
 
@@ -93,6 +99,7 @@ __all__ = [
     "LossGrads",
     "RankCase",
     "RankEncoderCase",
+    "Rendezvous",
     "Shape",
     "clip_like",
     "every_combination",
@@ -106,8 +113,9 @@ __all__ = [
 DTYPES: tuple[str, ...] = ("float64", "float32", "bfloat16", "float16")
 
 #: The forms of level 3 (``Capabilities.collectives``): one process per rank in a torch process
-#: group the suite sets up, or one process whose adapter runs the W ranks on W devices itself.
-COLLECTIVES: tuple[str, ...] = ("torch", "devices")
+#: group the suite sets up; one process whose adapter runs the W ranks on W devices itself; one
+#: process per rank whose adapter joins the others with its own runtime at a rendezvous.
+COLLECTIVES: tuple[str, ...] = ("torch", "devices", "rendezvous")
 
 
 #: One claimed configuration shape: the directions (canonical order, DIR-2) and the partition mode.
@@ -239,6 +247,8 @@ class Capabilities:
       :meth:`ConformanceAdapter.rank_encoder`). ``"devices"``: one process running the W ranks on
       W devices with the adapter's own collectives, no torch anywhere; ``devices_embeddings`` (and,
       with ``encoder``, ``devices_encoder``), each taking the W cases and returning W results.
+      ``"rendezvous"``: one process per rank, no torch anywhere; ``join(rendezvous)`` initialises
+      the adapter's runtime once per rank process, then ``rank_embeddings`` (and ``rank_encoder``).
     * ``validates_inputs`` -- invalid inputs raise ``ValueError``/``TypeError`` (VAL-1, DP-5).
     * ``torch_memory`` -- the implementation allocates its tensors through torch (on the calling
       thread), so the suite's peak-memory meter sees them: with ``cached``, CACHE-5 is checked
@@ -504,7 +514,9 @@ class RankCase:
     (DP-2, DP-3). With ``collectives="torch"`` the default process group is up
     (``torch.distributed``) and ``device`` is a hint (``"cpu"`` under the gloo harness,
     ``"cuda:<local_rank>"`` under torchrun with NCCL); with ``collectives="devices"`` the W cases
-    arrive together, in rank order, in one ``devices_embeddings`` call, which places them itself.
+    arrive together, in rank order, in one ``devices_embeddings`` call, which places them itself;
+    with ``collectives="rendezvous"`` the adapter's ``join`` has set up its runtime in this rank's
+    process.
     """
 
     rank: int
@@ -537,6 +549,26 @@ class RankEncoderCase:
         return _loss_kwargs(self.config)
 
 
+@dataclass(frozen=True)
+class Rendezvous:
+    """Where the ranks of ``collectives="rendezvous"`` meet; handed to ``join`` once per rank process.
+
+    ``coordinator`` (``"127.0.0.1:port"``) is for runtimes with one coordinating service
+    (``jax.distributed.initialize(coordinator_address=..., num_processes=world_size,
+    process_id=rank)``); ``addresses`` holds one address per rank, rank order, for runtimes where each
+    rank serves on its own (TF's ``TF_CONFIG`` cluster: rank r listens on ``addresses[r]``). The ports
+    were free when the suite picked them (bound to port 0, then released); a rank that fails to
+    join is one ``load`` fault about that rank. ``timeout`` (seconds) is how long the suite waits for
+    the ranks to join; use it as the runtime's own initialisation timeout.
+    """
+
+    rank: int
+    world_size: int
+    coordinator: str
+    addresses: tuple[str, ...]
+    timeout: float
+
+
 @runtime_checkable
 class ConformanceAdapter(Protocol):
     """The plug-in interface. Only ``capabilities`` and :meth:`embeddings` are required; implement the
@@ -556,6 +588,8 @@ class ConformanceAdapter(Protocol):
     # with collectives="devices" instead of the two rank_* methods (all W ranks in one call):
     #   devices_embeddings(self, cases: tuple[RankCase, ...]) -> Sequence[LossGrads]
     #   devices_encoder(self, cases: tuple[RankEncoderCase, ...]) -> Sequence[EncoderGrads]  (with encoder)
+    # with collectives="rendezvous", join(self, rendezvous: Rendezvous) -> None besides the rank_* methods
+    # (once per rank process, before any case; optional leave(self) -> None when the pool closes).
 
 
 _REQUIRED_METHODS = {
@@ -567,6 +601,7 @@ _REQUIRED_METHODS = {
 LEVEL3_METHODS: dict[str, tuple[str, str]] = {
     "torch": ("rank_embeddings", "rank_encoder"),
     "devices": ("devices_embeddings", "devices_encoder"),
+    "rendezvous": ("rank_embeddings", "rank_encoder"),
 }
 
 
@@ -594,6 +629,12 @@ class LoadedAdapter:
             raise TypeError(f"adapter {self.spec!r} claims {form} but has no {embeddings}() method")
         if caps.data_parallel and caps.encoder and not callable(getattr(self.adapter, encoder, None)):
             raise TypeError(f"adapter {self.spec!r} claims {form} and encoder but has no {encoder}()")
+        if (
+            caps.data_parallel
+            and caps.collectives == "rendezvous"
+            and not callable(getattr(self.adapter, "join", None))
+        ):
+            raise TypeError(f"adapter {self.spec!r} claims {form} but has no join(rendezvous) method")
         self.capabilities = caps
 
 

@@ -82,7 +82,7 @@ def _close_all() -> None:
     for harness in list(_HARNESSES.values()):
         harness.close()
     _HARNESSES.clear()
-    from .distributed import stop_forkserver
+    from .harnesses.processes import stop_forkserver
 
     stop_forkserver()
 

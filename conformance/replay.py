@@ -12,8 +12,8 @@ from pathlib import Path
 
 from .cases import load_case
 from .compare import AdapterFault, ConformanceFailure, PremiseFailure
-from .distributed import end_of_run
 from .harnesses import open_harness
+from .harnesses.processes import end_of_run
 from .properties.base import REGISTRY, Context, properties
 from .protocol import load_adapter
 

@@ -27,10 +27,11 @@ from .cases import config_to_dict, save_case
 from .clauses import CLAUSES
 from .compare import AdapterFault, ConformanceFailure, Mismatch, PremiseFailure
 from .diagnosis import Diagnosis, diagnose
-from .distributed import end_of_run, in_torchrun
 from .evidence import missing_claim, partly_missing
 from .explanations import explain_roots, level_one
 from .harnesses import open_harness
+from .harnesses.processes import end_of_run
+from .harnesses.torchrun import in_torchrun
 from .interrupt import Interrupted
 from .interrupt import check as check_interrupt
 from .isolation import CallBudget, NotCalled, adapter_frame, set_call_timeout
@@ -552,7 +553,7 @@ def run_adapter(
     once every property that could still show a root under it has run (those covering a clause it
     presupposes), or at the first adapter fault; the diagnosis then names the root among them.
 
-    Under ``torchrun`` (see :func:`~.distributed.in_torchrun`) only the data-parallel properties run,
+    Under ``torchrun`` (see :func:`~.harnesses.torchrun.in_torchrun`) only the data-parallel properties run,
     at the launcher's world size, each rank computing its own part in-process.
     """
     loaded = spec if isinstance(spec, LoadedAdapter) else load_adapter(spec)

@@ -4,6 +4,7 @@ Run them (in an environment with ``infonce-spec[conformance]``, jax and optax; s
 
     infonce-conformance run --adapter examples/jax_adapter.py:adapter --profile ci
     infonce-conformance run --adapter examples/jax_adapter.py:data_parallel --profile ci
+    infonce-conformance run --adapter examples/jax_adapter.py:processes --profile ci
 
 * :data:`adapter` -- levels 1 and 2, jitted: every direction, partition mode, similarity and
   hardness mode, a learnable scale (SCALE-2), input validation (VAL-1), a linear encoder with a
@@ -12,8 +13,14 @@ Run them (in an environment with ``infonce-spec[conformance]``, jax and optax; s
 * :data:`eager` -- the same without ``jax.jit`` (per-call overhead: ``benchmarks/bench_frameworks.py``).
 * :data:`data_parallel` -- adds level 3 in the ``devices`` form: the W ranks are W CPU devices of
   one process (``jax.shard_map``; the module asks XLA for 4 host devices before jax starts).
-* :data:`gather_without_gradient` -- a mutant for the tests: ``stop_gradient`` around the all-gather
-  (only the local block keeps its autodiff connection), which breaks DP-3.
+* :data:`processes` -- level 3 in the ``rendezvous`` form: one process per rank, as a multi-host
+  job runs. ``join`` starts ``jax.distributed`` at the suite's rendezvous (CPU collectives over
+  gloo); each rank then builds the global arrays from its own local batch
+  (``jax.make_array_from_single_device_arrays``) and runs the same ``shard_map`` over one device of
+  every process.
+* :data:`gather_without_gradient` / :data:`processes_gather_without_gradient` -- mutants for the
+  tests: ``stop_gradient`` around the all-gather (only the local block keeps its autodiff
+  connection), which breaks DP-3.
 
 CACHE-5 (the loss stage's peak memory) is not claimed: the suite measures it through torch's
 allocator (``Capabilities.torch_memory``), which sees nothing that XLA allocates.
@@ -38,7 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from infonce_options import check_equal_local_batches, check_mini_batch_size
-from jax.sharding import Mesh, PartitionSpec
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jax_infonce import (
     DIRECTIONS,
     Options,
@@ -57,9 +65,18 @@ from infonce_spec.conformance import (
     LossGrads,
     RankCase,
     RankEncoderCase,
+    Rendezvous,
 )
 
-__all__ = ["JaxAdapter", "adapter", "data_parallel", "eager", "gather_without_gradient"]
+__all__ = [
+    "JaxAdapter",
+    "adapter",
+    "data_parallel",
+    "eager",
+    "gather_without_gradient",
+    "processes",
+    "processes_gather_without_gradient",
+]
 
 F32 = jnp.float32
 AXIS = "ranks"
@@ -162,8 +179,15 @@ def _mesh(w: int) -> Mesh:
     return Mesh(np.array(devices[:w]), (AXIS,))
 
 
+def _process_mesh(w: int) -> Mesh:
+    """One device of each of the W processes (``jax.distributed``), in process (= rank) order."""
+    if jax.process_count() != w:
+        raise RuntimeError(f"W = {w} ranks, but jax.distributed joined {jax.process_count()} processes")
+    return Mesh(np.array([jax.local_devices(process_index=p)[0] for p in range(w)]), (AXIS,))
+
+
 @cache
-def _devices_embeddings_fn(w: int, options: Options, gather: Callable[..., Any]) -> Callable[..., Any]:
+def _devices_embeddings_fn(mesh: Mesh, options: Options, gather: Callable[..., Any]) -> Callable[..., Any]:
     """Global (N, D) queries and (K, N, D) docs, sharded by rank -> per-rank L_r and local gradients."""
 
     def per_rank(q: jax.Array, d: jax.Array, scale: jax.Array) -> Any:
@@ -174,14 +198,14 @@ def _devices_embeddings_fn(w: int, options: Options, gather: Callable[..., Any])
 
     rows, cols = PartitionSpec(AXIS), PartitionSpec(None, AXIS)
     mapped = jax.shard_map(
-        per_rank, mesh=_mesh(w), in_specs=(rows, cols, PartitionSpec()), out_specs=(rows, rows, cols)
+        per_rank, mesh=mesh, in_specs=(rows, cols, PartitionSpec()), out_specs=(rows, rows, cols)
     )
     return jax.jit(mapped)
 
 
 @cache
 def _devices_encoder_fn(
-    w: int, options: Options, gather: Callable[..., Any], mini_batch_size: int | None
+    mesh: Mesh, options: Options, gather: Callable[..., Any], mini_batch_size: int | None
 ) -> Callable[..., Any]:
     """Per-rank weight copies (W, D, F), global inputs sharded by rank -> per-rank L_r and dL/dweight."""
 
@@ -199,7 +223,7 @@ def _devices_encoder_fn(
 
     rows, cols = PartitionSpec(AXIS), PartitionSpec(None, AXIS)
     mapped = jax.shard_map(
-        per_rank, mesh=_mesh(w), in_specs=(rows, rows, cols, PartitionSpec()), out_specs=(rows, rows)
+        per_rank, mesh=mesh, in_specs=(rows, rows, cols, PartitionSpec()), out_specs=(rows, rows)
     )
     return jax.jit(mapped)
 
@@ -213,6 +237,7 @@ class JaxAdapter:
         *,
         jit: bool = True,
         data_parallel: bool = False,
+        collectives: str = "devices",
         gather: Callable[..., Any] | None = None,
     ) -> None:
         self.capabilities = Capabilities(
@@ -227,7 +252,7 @@ class JaxAdapter:
             cached=True,
             dropout=True,
             data_parallel=data_parallel,
-            collectives="devices",
+            collectives=collectives,
             validates_inputs=True,
         )
         wrap = (lambda f: jax.jit(f, static_argnames="options")) if jit else (lambda f: f)
@@ -291,7 +316,7 @@ class JaxAdapter:
         options = _options(cases[0].loss_kwargs())
         q = _f32(np.concatenate([c.queries for c in cases]))  # DP-1: rank order
         d = _f32(np.concatenate([c.docs for c in cases], axis=1))  # column by column
-        fn = _devices_embeddings_fn(len(cases), options, self._gather)
+        fn = _devices_embeddings_fn(_mesh(len(cases)), options, self._gather)
         losses, gq, gd = fn(q, d, _f32(cases[0].config.scale))
         b = cases[0].queries.shape[0]
         gq, gd = np.asarray(gq), np.asarray(gd)
@@ -308,10 +333,65 @@ class JaxAdapter:
         weights = _f32(np.stack([c.weight for c in cases]))
         xq = _f32(np.concatenate([c.x_queries for c in cases]))
         xd = _f32(np.concatenate([c.x_docs for c in cases], axis=1))
-        fn = _devices_encoder_fn(w, options, self._gather, cases[0].mini_batch_size)
+        fn = _devices_encoder_fn(_mesh(w), options, self._gather, cases[0].mini_batch_size)
         losses, grads = fn(weights, xq, xd, _f32(cases[0].config.scale))
         grads = np.asarray(grads)
         return [EncoderGrads([float(losses[r])], grads[r]) for r in range(w)]
+
+    # -- level 3 (collectives="rendezvous": this process is one rank) -------------------------------------
+    def join(self, rendezvous: Rendezvous) -> None:
+        """Start ``jax.distributed`` at the suite's rendezvous, before any computation of this process."""
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(
+            coordinator_address=rendezvous.coordinator,
+            num_processes=rendezvous.world_size,
+            process_id=rendezvous.rank,
+            initialization_timeout=max(1, int(rendezvous.timeout)),
+        )
+
+    def leave(self) -> None:
+        jax.distributed.shutdown()
+
+    def _global(self, mesh: Mesh, local: np.ndarray, axis: int) -> jax.Array:
+        """The global array whose block ``axis`` of this process is ``local`` (rank order, DP-1)."""
+        shape = list(local.shape)
+        shape[axis] *= mesh.size
+        spec = PartitionSpec(*([None] * axis), AXIS)
+        mine = jax.device_put(_f32(local), jax.local_devices()[0])
+        return jax.make_array_from_single_device_arrays(tuple(shape), NamedSharding(mesh, spec), [mine])
+
+    @staticmethod
+    def _local(x: jax.Array) -> np.ndarray:
+        """This process's block of a sharded result."""
+        return np.asarray(x.addressable_shards[0].data)
+
+    @staticmethod
+    def _check_equal(shapes: tuple[tuple[int, ...], ...]) -> None:
+        """DP-5 across processes: every rank learns every rank's local shapes, so all refuse alike."""
+        mine = np.array([n for shape in shapes for n in shape])
+        every = np.asarray(multihost_utils.process_allgather(mine))
+        if (every != every[0]).any():
+            raise ValueError(f"[DP-5] the ranks' local batches differ in shape: {every.tolist()}")
+
+    def rank_embeddings(self, case: RankCase) -> LossGrads:
+        self._check_equal((case.queries.shape, case.docs.shape))
+        options = _options(case.loss_kwargs())
+        mesh = _process_mesh(case.world_size)
+        q, d = self._global(mesh, case.queries, 0), self._global(mesh, case.docs, 1)
+        fn = _devices_embeddings_fn(mesh, options, self._gather)
+        losses, gq, gd = fn(q, d, _f32(case.config.scale))
+        return LossGrads(float(self._local(losses)[0]), self._local(gq), self._local(gd))
+
+    def rank_encoder(self, case: RankEncoderCase) -> EncoderGrads:
+        self._check_equal((case.x_queries.shape, case.x_docs.shape))
+        options = _options(case.loss_kwargs())
+        check_mini_batch_size(case.mini_batch_size)
+        mesh = _process_mesh(case.world_size)
+        weights = self._global(mesh, case.weight[None], 0)
+        xq, xd = self._global(mesh, case.x_queries, 0), self._global(mesh, case.x_docs, 1)
+        fn = _devices_encoder_fn(mesh, options, self._gather, case.mini_batch_size)
+        losses, grads = fn(weights, xq, xd, _f32(case.config.scale))
+        return EncoderGrads([float(self._local(losses)[0])], self._local(grads)[0])
 
 
 adapter = JaxAdapter()
@@ -319,4 +399,11 @@ eager = JaxAdapter("jax-infonce-eager", jit=False)
 data_parallel = JaxAdapter("jax-infonce-data-parallel", data_parallel=True)
 gather_without_gradient = JaxAdapter(
     "jax-infonce-gather-without-gradient", data_parallel=True, gather=_gather_without_gradient
+)
+processes = JaxAdapter("jax-infonce-processes", data_parallel=True, collectives="rendezvous")
+processes_gather_without_gradient = JaxAdapter(
+    "jax-infonce-processes-gather-without-gradient",
+    data_parallel=True,
+    collectives="rendezvous",
+    gather=_gather_without_gradient,
 )

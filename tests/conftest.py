@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from hypothesis import configuration
 
-from infonce_spec.conformance.distributed import shared_forkserver
+from infonce_spec.conformance.harnesses.processes import shared_forkserver
 
 # hypothesis keeps its example database and constants cache in the current folder unless told
 # otherwise: a plain `python -m pytest` from the checkout must not write `.hypothesis/` there.

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from infonce_spec.adapters.bundled import TorchAdapter
-from infonce_spec.conformance import distributed
-from infonce_spec.conformance.distributed import in_torchrun
+from infonce_spec.conformance.harnesses import processes
+from infonce_spec.conformance.harnesses.torchrun import in_torchrun
 from infonce_spec.conformance.protocol import Capabilities, RankCase
 from infonce_spec.conformance.runner import run_adapter
 from tests.processes import forkserver_pid, helper_pids, live_processes
@@ -126,9 +126,9 @@ def test_runs_in_a_shared_block_reuse_one_forkserver_and_a_run_outside_stops_it(
             first = pid
     assert pid == first, "the second run started a forkserver of its own"
     stopped: list[bool] = []
-    monkeypatch.setattr(distributed, "_SHARED", 0)
-    monkeypatch.setattr(distributed, "stop_forkserver", lambda: stopped.append(True))
-    distributed.end_of_run()
+    monkeypatch.setattr(processes, "_SHARED", 0)
+    monkeypatch.setattr(processes, "stop_forkserver", lambda: stopped.append(True))
+    processes.end_of_run()
     assert stopped, "a run outside a shared_forkserver block must stop the forkserver"
 
 

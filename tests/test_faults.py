@@ -28,7 +28,8 @@ import numpy as np
 import pytest
 
 from infonce_spec.conformance.compare import AdapterFault
-from infonce_spec.conformance.distributed import GlooHarness, close_pools
+from infonce_spec.conformance.harnesses.gloo import GlooHarness
+from infonce_spec.conformance.harnesses.processes import close_pools
 from infonce_spec.conformance.isolation import (
     HUNG_FLOOR,
     HUNG_MULTIPLE,

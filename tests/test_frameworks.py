@@ -25,9 +25,9 @@ import pytest
 
 from infonce_spec.conformance import Capabilities, LossGrads, RankCase
 from infonce_spec.conformance.compare import AdapterFault
-from infonce_spec.conformance.distributed import RankError, end_of_run
-from infonce_spec.conformance.harnesses import check_level3, open_harness
+from infonce_spec.conformance.harnesses import RankError, check_level3, open_harness
 from infonce_spec.conformance.harnesses.devices import DevicesHarness
+from infonce_spec.conformance.harnesses.processes import end_of_run
 from infonce_spec.conformance.protocol import LoadedAdapter
 from infonce_spec.reference import Config
 from tests.processes import command_line, session_left
@@ -67,6 +67,7 @@ def conformance(
     environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(tmp / "hypothesis")
     if isolation is not None:
         environ["INFONCE_CONFORMANCE_ISOLATION"] = isolation
+    tmp.mkdir(parents=True, exist_ok=True)
     report = tmp / "report.json"
     proc = subprocess.Popen(
         [
@@ -146,6 +147,45 @@ def test_jax_mutant_gathering_without_gradient_is_one_dp3_root(jax_env: Path, tm
     found = statuses(data)
     assert found[("data_parallel/embeddings", 1)] == "pass"  # one device: nothing to gather
     assert found[("data_parallel/embeddings", 2)] == "FAIL"
+
+
+@pytest.mark.slow
+def test_jax_one_process_per_rank_passes_level3_and_catches_the_gather_without_gradient(
+    jax_env: Path, tmp_path: Path
+) -> None:
+    """The rendezvous form: W spawned ranks, ``jax.distributed`` started by the adapter's ``join``
+    (CPU collectives over gloo), no torch. The plain loss passes DP-1 .. DP-5 at W = 1 .. 3; the
+    ``stop_gradient`` mutant is exactly one root, DP-3, found at W = 2."""
+    code, data, output = conformance(
+        jax_env,
+        tmp_path / "plain",
+        f"{EXAMPLES / 'jax_adapter.py'}:processes",
+        "--profile",
+        "quick",
+        "--select",
+        "data_parallel",
+        "--world-sizes",
+        "1,2,3",
+    )
+    assert code == 0, output
+    found = statuses(data)
+    for w in (1, 2, 3):
+        assert found[("data_parallel/embeddings", w)] == "pass"
+        assert found[("data_parallel/encoder", w)] == "pass"
+    assert all(found[("data_parallel/unequal_batch", w)] == "pass" for w in (2, 3))  # DP-5
+    code, data, output = conformance(
+        jax_env,
+        tmp_path / "mutant",
+        f"{EXAMPLES / 'jax_adapter.py'}:processes_gather_without_gradient",
+        "--profile",
+        "quick",
+        "--select",
+        "data_parallel/embeddings",
+        "--world-sizes",
+        "2",
+    )
+    assert code == 1, output
+    assert [r["clause"] for r in data["reports"][0]["root_causes"]] == ["DP-3"], output
 
 
 @pytest.mark.slow

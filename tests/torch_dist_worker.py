@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from infonce_spec.conformance.distributed import mp_context, no_main_reimport
+from infonce_spec.conformance.harnesses.processes import mp_context, no_main_reimport
 
 __all__ = ["CASES", "GlooPool", "free_port"]
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..compare import AdapterFault
-from ..distributed import RankError
 from ..isolation import adapter_frame, check_result_dtypes, isolated, portable
+from . import RankError
 
 __all__ = ["METHODS", "DevicesHarness"]
 

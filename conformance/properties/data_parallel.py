@@ -1,6 +1,6 @@
 """Chapter "data parallel": W ranks equal one process on the concatenated batch (DP-1 .. DP-5).
 
-Run once per world size (1 .. 4 by default) through the harness (:mod:`..distributed`). The global
+Run once per world size (1 .. 4 by default) through the harness (:mod:`..harnesses`). The global
 batch is drawn, split as the spec lays it out (rank r owns rows ``[r B, (r+1) B)`` of the queries
 and of every document column, DP-1), and each rank's loss ``L_r`` and ``W``-scaled local
 gradients are compared with :func:`~infonce_spec.reference.rank_expectations`. K is drawn from
@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from infonce_spec.reference import linear_encoder_grad, rank_expectations
 
 from ..compare import ConformanceFailure, PremiseFailure, fail
-from ..distributed import RankError
+from ..harnesses import RankError
 from ..mistakes import RankObservation
 from ..protocol import Capabilities, RankCase, RankEncoderCase
 from ..strategies import draw_batch, draw_config
