@@ -17,12 +17,20 @@ over W logical CPU devices (the module splits the CPU into 4 before TensorFlow s
 computing its ``L_r`` with ``ReplicaContext.all_gather``, whose gradient sums the replicas'
 cotangents (DP-3), and its own copy of the encoder weight (DP-4).
 
+:data:`processes` adds level 3 in the ``rendezvous`` form instead: one process per rank, as a
+multi-worker job runs. ``join`` writes ``TF_CONFIG`` (a cluster of W workers at the suite's
+addresses, this process the worker of its rank) and starts a
+``tf.distribute.MultiWorkerMirroredStrategy``, one replica per worker; each rank then runs its own
+case with the same replica function (collectives over gRPC).
+
 Not claimed: CACHE-5 (measured through torch's allocator only).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 from collections.abc import Callable, Sequence
 from functools import cache, partial
 from typing import Any
@@ -48,9 +56,10 @@ from infonce_spec.conformance import (
     LossGrads,
     RankCase,
     RankEncoderCase,
+    Rendezvous,
 )
 
-__all__ = ["TensorFlowAdapter", "adapter", "data_parallel"]
+__all__ = ["TensorFlowAdapter", "adapter", "data_parallel", "processes"]
 
 #: Level 3's replicas: W logical CPU devices, which TensorFlow accepts only before it starts.
 REPLICAS = 4
@@ -149,7 +158,10 @@ def _per_replica(strategy: tf.distribute.MirroredStrategy, outputs: Any) -> list
 class TensorFlowAdapter:
     """The plain TensorFlow loss in float32: levels 1 and 2, and level 3 with ``data_parallel``."""
 
-    def __init__(self, name: str = "tf-infonce", *, data_parallel: bool = False) -> None:
+    def __init__(
+        self, name: str = "tf-infonce", *, data_parallel: bool = False, collectives: str = "devices"
+    ) -> None:
+        self._workers: tf.distribute.MultiWorkerMirroredStrategy | None = None
         self.capabilities = Capabilities(
             name=name,
             directions=frozenset(DIRECTIONS),
@@ -162,7 +174,7 @@ class TensorFlowAdapter:
             cached=True,
             dropout=True,
             data_parallel=data_parallel,
-            collectives="devices",
+            collectives=collectives,
             validates_inputs=True,
         )
 
@@ -256,6 +268,62 @@ class TensorFlowAdapter:
         losses, grads = _per_replica(strategy, strategy.run(replica))
         return [EncoderGrads([float(losses[r])], grads[r].numpy()) for r in range(len(cases))]
 
+    # -- level 3 (collectives="rendezvous": this process is one rank) -------------------------------------
+    def join(self, rendezvous: Rendezvous) -> None:
+        """Start this worker of a W-worker cluster at the suite's addresses (before any collective)."""
+        cluster = {"worker": list(rendezvous.addresses)}
+        os.environ["TF_CONFIG"] = json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": rendezvous.rank}}
+        )
+        self._workers = tf.distribute.MultiWorkerMirroredStrategy()
+        if self._workers.num_replicas_in_sync != rendezvous.world_size:
+            raise RuntimeError(
+                f"{self._workers.num_replicas_in_sync} replicas for W = {rendezvous.world_size} workers"
+            )
+
+    def _run_rank(self, replica: Callable[[], Any], shapes: tuple[tuple[int, ...], ...]) -> list[tf.Tensor]:
+        """``replica`` on this worker's one replica, after DP-5: every worker learns every worker's
+        local shapes (an all-gather of equal length), so that all refuse alike."""
+        strategy = self._workers
+        if strategy is None:
+            raise RuntimeError("rank_* before join(rendezvous)")
+        mine = tf.constant([n for shape in shapes for n in shape], dtype=tf.int64)
+        every = strategy.run(lambda: tf.distribute.get_replica_context().all_gather(mine[None], axis=0))
+        every = strategy.experimental_local_results(every)[0].numpy()
+        if (every != every[0]).any():
+            raise ValueError(f"[DP-5] the ranks' local batches differ in shape: {every.tolist()}")
+        return [strategy.experimental_local_results(o)[0] for o in strategy.run(replica)]
+
+    def rank_embeddings(self, case: RankCase) -> LossGrads:
+        shapes = (case.queries.shape, case.docs.shape)
+        options = validate_config(**case.loss_kwargs())
+        q, d, scale = _f32(case.queries), _f32(case.docs), float(case.config.scale)
+
+        def replica() -> tuple[tf.Tensor, ...]:
+            with tf.GradientTape() as tape:
+                tape.watch([q, d])
+                loss = infonce_loss(q, d, scale, options, replicas=True)
+            return (loss, *tape.gradient(loss, [q, d]))
+
+        loss, gq, gd = self._run_rank(replica, shapes)
+        return LossGrads(float(loss), gq.numpy(), gd.numpy())
+
+    def rank_encoder(self, case: RankEncoderCase) -> EncoderGrads:
+        shapes = (case.x_queries.shape, case.x_docs.shape)
+        options = validate_config(**case.loss_kwargs())
+        check_mini_batch_size(case.mini_batch_size)
+        weight, xq, xd = _f32(case.weight), _f32(case.x_queries), _f32(case.x_docs)
+        scale, m = float(case.config.scale), case.mini_batch_size
+        loss_fn = partial(infonce_loss, replicas=True)
+
+        def replica() -> tuple[tf.Tensor, tf.Tensor]:
+            loss, backward = self._step(weight, xq, xd, options, scale, m, loss_fn)
+            return loss, backward(1.0)
+
+        loss, grad = self._run_rank(replica, shapes)
+        return EncoderGrads([float(loss)], grad.numpy())
+
 
 adapter = TensorFlowAdapter()
 data_parallel = TensorFlowAdapter("tf-infonce-data-parallel", data_parallel=True)
+processes = TensorFlowAdapter("tf-infonce-processes", data_parallel=True, collectives="rendezvous")

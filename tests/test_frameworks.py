@@ -276,6 +276,29 @@ def test_tensorflow_adapter_passes_every_level_without_torch(tf_env: Path, tmp_p
     assert len(found) >= 40  # levels 1 and 2 (29 properties) and level 3 at every world size
 
 
+@pytest.mark.slow
+def test_tensorflow_one_process_per_rank_passes_level3(tf_env: Path, tmp_path: Path) -> None:
+    """The rendezvous form: W spawned workers, each starting a MultiWorkerMirroredStrategy from the
+    ``TF_CONFIG`` its ``join`` writes (collectives over gRPC), no torch; DP-1 .. DP-5 at W = 1, 2."""
+    code, data, output = conformance(
+        tf_env,
+        tmp_path,
+        f"{EXAMPLES / 'tf_adapter.py'}:processes",
+        "--profile",
+        "quick",
+        "--select",
+        "data_parallel",
+        "--world-sizes",
+        "1,2",
+    )
+    assert code == 0, output
+    found = statuses(data)
+    assert all(
+        found[(p, w)] == "pass" for p in ("data_parallel/embeddings", "data_parallel/encoder") for w in (1, 2)
+    )
+    assert found[("data_parallel/unequal_batch", 2)] == "pass"  # DP-5
+
+
 # -- the devices harness itself (any environment; the adapters below compute nothing) ------------------------
 class DevicesAdapter:
     """A ``collectives="devices"`` adapter whose one call does what ``behaviour`` says."""

@@ -343,3 +343,16 @@ def test_reference_import_loads_no_framework():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_harnesses_of_other_frameworks_load_no_torch():
+    """The rendezvous and devices forms of level 3 run where torch is not installed: importing their
+    harnesses (and the pool and interface they share) imports no torch; only gloo and torchrun may."""
+    code = (
+        "import sys\n"
+        "import infonce_spec.conformance.harnesses.rendezvous, infonce_spec.conformance.harnesses.devices\n"
+        "import infonce_spec.conformance.runner\n"
+        "print(sorted(m for m in ('torch', 'jax', 'tensorflow') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
