@@ -368,7 +368,10 @@ class RankPool:
             raise
 
     def close(self, *, graceful: bool = True) -> None:
-        """Stop every worker: ask (if ``graceful``), then terminate, then kill; always join (no orphans)."""
+        """Stop every worker: ask (if ``graceful``), then kill the ones left, all at once; always join
+        (no orphans). All at once: a rank whose peers went first may abort loudly (JAX's coordination
+        service does), and a runtime may catch SIGTERM (JAX's preemption notifier), so the ranks that
+        did not leave when asked get SIGKILL together."""
         for q in self._tasks:
             with contextlib.suppress(Exception):
                 q.put_nowait(None)
@@ -376,6 +379,9 @@ class RankPool:
         deadline = time.monotonic() + (3.0 if graceful else 0.0)
         for p in procs:
             p.join(timeout=max(0.0, deadline - time.monotonic()))
+        for p in procs:
+            if p.is_alive():
+                p.kill()
         for p in procs:
             end_process(p)
         for q in [*self._tasks, self._results]:
