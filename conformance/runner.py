@@ -148,6 +148,15 @@ class PropertyResult:
 #: The report's mode line: single process, and the data-parallel harness when it is claimed.
 SINGLE_PROCESS = "single process"
 WITH_DATA_PARALLEL = "single process; data parallel over gloo worker processes on this machine"
+#: The mode line per form of level 3 (``Capabilities.collectives``).
+DATA_PARALLEL_MODES: dict[str, str] = {
+    "torch": WITH_DATA_PARALLEL,
+    "devices": "single process; data parallel on W devices of one process (the adapter's collectives)",
+    "rendezvous": (
+        "single process; data parallel over one spawned process per rank on this machine "
+        "(the adapter's runtime, joined at the suite's rendezvous)"
+    ),
+}
 
 
 @dataclass
@@ -673,7 +682,7 @@ def run_adapter(
         sizes,
         results,
         time.perf_counter() - start,
-        mode=WITH_DATA_PARALLEL if caps.data_parallel else SINGLE_PROCESS,
+        mode=DATA_PARALLEL_MODES[caps.collectives] if caps.data_parallel else SINGLE_PROCESS,
         stopped=stopped,
         not_run=not_run,
     )

@@ -124,6 +124,7 @@ def test_jax_adapter_passes_every_level_without_torch(jax_env: Path, tmp_path: P
         assert found[("data_parallel/encoder", w)] == "pass"
     assert all(found[("data_parallel/unequal_batch", w)] == "pass" for w in (2, 3, 4))  # DP-5
     assert data["reports"][0]["world_sizes"] == [1, 2, 3, 4]
+    assert "W devices of one process" in data["reports"][0]["mode"]
 
 
 @pytest.mark.slow
@@ -173,6 +174,7 @@ def test_jax_one_process_per_rank_passes_level3_and_catches_the_gather_without_g
         assert found[("data_parallel/embeddings", w)] == "pass"
         assert found[("data_parallel/encoder", w)] == "pass"
     assert all(found[("data_parallel/unequal_batch", w)] == "pass" for w in (2, 3))  # DP-5
+    assert "one spawned process per rank" in data["reports"][0]["mode"]
     code, data, output = conformance(
         jax_env,
         tmp_path / "mutant",
