@@ -30,8 +30,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from infonce_spec.clauses import CLAUSE_IDS, presupposes
 from infonce_spec.clauses import clause as clause_row
+from infonce_spec.clauses import presupposes, spec_order
 
 from .triggers import trigger
 
@@ -133,10 +133,6 @@ def _blamed(result: Any) -> list[str]:
     return [f.clause, *(c for c, _ in f.also)]
 
 
-def _order(clause: str | None) -> int:
-    return -1 if clause is None else CLAUSE_IDS.index(clause)
-
-
 def diagnose(results: Sequence[Any], explanations: dict[str, list[str]] | None = None) -> Diagnosis:
     """The diagnosis of ``results`` (:class:`~.runner.PropertyResult` items; see the module docstring);
     ``explanations`` (per root clause, the known mistakes that explain it, :mod:`.explanations`) go on
@@ -178,7 +174,7 @@ def diagnose(results: Sequence[Any], explanations: dict[str, list[str]] | None =
     root_clauses = strong_roots | weak_roots
 
     by_clause: dict[str, RootCause] = {}
-    for c in sorted(root_clauses, key=_order):
+    for c in sorted(root_clauses, key=spec_order):
         row = clause_row(c)
         kind = "violation" if c in strong_roots else "violation (shown by a premise check)"
         by_clause[c] = RootCause(c, kind, row.summary)
@@ -190,7 +186,9 @@ def diagnose(results: Sequence[Any], explanations: dict[str, list[str]] | None =
             follows[r.label] = ()
         else:
             explained = tuple(
-                sorted({x for c in _blamed(r) for x in _explain(c, root_clauses | fault_clauses)}, key=_order)
+                sorted(
+                    {x for c in _blamed(r) for x in _explain(c, root_clauses | fault_clauses)}, key=spec_order
+                )
             )
             follows[r.label] = explained
             for c in explained:

@@ -219,3 +219,14 @@ def test_presupposition_graph_is_acyclic():
 
     cyclic = [c.id for c in CLAUSES if c.id in presupposes(c.id)]
     assert not cyclic, f"clauses that presuppose themselves (a cycle): {cyclic}"
+
+
+def test_clause_ids_sort_in_the_order_the_spec_defines_them():
+    """``spec_order`` (the diagnosis' and the premises' sort key) follows the definitions' order in
+    the text, with "no clause" first."""
+    from infonce_spec.clauses import CLAUSE_IDS, spec_order
+
+    text = (Path(infonce_spec.__file__).resolve().parents[2] / "spec" / "infonce-spec.md").read_text()
+    defined = sorted(CLAUSE_IDS, key=lambda c: text.index(f'<a id="{c}"></a>**{c}**'))
+    assert sorted(CLAUSE_IDS, key=spec_order) == defined
+    assert sorted(["DP-3", None, "SIM-1"], key=spec_order) == [None, "SIM-1", "DP-3"]

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from hypothesis import assume
 
-from infonce_spec.clauses import CLAUSE_IDS
+from infonce_spec.clauses import spec_order
 from infonce_spec.reference import Config, loss_and_grad
 from infonce_spec.vocabulary import DIRECTION_SPECS
 
@@ -547,7 +547,7 @@ def _refine(
     candidates: list[str] | None = None
     why = ""
     if k >= 2 and _informative(q, d[:1], config) and adapter_is_right(ctx, q, d[:1], config)[0]:
-        candidates = sorted({HARD_NEGATIVE_CLAUSES[x] for x in config.directions}, key=_clause_order)
+        candidates = sorted({HARD_NEGATIVE_CLAUSES[x] for x in config.directions}, key=spec_order)
         why = (
             f"the same case is right with its positives alone (K = 1; {variant.description}): "
             "the error is about the hard-negative columns"
@@ -569,10 +569,6 @@ def _informative(q: np.ndarray, d: np.ndarray, config: Config) -> bool:
     agree)."""
     expected = loss_and_grad(q, d, config)
     return bool(np.any(expected.grad_queries != 0) or np.any(expected.grad_docs != 0))
-
-
-def _clause_order(clause: str) -> int:
-    return CLAUSE_IDS.index(clause)
 
 
 def known_mistake_clauses(

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-__all__ = ["CLAUSES", "CLAUSE_IDS", "Clause", "clause", "presupposes"]
+__all__ = ["CLAUSES", "CLAUSE_IDS", "Clause", "clause", "presupposes", "spec_order"]
 
 
 @dataclass(frozen=True)
@@ -200,6 +200,11 @@ def clause(id: str) -> Clause:
         return _BY_ID[id]
     except KeyError:
         raise KeyError(f"no clause {id!r} in the spec; valid: {', '.join(CLAUSE_IDS)}") from None
+
+
+def spec_order(id: str | None) -> int:
+    """``id``'s position in the spec (a sort key for clause IDs; ``None``, no clause, sorts first)."""
+    return -1 if id is None else CLAUSE_IDS.index(id)
 
 
 @cache
