@@ -191,6 +191,44 @@ def test_jax_one_process_per_rank_passes_level3_and_catches_the_gather_without_g
 
 
 @pytest.mark.slow
+def test_jax_rank_faults_are_about_the_rank_that_caused_them(jax_env: Path, tmp_path: Path) -> None:
+    """Under a real ``jax.distributed`` runtime rank 1 raises, exits or hangs while rank 0 waits for
+    it inside XLA (whose coordination service aborts a rank whose peer went, and which catches
+    SIGTERM): the verdict names rank 1 each time, a raise or an exit within seconds, a hang within
+    its time limit plus the stack dump, and the run leaves no process behind."""
+    script = ROOT / "tests" / "jax_rank_faults.py"
+    proc = subprocess.Popen(
+        [str(jax_env / "bin" / "python"), str(script)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    left = session_left(proc.pid, 10.0)
+    assert not left, f"processes left behind: {[command_line(p) for p in left]}"
+    assert proc.returncode == 0, err[-3000:]
+    found = {f["fault"]: f for f in map(json.loads, out.strip().splitlines())}
+    assert (found["raises"]["kind"], found["raises"]["rank"]) == ("exception", 1)
+    assert (
+        found["raises"]["detail"]
+        == "rank 1 raised RuntimeError: rank 1 cannot gather in rank_embeddings(case)"
+    )
+    assert "jax_rank_faults.py" in found["raises"]["frame"]
+    assert (found["exits"]["kind"], found["exits"]["rank"]) == ("crash", 1)
+    assert (found["hangs"]["kind"], found["hangs"]["rank"]) == ("timeout", 1)
+    assert "jax_rank_faults.py" in found["hangs"]["frame"] and "in fault" in found["hangs"]["frame"]
+    assert found["raises"]["seconds"] < 6 and found["exits"]["seconds"] < 6
+    assert found["hangs"]["seconds"] < 3 * (8 + 2)
+
+
+@pytest.mark.slow
 def test_jax_adapter_that_computes_at_import_passes_with_default_settings(
     jax_env: Path, tmp_path: Path
 ) -> None:
