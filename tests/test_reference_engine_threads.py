@@ -85,8 +85,9 @@ def test_a_batch_with_many_chunks_gives_the_normative_numbers(similarity: str) -
 
 
 def test_the_same_numbers_at_every_run() -> None:
-    """The chunks add to the shared column gradients in row order, whichever worker finishes
-    first: ten runs of a call on three workers agree to the last bit."""
+    """Each worker takes a fixed run of chunks and sums their column gradients in row order, and the
+    workers' sums are added in worker order, whichever worker finishes first: ten runs of a call on
+    three workers agree to the last bit."""
     q, docs = make_inputs(64, 3, 6, seed=5, spread=1.0)
     config = Config(directions=("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"))
     first = engine.loss_and_grad(q, docs, config, chunk_size=3, threads=3)
@@ -138,14 +139,14 @@ def test_workers_call_blas_single_threaded_and_the_counts_are_restored(
 def test_a_failing_chunk_ends_the_call_with_its_error(
     monkeypatch: pytest.MonkeyPatch, failing_start: int
 ) -> None:
-    """A chunk fails (the first, or one in the middle); the chunks after it, which wait for its
-    turn to add their column gradients, go on, and the call raises the error promptly (never hangs)."""
+    """A chunk fails (the first, or one in the middle); the other workers go on, and the call raises
+    the error promptly (never hangs)."""
     real_row_blocks = engine_loss.row_blocks
 
-    def row_blocks(xp, products, start, stop, config):
+    def row_blocks(xp, products, start, stop, *args):
         if start == failing_start:
             raise RuntimeError(f"chunk at row {start} failed")
-        return real_row_blocks(xp, products, start, stop, config)
+        return real_row_blocks(xp, products, start, stop, *args)
 
     monkeypatch.setattr(engine_loss, "row_blocks", row_blocks)
     q, docs = make_inputs(30, 2, 4, seed=6)

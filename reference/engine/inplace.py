@@ -11,7 +11,7 @@ from typing import Any
 
 import array_api_compat
 
-__all__ = ["add_into", "exp_over", "matmul_into"]
+__all__ = ["add_into", "divide_into", "exp_over", "matmul_into"]
 
 
 def _has_out(x: Any) -> bool:
@@ -32,6 +32,14 @@ def add_into(xp: Any, a: Any, b: Any, out: Any) -> None:
         xp.add(a, b, out=out)
     else:
         out[...] = a + b
+
+
+def divide_into(xp: Any, a: Any, b: Any, out: Any) -> None:
+    """``out = a / b``."""
+    if _has_out(out):
+        xp.divide(a, b, out=out)
+    else:
+        out[...] = a / b
 
 
 def matmul_into(xp: Any, a: Any, b: Any, out: Any) -> None:

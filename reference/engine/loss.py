@@ -22,10 +22,10 @@ from ..layout import as_batch
 from ..result import Result
 from ..similarity import norms
 from .partition import UNSHIFTED_BOUND, partition
-from .products import SIDES, ProductMode, Products
-from .pullback import pull_into, unit_rows_and_norms
+from .products import SIDES, ProductMode, Products, WorkerSums
+from .pullback import CACHE_ROWS, pull_into, unit_rows_and_norms
 from .rows import PIECES, positive_logits, row_blocks
-from .threads import blas_threads, map_chunks, resolve_threads, split
+from .threads import blas_threads, map_chunks, resolve_threads, split, steps
 
 __all__ = ["CHUNK_ELEMENTS", "MIN_CHUNK_ROWS", "chunk_bounds", "loss_and_grad"]
 
@@ -102,42 +102,49 @@ def loss_and_grad(
     sim = config.similarity
     q = batch.queries
     doc_rows = xp.reshape(batch.docs, (k * n, d))
-    u_q, norm_q = unit_rows_and_norms(xp, q, sim)
-    u_d, norm_d = unit_rows_and_norms(xp, doc_rows, sim)
     workers = resolve_threads(threads)
-    shift = _logit_bound(xp, config, u_q, u_d) > UNSHIFTED_BOUND
     bounds = chunk_bounds(config, n, k, chunk_size=chunk_size, threads=workers)
 
     def map_rows(work: Callable[[int, int], Any], count: int) -> list[Any]:
         return map_chunks(work, split(count, workers), workers)
 
     with blas_threads(workers):
-        sims = Products(xp, u_q, u_d, config.scale, set(_pieces(config)), products, map_rows)
+        u_q, norm_q = unit_rows_and_norms(xp, q, sim, map_rows)
+        u_d, norm_d = unit_rows_and_norms(xp, doc_rows, sim, map_rows)
+        shift = _logit_bound(xp, config, u_q, u_d) > UNSHIFTED_BOUND
+        sims = Products(xp, u_q, u_d, config.scale, set(_pieces(config)), products, map_rows, workers)
+        d0 = sims.vectors["d0"]
 
-        # The positive logit p_g = scale * s(q_g, d[0, g]) (QD-2) and its one-hot term of dL/dlogits
-        # (the accumulators hold dL/du / scale).
-        s_pos = xp.sum(u_q * sims.vectors["d0"], axis=1)
-        sims.grad["q"] -= sims.vectors["d0"] / n
-        sims.grad["d0"] -= u_q / n
-        sims.grad_scale -= float(xp.sum(s_pos)) / n
+        def chunk(start: int, stop: int, worker: WorkerSums) -> tuple[Any, Any, float]:
+            # The positive logit p_g = scale * s(q_g, d[0, g]) (QD-2) and its one-hot term of
+            # dL/dlogits, with which the chunk starts its rows of the row gradients (they hold
+            # dL/du / scale); the chunk's log-partitions, positives and part of dL/dscale.
+            rows = slice(start, stop)
+            sims.grad["q"][rows, :] = -(d0[rows, :] / n)
+            sims.grad["d0"][rows, :] = -(u_q[rows, :] / n)
+            grad_scale = -float(xp.sum(u_q[rows, :] * d0[rows, :])) / n
+            logits, blocks = row_blocks(xp, sims, start, stop, config, worker)
+            positives = positive_logits(xp, blocks[0], start)
+            # logits -> dL/dlogits (the streamed pieces' row factors apart)
+            log_z, factors = partition(xp, blocks, config.partition_groups, n, positives, shift)
+            del blocks  # the chunk's logits are freed as they are sent back
+            return log_z, positives, grad_scale + sims.backward(logits, factors, worker)
 
-        def chunk(start: int, stop: int) -> tuple[Any, Any]:
-            try:
-                logits, blocks = row_blocks(xp, sims, start, stop, config)
-                positives = positive_logits(xp, blocks[0], start)
-                # logits -> dL/dlogits (the streamed pieces' row factors apart)
-                log_z, factors = partition(xp, blocks, config.partition_groups, n, positives, shift)
-                del blocks  # the chunk's logits are freed as they are sent back
-                sims.backward(logits, factors)
-            except BaseException:
-                sims.skip(start, stop)  # the other chunks must not wait for this one's sums
-                raise
-            return log_z, positives
+        def run(
+            chunks: list[tuple[int, int]], worker: WorkerSums
+        ) -> tuple[WorkerSums, list[tuple[Any, Any, float]]]:
+            """One worker's run of chunks, in row order, with its own sums and arrays."""
+            return worker, [chunk(start, stop, worker) for start, stop in chunks]
 
-        parts = map_chunks(chunk, bounds, workers)
-
-        grad_scale = sims.finish()
-        # GRAD-3, by row blocks: each side's dL/du pulled back to the inputs.
+        runs = map_chunks(
+            run,
+            [(bounds[a:b], sims.worker()) for a, b in split(len(bounds), workers)],
+            workers,
+        )
+        parts = [part for _, results in runs for part in results]
+        # dL/dscale: the chunks' parts in row order, then the held products'.
+        grad_scale = sum(part[2] for part in parts) + sims.finish([worker for worker, _ in runs])
+        # GRAD-3, by row blocks (each in steps that stay in cache): dL/du pulled back to the inputs.
         grad_q = xp.empty_like(q)
         grad_d = xp.empty_like(doc_rows)
         targets = {
@@ -148,15 +155,16 @@ def loss_and_grad(
 
         def pull(side: str, start: int, stop: int) -> None:
             out, u, norm, first = targets[side]
-            rows = slice(first + start, first + stop)
-            g_rows, g_cols = sims.unit_gradient(side, start, stop)
-            row_norms = None if norm is None else norm[rows, :]
-            pull_into(xp, out[rows, :], g_rows, g_cols, config.scale, u[rows, :], row_norms)
+            for a, b in steps(start, stop, CACHE_ROWS):
+                rows = slice(first + a, first + b)
+                g_rows, g_cols = sims.unit_gradient(side, a, b)
+                row_norms = None if norm is None else norm[rows, :]
+                pull_into(xp, out[rows, :], g_rows, g_cols, config.scale, u[rows, :], row_norms)
 
         ranges = [(side, start, stop) for side in SIDES for start, stop in split(sims.width(side), workers)]
         map_chunks(pull, [r for r in ranges if r[2] > r[1]], workers)
 
-    per_query = xp.concat([log_z for log_z, _ in parts]) - xp.concat([positives for _, positives in parts])
+    per_query = xp.concat([part[0] for part in parts]) - xp.concat([part[1] for part in parts])
     return Result(
         loss=float(xp.mean(per_query)),
         per_query_loss=per_query,

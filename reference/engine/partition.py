@@ -26,6 +26,7 @@ from typing import Any
 
 from .inplace import exp_over
 from .rows import Piece, RowBlock
+from .threads import steps
 
 __all__ = ["UNSHIFTED_BOUND", "partition"]
 
@@ -34,6 +35,8 @@ __all__ = ["UNSHIFTED_BOUND", "partition"]
 #: and ``exp(-600)`` far above its smallest normal number). With cos similarity, ``|logit| <= scale +
 #: hardness_strength``.
 UNSHIFTED_BOUND = 600.0
+#: Numbers of a piece's logits taken at a time by its ``exp`` and row sums (1 MiB of float64).
+STEP_ELEMENTS = 1 << 17
 
 
 def _row_max(xp: Any, pieces: list[Any]) -> Any:
@@ -41,6 +44,20 @@ def _row_max(xp: Any, pieces: list[Any]) -> Any:
     for logits in pieces[1:]:
         m = xp.maximum(m, xp.max(logits, axis=1, keepdims=True))
     return m
+
+
+def _exp_and_sum(xp: Any, logits: Any, m: Any | None) -> Any:
+    """``logits = exp(logits - m)`` in place and its row sums (rows, 1), a few rows at a time (about
+    :data:`STEP_ELEMENTS` numbers), so that the sum reads what ``exp`` wrote from the cache."""
+    rows, width = (int(size) for size in logits.shape)
+    sums = []
+    for a, b in steps(0, rows, max(1, STEP_ELEMENTS // max(1, width))):
+        block = logits[a:b, :]
+        if m is not None:
+            block -= m[a:b, :]
+        exp_over(xp, block)
+        sums.append(xp.sum(block, axis=1, keepdims=True))
+    return sums[0] if len(sums) == 1 else xp.concat(sums, axis=0)
 
 
 def _softmax_group(xp: Any, pieces: list[Piece], weight: float, shift: bool) -> tuple[Any, Any]:
@@ -51,13 +68,10 @@ def _softmax_group(xp: Any, pieces: list[Piece], weight: float, shift: bool) -> 
     NUM-1: with ``shift`` the logits are shifted by the row max; without, the caller knows that no
     ``|logit|`` exceeds :data:`UNSHIFTED_BOUND`, so no ``exp`` overflows or loses precision."""
     m = _row_max(xp, [p.logits for p in pieces]) if shift else None
+    z_sum = None
     for p in pieces:
-        if m is not None:
-            p.logits -= m
-        exp_over(xp, p.logits)
-    z_sum = xp.sum(pieces[0].logits, axis=1, keepdims=True)
-    for p in pieces[1:]:
-        z_sum = z_sum + xp.sum(p.logits, axis=1, keepdims=True)
+        piece_sum = _exp_and_sum(xp, p.logits, m)
+        z_sum = piece_sum if z_sum is None else z_sum + piece_sum
     lse = xp.log(z_sum) if m is None else m + xp.log(z_sum)
     factor = weight / z_sum
     for p in pieces:

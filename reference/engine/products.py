@@ -30,12 +30,17 @@ pieces that share a column side are the row blocks of one product (the row vecto
 stacked: one matrix product forward, one back to the rows and one to the columns), and a held
 piece is the chunk's own rows of a held gradient (the rows of a symmetric product itself, which
 nothing else reads).
+
+Each worker of the pool (:mod:`.threads`) takes a fixed run of consecutive chunks and adds their
+column gradients to sums of its own (:class:`WorkerSums`); the workers' sums are added in worker
+order at the end (:meth:`Products.unit_gradient`), so a call gives the same bits at every run for
+a given number of workers, and no chunk waits for another.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
+import itertools
+import math
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
@@ -43,8 +48,9 @@ from typing import Any, Literal
 import array_api_compat
 
 from .inplace import matmul_into
+from .threads import MapRows, in_one_block
 
-__all__ = ["HELD_ELEMENTS", "PRODUCT_MODES", "SIDES", "ChunkLogits", "Products"]
+__all__ = ["HELD_ELEMENTS", "PRODUCT_MODES", "SIDES", "ChunkLogits", "Products", "WorkerSums"]
 
 #: The three sides, in the order that names a pair of them (``("q", "d0")`` for q d0^T and d0 q^T).
 SIDES: tuple[str, ...] = ("q", "d0", "dh")
@@ -102,41 +108,29 @@ class ChunkLogits:
         return {(row_side, stack.col_side) for stack in self.stacks for row_side in stack.row_sides}
 
 
-class _InRowOrder:
-    """The chunks' additions to the sums they share, in the order of their rows whatever order the
-    threads reach them in, so that a call's result is the same at every run (rounding included)."""
-
-    def __init__(self) -> None:
-        self._turn = threading.Condition()
-        self._next_row = 0
-
-    def add(self, start: int, stop: int, add: Callable[[], None] | None) -> None:
-        """Wait for the chunks before row ``start``, then run ``add`` (if any) and let the next one go.
-        A chunk that comes again after its turn (from :meth:`Products.skip`) does nothing."""
-        with self._turn:
-            self._turn.wait_for(lambda: self._next_row >= start)
-            if self._next_row != start:
-                return
-            try:
-                if add is not None:
-                    add()
-            finally:
-                self._next_row = stop
-                self._turn.notify_all()
-
-
 def _held_elements(square: set[tuple[str, str]], transposed: set[tuple[str, str]], n: int) -> int:
     """float64 numbers held: the product of each pair, plus its gradients where it is not symmetric."""
     return n * n * sum(1 if a == b else 2 + ((a, b) in transposed) for a, b in square)
 
 
-#: ``map_rows(work, count)`` runs ``work(start, stop)`` over row ranges that cover ``0 .. count-1``
-#: and returns the results in order (:mod:`.threads` runs them on the pool).
-MapRows = Callable[[Callable[[int, int], Any], int], list[Any]]
+class WorkerSums:
+    """The sums of the column gradients of one worker's run of chunks, transposed
+    (``grad_t[col_side]``, D x vectors), added to in the order of its chunks. They are made by
+    :meth:`Products.worker` in the calling thread: they outlive the worker's run, and what a
+    worker allocates itself is only a chunk's own arrays, freed by the next chunk's turn."""
 
+    def __init__(self, grad_t: dict[str, Any]) -> None:
+        self.grad_t = grad_t
+        self._started: set[str] = set()
 
-def _in_one_block(work: Callable[[int, int], Any], count: int) -> list[Any]:
-    return [work(0, count)]
+    def add_columns(self, xp: Any, col_side: str, rows_t: Any, g: Any) -> None:
+        """``grad_t[col_side] += rows_t @ g`` (the first chunk's product is written there)."""
+        total = self.grad_t[col_side]
+        if col_side in self._started:
+            total += rows_t @ g
+        else:
+            matmul_into(xp, rows_t, g, total)
+            self._started.add(col_side)
 
 
 class Products:
@@ -144,7 +138,8 @@ class Products:
 
     ``pieces`` is every ``(row_side, col_side)`` that the configuration needs; ``mode`` one of
     :data:`PRODUCT_MODES`. The gradient accumulators hold ``dL/du / scale`` until :meth:`finish`.
-    Chunks may run on several threads at once (:mod:`.threads`).
+    Chunks may run on several threads at once (:mod:`.threads`), each worker with its own
+    :class:`WorkerSums`.
     """
 
     def __init__(
@@ -155,7 +150,8 @@ class Products:
         scale: float,
         pieces: set[tuple[str, str]],
         mode: str,
-        map_rows: MapRows = _in_one_block,
+        map_rows: MapRows = in_one_block,
+        parts: int = 1,
     ) -> None:
         if mode not in PRODUCT_MODES:
             raise ValueError(f"products must be one of {PRODUCT_MODES}, got {mode!r}")
@@ -163,15 +159,20 @@ class Products:
         self.xp = xp
         self.scale = scale
         self.vectors = {"q": u_q, "d0": u_d[:n, :], "dh": u_d[n:, :]}
-        #: dL/du / scale of each row side (hard negatives never are one, ROW-1) from its pieces ...
-        self.grad = {side: xp.zeros_like(self.vectors[side]) for side in ("q", "d0")}
-        #: ... and, transposed (D x vectors), of each side from the pieces it is the column side of
-        #: (made by the first piece that has one: a side that is no piece's columns has none).
-        self.grad_t: dict[str, Any] = {}
-        self.grad_scale = 0.0
-        #: The sums that every chunk adds to (``grad_t``, ``grad_scale``) take the chunks in row
-        #: order; the rows of ``grad`` and of the held gradients are each chunk's own.
-        self._in_order = _InRowOrder()
+        device = array_api_compat.device(u_q)
+
+        def new(shape: tuple[int, ...], written: bool) -> Any:
+            """An array the chunks write whole (left as it comes: its pages are first touched by
+            the workers that write them), or one they add to (zeros)."""
+            return (xp.empty if written else xp.zeros)(shape, dtype=u_q.dtype, device=device)
+
+        #: dL/du / scale of each row side (hard negatives never are one, ROW-1) from its pieces:
+        #: each chunk writes its rows first (the positive's one-hot term, :mod:`.loss`) ...
+        self.grad = {side: new(tuple(self.vectors[side].shape), True) for side in ("q", "d0")}
+        #: ... and, transposed (D x vectors), of each side from the pieces it is the column side of:
+        #: the parts to add, one per worker that has one and one from the held products
+        #: (:meth:`finish`; a side that is no piece's columns has none).
+        self.grad_t: dict[str, list[Any]] = {}
         square = {_pair(row, col)[0] for row, col in pieces if col != "dh"}
         transposed = {_pair(row, col)[0] for row, col in pieces if col != "dh" and _pair(row, col)[1]}
         #: Whether the square products are held whole (else streamed by chunk).
@@ -179,24 +180,47 @@ class Products:
             mode == "auto" and _held_elements(square, transposed, n) <= HELD_ELEMENTS
         )
         self._map_rows = map_rows
+        #: The column sides of the streamed pieces (the hard negatives', and the square ones' unless held).
+        self._streamed_columns = {col for row, col in pieces if col == "dh" or not self.hold}
         self._held: dict[tuple[str, str], _Held] = {}
         for a_side, b_side in sorted(square) if self.hold else ():
             a, b = self.vectors[a_side], self.vectors[b_side]
-            product = xp.empty((n, n), dtype=a.dtype, device=array_api_compat.device(a))
-            map_rows(partial(_scaled_product_rows, xp, a, b, scale, product), n)
+            product = new((n, n), True)
             if a_side == b_side:
+                edges = _triangle_edges(n, max(2, parts))
+                map_rows(partial(_upper_rows, xp, a, scale, product, edges), len(edges) - 1)
+                map_rows(partial(_lower_rows, xp, product, edges), n)
                 self._held[(a_side, b_side)] = _Held(product, product, None)
-            else:
-                of_transpose = xp.zeros_like(product) if (a_side, b_side) in transposed else None
-                self._held[(a_side, b_side)] = _Held(product, xp.zeros_like(product), of_transpose)
+                continue
+            map_rows(partial(_scaled_product_rows, xp, a, b, scale, product), n)
+            of_transpose = new((n, n), True) if (a_side, b_side) in transposed else None
+            own_rows = new((n, n), (a_side, b_side) in pieces)
+            self._held[(a_side, b_side)] = _Held(product, own_rows, of_transpose)
+
+    def worker(self) -> WorkerSums:
+        """A worker's column sums: one (D x vectors) array for each side that a streamed piece has as
+        its columns, made here, in the calling thread (its first chunk writes it whole)."""
+        like = self.vectors["q"]
+        device = array_api_compat.device(like)
+        d = int(like.shape[1])
+        return WorkerSums(
+            {
+                side: self.xp.empty((d, self.width(side)), dtype=like.dtype, device=device)
+                for side in sorted(self._streamed_columns)
+            }
+        )
 
     def width(self, side: str) -> int:
         """The number of vectors of a side (the columns of a piece against it)."""
         return int(self.vectors[side].shape[0])
 
-    def forward(self, start: int, stop: int, pieces: list[tuple[str, str]]) -> ChunkLogits:
+    def forward(
+        self, start: int, stop: int, pieces: list[tuple[str, str]], worker: WorkerSums | None = None
+    ) -> ChunkLogits:
         """``scale * a . b`` for rows ``start .. stop-1`` of each piece's row side against all of its
-        column side, in arrays that belong to this chunk alone (the caller overwrites them)."""
+        column side, in arrays that belong to this chunk alone while it runs (the caller overwrites
+        them); ``worker`` takes the column gradients of its streamed pieces in :meth:`backward`."""
+        worker = self.worker() if worker is None else worker
         logits: dict[tuple[str, str], Any] = {}
         streamed: dict[str, list[str]] = {}
         for row_side, col_side in pieces:
@@ -223,13 +247,15 @@ class Products:
                 logits[(row_side, col_side)] = product[i * rows : (i + 1) * rows, :]
         return ChunkLogits(start, stop, logits, stacks)
 
-    def backward(self, chunk: ChunkLogits, factors: dict[tuple[str, str], Any]) -> None:
+    def backward(self, chunk: ChunkLogits, factors: dict[tuple[str, str], Any], worker: WorkerSums) -> float:
         """Take ``G = dL/dlogits`` of a chunk's pieces, written over their logits (without the factor
-        ``scale``: see the class). Held pieces are their gradients already; streamed ones are sent
-        back now, each as ``G = diag(f) E`` with ``f = factors[piece]`` (rows, 1): ``G B = f * (E B)``
-        and ``A^T G = (f * A)^T E``, so ``f`` scales (rows x D) numbers instead of (rows x columns)."""
+        ``scale``: see the class), and return the chunk's part of ``dL/dscale``. Held pieces are
+        their gradients already; streamed ones are sent back now -- to the rows, and added to
+        ``worker``'s column sums -- each as ``G = diag(f) E`` with ``f = factors[piece]`` (rows, 1):
+        ``G B = f * (E B)`` and ``A^T G = (f * A)^T E``, so ``f`` scales (rows x D) numbers instead
+        of (rows x columns)."""
         start, stop = chunk.start, chunk.stop
-        sums = []
+        grad_scale = 0.0
         for stack in chunk.stacks:
             f = [factors[(row_side, stack.col_side)] for row_side in stack.row_sides]
             f = f[0] if len(f) == 1 else self.xp.concat(f, axis=0)
@@ -237,41 +263,46 @@ class Products:
             for i, row_side in enumerate(stack.row_sides):
                 self.grad[row_side][start:stop, :] += g_rows[i * (stop - start) : (i + 1) * (stop - start), :]
             # SCALE-2: sum G * s = sum_r a_r . (G b)_r; HARD-5: the stop-gradient penalty adds nothing.
-            grad_scale = float(self.xp.sum(g_rows * stack.rows))
-            sums.append((stack.col_side, grad_scale, (f * stack.rows).T @ stack.logits))
-            stack.logits = None  # free before the wait for this chunk's turn
+            grad_scale += float(self.xp.sum(g_rows * stack.rows))
+            worker.add_columns(self.xp, stack.col_side, (f * stack.rows).T, stack.logits)
         chunk.logits.clear()
+        chunk.stacks.clear()
+        return grad_scale
 
-        def add() -> None:
-            for col_side, grad_scale, g_cols in sums:
-                self.grad_scale += grad_scale
-                if col_side in self.grad_t:
-                    self.grad_t[col_side] += g_cols
-                else:
-                    self.grad_t[col_side] = g_cols
-
-        self._in_order.add(start, stop, add)
-
-    def skip(self, start: int, stop: int) -> None:
-        """Let the chunks after rows ``start .. stop-1`` add to the sums (this one failed)."""
-        self._in_order.add(start, stop, None)
-
-    def finish(self) -> float:
-        """Send the held pairs' gradients back once every chunk is in, and return ``dL/dscale``;
+    def finish(self, workers: list[WorkerSums]) -> float:
+        """Collect the workers' column sums (in worker order), send the held pairs' gradients back
+        once every chunk is in, and return the held pairs' part of ``dL/dscale``;
         :meth:`unit_gradient` then reads ``dL/du``. By row blocks (on the pool, :mod:`.threads`):
         ``G b`` and ``G^T a`` for ``a != b`` (``G`` with its transpose's gradient added), and
         ``(G + G^T) a`` for a symmetric product ``a a^T`` (whose ``sum G * s`` is half of
         ``sum a * (G + G^T) a``).
         """
-        for pair, held in self._held.items():
-            n = self.width(pair[0])
-            self.grad_scale += sum(self._map_rows(partial(self._send_rows_back, pair, held), n))
-            if pair[0] != pair[1]:
-                if pair[1] not in self.grad_t:
-                    self.grad_t[pair[1]] = self.xp.zeros_like(self.vectors[pair[1]].T)
-                self._map_rows(partial(self._send_columns_back, pair, held), n)
+        for worker in workers:
+            for side, part in worker.grad_t.items():
+                self.grad_t.setdefault(side, []).append(part)
+        held = list(self._held.items())
         self._held.clear()
-        return self.grad_scale
+        if not held:
+            return 0.0
+        n = self.width("q")
+
+        def rows_back(start: int, stop: int) -> float:
+            return sum(self._send_rows_back(pair, product, start, stop) for pair, product in held)
+
+        grad_scale = sum(self._map_rows(rows_back, n))
+        columns = [(pair, product) for pair, product in held if pair[0] != pair[1]]
+        for pair, _ in columns:
+            parts = self.grad_t.setdefault(pair[1], [])
+            if not parts:
+                parts.append(self.xp.zeros_like(self.vectors[pair[1]].T))
+
+        def columns_back(start: int, stop: int) -> None:
+            for pair, product in columns:
+                self._send_columns_back(pair, product, start, stop)
+
+        if columns:
+            self._map_rows(columns_back, n)
+        return grad_scale
 
     def _send_rows_back(self, pair: tuple[str, str], held: _Held, start: int, stop: int) -> float:
         """Rows ``start .. stop-1`` of a held pair's ``dL/du(a)`` (``G b``, or ``(G + G^T) a``); their
@@ -292,24 +323,63 @@ class Products:
 
     def _send_columns_back(self, pair: tuple[str, str], held: _Held, start: int, stop: int) -> None:
         """Columns ``start .. stop-1`` of ``G^T a`` for a held pair ``a b^T`` with ``a != b`` (after
-        :meth:`_send_rows_back` has completed ``G``), transposed: ``a^T G``."""
+        :meth:`_send_rows_back` has completed ``G``), transposed: ``a^T G``, added to the first part
+        of ``b``'s column gradient."""
         a_side, b_side = pair
-        self.grad_t[b_side][:, start:stop] += self.vectors[a_side].T @ held.grad[:, start:stop]
+        self.grad_t[b_side][0][:, start:stop] += self.vectors[a_side].T @ held.grad[:, start:stop]
 
     def unit_gradient(self, side: str, start: int, stop: int) -> tuple[Any | None, Any | None]:
         """``dL/du / scale`` of vectors ``start .. stop-1`` of a side (after :meth:`finish`), as the
         sum of its two parts: from the pieces with these rows (rows x D) and, transposed (D x rows),
-        from the pieces with these columns (``None`` for a part the side does not have)."""
-        rows, cols = self.grad.get(side), self.grad_t.get(side)
-        return (
-            None if rows is None else rows[start:stop, :],
-            None if cols is None else cols[:, start:stop],
-        )
+        from the pieces with these columns, its parts added into the first in their order
+        (``None`` for a part the side does not have). Each range of vectors is read once."""
+        rows, parts = self.grad.get(side), self.grad_t.get(side)
+        if not parts:
+            return (None if rows is None else rows[start:stop, :]), None
+        cols = parts[0][:, start:stop]
+        for part in parts[1:]:
+            cols += part[:, start:stop]
+        return (None if rows is None else rows[start:stop, :]), cols
 
 
 def _scaled_product_rows(xp: Any, a: Any, b: Any, scale: float, out: Any, start: int, stop: int) -> None:
-    """Rows ``start .. stop-1`` of ``out = scale * a b^T`` (one block of all rows is ``a a^T`` itself
-    when ``a is b``, which numpy computes as a symmetric rank-k update, half the work)."""
+    """Rows ``start .. stop-1`` of ``out = scale * a b^T``."""
     rows = out[start:stop, :]
-    matmul_into(xp, a[start:stop, :] if (start, stop) != (0, int(a.shape[0])) else a, b.T, rows)
+    matmul_into(xp, a[start:stop, :], b.T, rows)
     rows *= scale
+
+
+def _triangle_edges(n: int, parts: int) -> list[int]:
+    """Row blocks ``[edges[i], edges[i+1])`` of an N x N symmetric product whose parts of the upper
+    triangle (the block's rows from its diagonal on) are equal: the rows before ``r`` hold
+    ``N r - r^2 / 2`` of its ``N^2 / 2`` entries, so ``r_i = N (1 - sqrt(1 - i / parts))``."""
+    parts = max(1, min(parts, n))
+    edges = [round(n * (1.0 - math.sqrt(1.0 - i / parts))) for i in range(parts)] + [n]
+    return sorted(set(edges))
+
+
+def _upper_rows(xp: Any, a: Any, scale: float, out: Any, edges: list[int], first: int, last: int) -> None:
+    """Blocks ``first .. last-1`` of :func:`_triangle_edges`: the rows ``s .. e-1`` of ``out = scale *
+    a a^T`` from the diagonal on -- the diagonal block ``a_s a_s^T`` by a symmetric rank-k update
+    (half the multiply-adds; numpy's ``a @ a.T``) and the block right of it by a matrix product."""
+    n = int(a.shape[0])
+    for s, e in itertools.pairwise(edges[first : last + 1]):
+        rows = a[s:e, :]
+        if e - s == n:
+            matmul_into(xp, a, a.T, out)
+        else:
+            diagonal = rows @ rows.T
+            out[s:e, s:e] = diagonal
+            if e < n:
+                matmul_into(xp, rows, a[e:, :].T, out[s:e, e:])
+        out[s:e, s:] *= scale
+
+
+def _lower_rows(xp: Any, out: Any, edges: list[int], start: int, stop: int) -> None:
+    """Rows ``start .. stop-1`` of ``out`` left of their diagonal block, copied from the upper
+    triangle (:func:`_upper_rows` has written it): ``out[r, :s] = out[:s, r]`` for ``r`` in the block
+    ``[s, e)``."""
+    for s, e in itertools.pairwise(edges):
+        low, high = max(start, s), min(stop, e)
+        if s > 0 and high > low:
+            out[low:high, :s] = out[:s, low:high].T

@@ -15,21 +15,45 @@ from __future__ import annotations
 
 from typing import Any
 
+import array_api_compat
+
 from infonce_spec.vocabulary import COS_EPS
 
 from ..similarity import norms
-from .inplace import add_into
+from .inplace import add_into, divide_into
+from .threads import MapRows, in_one_block, steps
 
-__all__ = ["pull_into", "unit_rows_and_norms"]
+__all__ = ["CACHE_ROWS", "pull_into", "unit_rows_and_norms"]
+
+#: Rows of (rows, D) blocks taken at a time by the passes that follow one another over them (the
+#: unit rows, the pullback), so that each pass reads what the last one wrote from the cache
+#: (128 rows of D = 256 float64 numbers are 256 KiB).
+CACHE_ROWS = 128
 
 
-def unit_rows_and_norms(xp: Any, x: Any, similarity: str) -> tuple[Any, Any | None]:
+def unit_rows_and_norms(
+    xp: Any,
+    x: Any,
+    similarity: str,
+    map_rows: MapRows = in_one_block,
+) -> tuple[Any, Any | None]:
     """``n(x)`` row by row (SIM-1, SIM-2) and, for cos, the norms ``||x||`` (rows, 1) it divided by
-    (before the floor ``eps``); ``None`` for dot."""
+    (before the floor ``eps``); ``None`` for dot. ``map_rows(work, rows)`` runs ``work(start,
+    stop)`` over ranges of rows that cover them (:mod:`.threads` runs them on the pool)."""
     if similarity == "dot":
         return x, None
-    norm = norms(xp, x)
-    return x / xp.maximum(norm, xp.asarray(COS_EPS, dtype=x.dtype)), norm
+    rows = int(x.shape[0])
+    u = xp.empty_like(x)
+    norm = xp.empty((rows, 1), dtype=x.dtype, device=array_api_compat.device(x))
+    floor = xp.asarray(COS_EPS, dtype=x.dtype)
+
+    def block(start: int, stop: int) -> None:
+        for a, b in steps(start, stop, CACHE_ROWS):
+            norm[a:b, :] = norms(xp, x[a:b, :])
+            divide_into(xp, x[a:b, :], xp.maximum(norm[a:b, :], floor), u[a:b, :])
+
+    map_rows(block, rows)
+    return u, norm
 
 
 def pull_into(

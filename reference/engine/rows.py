@@ -35,7 +35,7 @@ from infonce_spec.vocabulary import DIRECTION_SPECS
 
 from ..config import Config
 from ..hardness import selected_entries
-from .products import ChunkLogits, Products
+from .products import ChunkLogits, Products, WorkerSums
 
 __all__ = ["PIECES", "SHORT_SIDES", "Piece", "RowBlock", "positive_logits", "row_blocks"]
 
@@ -105,16 +105,17 @@ def positive_logits(xp: Any, query_to_doc: RowBlock, start: int) -> Any:
 
 
 def row_blocks(
-    xp: Any, products: Products, start: int, stop: int, config: Config
+    xp: Any, products: Products, start: int, stop: int, config: Config, worker: WorkerSums | None = None
 ) -> tuple[ChunkLogits, list[RowBlock]]:
     """The selected directions' logit blocks for queries ``start .. stop-1`` (canonical order), and
-    the chunk's products that hold them (:meth:`Products.backward` reads the gradients there)."""
+    the chunk's products that hold them (:meth:`Products.backward` reads the gradients there);
+    ``worker`` is the worker that runs the chunk (:class:`.products.WorkerSums`)."""
     n = products.width("q")
     selected = [
         (direction, [piece for piece in PIECES[direction] if products.width(piece[1]) > 0])
         for direction in config.selected_directions  # query_to_doc first (DIR-1, canonical order)
     ]  # K = 1: no hard negatives
-    chunk = products.forward(start, stop, [piece for _, pieces in selected for piece in pieces])
+    chunk = products.forward(start, stop, [piece for _, pieces in selected for piece in pieces], worker)
     blocks: list[RowBlock] = []
     for direction, pieces in selected:
         spec = DIRECTION_SPECS[direction]

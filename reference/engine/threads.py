@@ -24,9 +24,21 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-__all__ = ["blas_threads", "default_threads", "map_chunks", "resolve_threads", "split"]
+__all__ = [
+    "MapRows",
+    "blas_threads",
+    "default_threads",
+    "in_one_block",
+    "map_chunks",
+    "resolve_threads",
+    "split",
+    "steps",
+]
 
 T = TypeVar("T")
+#: ``map_rows(work, count)`` runs ``work(start, stop)`` over row ranges that cover ``0 .. count-1``
+#: and returns the results in order (the engine's runs them on the pool: :func:`map_chunks`).
+MapRows = Callable[[Callable[[int, int], Any], int], list[Any]]
 
 _controller: Any = None
 _pools: dict[int, ThreadPoolExecutor] = {}
@@ -97,6 +109,16 @@ def split(count: int, parts: int) -> list[tuple[int, int]]:
     parts = max(1, min(parts, count))
     edges = [count * i // parts for i in range(parts + 1)]
     return list(itertools.pairwise(edges))
+
+
+def in_one_block(work: Callable[[int, int], T], count: int) -> list[T]:
+    """A :data:`MapRows` that runs ``work(0, count)`` in the calling thread."""
+    return [work(0, count)]
+
+
+def steps(start: int, stop: int, size: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` in consecutive ranges of ``size`` (the last one shorter)."""
+    return [(a, min(a + size, stop)) for a in range(start, stop, size)]
 
 
 def map_chunks(work: Callable[..., T], items: Sequence[tuple[Any, ...]], threads: int) -> list[T]:
