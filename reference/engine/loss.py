@@ -109,8 +109,7 @@ def loss_and_grad(
         return map_chunks(work, split(count, workers), workers)
 
     with blas_threads(workers):
-        u_q, norm_q = unit_rows_and_norms(xp, q, sim, map_rows)
-        u_d, norm_d = unit_rows_and_norms(xp, doc_rows, sim, map_rows)
+        (u_q, norm_q), (u_d, norm_d) = unit_rows_and_norms(xp, [q, doc_rows], sim, map_rows)
         shift = _logit_bound(xp, config, u_q, u_d) > UNSHIFTED_BOUND
         sims = Products(xp, u_q, u_d, config.scale, set(_pieces(config)), products, map_rows, workers)
         d0 = sims.vectors["d0"]

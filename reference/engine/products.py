@@ -42,13 +42,12 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Literal
 
 import array_api_compat
 
 from .inplace import matmul_into
-from .threads import MapRows, in_one_block
+from .threads import MapRows, in_one_block, split
 
 __all__ = ["HELD_ELEMENTS", "PRODUCT_MODES", "SIDES", "ChunkLogits", "Products", "WorkerSums"]
 
@@ -183,19 +182,37 @@ class Products:
         #: The column sides of the streamed pieces (the hard negatives', and the square ones' unless held).
         self._streamed_columns = {col for row, col in pieces if col == "dh" or not self.hold}
         self._held: dict[tuple[str, str], _Held] = {}
-        for a_side, b_side in sorted(square) if self.hold else ():
-            a, b = self.vectors[a_side], self.vectors[b_side]
-            product = new((n, n), True)
+        held = {pair: new((n, n), True) for pair in (sorted(square) if self.hold else ())}
+        if held:
+            # All held products in two passes over the pool, in blocks of equal work: block i of each
+            # symmetric product's upper triangle and of the others' rows, then the lower triangles.
+            edges = _triangle_edges(n, max(2, parts))
+            rows = split(n, len(edges) - 1)
+            symmetric = [(pair, product) for pair, product in held.items() if pair[0] == pair[1]]
+
+            def upper(first: int, last: int) -> None:
+                for pair, product in held.items():
+                    a, b = self.vectors[pair[0]], self.vectors[pair[1]]
+                    for block in range(first, last):
+                        if pair[0] == pair[1]:
+                            _upper_rows(xp, a, scale, product, edges, block, block + 1)
+                        else:
+                            _scaled_product_rows(xp, a, b, scale, product, *rows[block])
+
+            def lower(start: int, stop: int) -> None:
+                for _, product in symmetric:
+                    _lower_rows(xp, product, edges, start, stop)
+
+            map_rows(upper, len(edges) - 1)
+            if symmetric:
+                map_rows(lower, n)
+        for (a_side, b_side), product in held.items():
             if a_side == b_side:
-                edges = _triangle_edges(n, max(2, parts))
-                map_rows(partial(_upper_rows, xp, a, scale, product, edges), len(edges) - 1)
-                map_rows(partial(_lower_rows, xp, product, edges), n)
                 self._held[(a_side, b_side)] = _Held(product, product, None)
-                continue
-            map_rows(partial(_scaled_product_rows, xp, a, b, scale, product), n)
-            of_transpose = new((n, n), True) if (a_side, b_side) in transposed else None
-            own_rows = new((n, n), (a_side, b_side) in pieces)
-            self._held[(a_side, b_side)] = _Held(product, own_rows, of_transpose)
+            else:
+                of_transpose = new((n, n), True) if (a_side, b_side) in transposed else None
+                own_rows = new((n, n), (a_side, b_side) in pieces)
+                self._held[(a_side, b_side)] = _Held(product, own_rows, of_transpose)
 
     def worker(self) -> WorkerSums:
         """A worker's column sums: one (D x vectors) array for each side that a streamed piece has as

@@ -32,28 +32,31 @@ CACHE_ROWS = 128
 
 
 def unit_rows_and_norms(
-    xp: Any,
-    x: Any,
-    similarity: str,
-    map_rows: MapRows = in_one_block,
-) -> tuple[Any, Any | None]:
-    """``n(x)`` row by row (SIM-1, SIM-2) and, for cos, the norms ``||x||`` (rows, 1) it divided by
-    (before the floor ``eps``); ``None`` for dot. ``map_rows(work, rows)`` runs ``work(start,
-    stop)`` over ranges of rows that cover them (:mod:`.threads` runs them on the pool)."""
+    xp: Any, arrays: list[Any], similarity: str, map_rows: MapRows = in_one_block
+) -> list[tuple[Any, Any | None]]:
+    """For each array ``x``: ``n(x)`` row by row (SIM-1, SIM-2) and, for cos, the norms ``||x||``
+    (rows, 1) it divided by (before the floor ``eps``); ``None`` for dot. ``map_rows(work, rows)``
+    runs ``work(start, stop)`` over ranges that cover the arrays' rows one after another
+    (:mod:`.threads` runs them on the pool)."""
     if similarity == "dot":
-        return x, None
-    rows = int(x.shape[0])
-    u = xp.empty_like(x)
-    norm = xp.empty((rows, 1), dtype=x.dtype, device=array_api_compat.device(x))
-    floor = xp.asarray(COS_EPS, dtype=x.dtype)
+        return [(x, None) for x in arrays]
+    units = [
+        (xp.empty_like(x), xp.empty((int(x.shape[0]), 1), dtype=x.dtype, device=array_api_compat.device(x)))
+        for x in arrays
+    ]
+    first = [0]
+    for x in arrays:
+        first.append(first[-1] + int(x.shape[0]))
 
     def block(start: int, stop: int) -> None:
-        for a, b in steps(start, stop, CACHE_ROWS):
-            norm[a:b, :] = norms(xp, x[a:b, :])
-            divide_into(xp, x[a:b, :], xp.maximum(norm[a:b, :], floor), u[a:b, :])
+        for x, (u, norm), offset, end in zip(arrays, units, first[:-1], first[1:], strict=True):
+            floor = xp.asarray(COS_EPS, dtype=x.dtype)
+            for a, b in steps(max(start, offset) - offset, min(stop, end) - offset, CACHE_ROWS):
+                norm[a:b, :] = norms(xp, x[a:b, :])
+                divide_into(xp, x[a:b, :], xp.maximum(norm[a:b, :], floor), u[a:b, :])
 
-    map_rows(block, rows)
-    return u, norm
+    map_rows(block, first[-1])
+    return units
 
 
 def pull_into(
