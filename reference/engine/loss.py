@@ -133,11 +133,17 @@ def loss_and_grad(
             chunks: list[tuple[int, int]], worker: WorkerSums
         ) -> tuple[WorkerSums, list[tuple[Any, Any, float]]]:
             """One worker's run of chunks, in row order, with its own sums and arrays."""
-            return worker, [chunk(start, stop, worker) for start, stop in chunks]
+            try:
+                return worker, [chunk(start, stop, worker) for start, stop in chunks]
+            finally:
+                worker.release()
 
         runs = map_chunks(
             run,
-            [(bounds[a:b], sims.worker()) for a, b in split(len(bounds), workers)],
+            [
+                (bounds[a:b], sims.worker(max(stop - start for start, stop in bounds[a:b])))
+                for a, b in split(len(bounds), workers)
+            ],
             workers,
         )
         parts = [part for _, results in runs for part in results]

@@ -46,7 +46,7 @@ from typing import Any, Literal
 
 import array_api_compat
 
-from .inplace import matmul_into
+from .inplace import add_into, matmul_into
 from .threads import MapRows, in_one_block, split
 
 __all__ = ["HELD_ELEMENTS", "PRODUCT_MODES", "SIDES", "ChunkLogits", "Products", "WorkerSums"]
@@ -113,23 +113,48 @@ def _held_elements(square: set[tuple[str, str]], transposed: set[tuple[str, str]
 
 
 class WorkerSums:
-    """The sums of the column gradients of one worker's run of chunks, transposed
-    (``grad_t[col_side]``, D x vectors), added to in the order of its chunks. They are made by
-    :meth:`Products.worker` in the calling thread: they outlive the worker's run, and what a
-    worker allocates itself is only a chunk's own arrays, freed by the next chunk's turn."""
+    """What one worker keeps across its run of chunks: the sums of their column gradients,
+    transposed (``grad_t[col_side]``, D x vectors, added to in the order of its chunks; made by
+    :meth:`Products.worker` in the calling thread, as they outlive the run), and the arrays its
+    chunks write into -- the logits of the streamed pieces against each column side and, from the
+    second chunk on, the column product to add -- made by the first chunk that needs them and reused
+    by the next, so that a run allocates them once (at large N each is hundreds of MB, which the
+    allocator would otherwise map and clear afresh for every chunk)."""
 
-    def __init__(self, grad_t: dict[str, Any]) -> None:
+    def __init__(self, grad_t: dict[str, Any], rows: int) -> None:
         self.grad_t = grad_t
+        #: The most rows of any chunk of the run.
+        self.rows = rows
         self._started: set[str] = set()
+        self._logits: dict[str, Any] = {}
+        self._columns: dict[str, Any] = {}
+
+    def logits(self, xp: Any, col_side: str, sides: int, rows: int, columns: Any) -> Any:
+        """The array of a chunk's logits of ``sides`` row sides of ``rows`` rows each (stacked)
+        against ``columns``, the vectors of ``col_side``."""
+        if col_side not in self._logits:
+            shape = (sides * self.rows, int(columns.shape[0]))
+            self._logits[col_side] = xp.empty(
+                shape, dtype=columns.dtype, device=array_api_compat.device(columns)
+            )
+        return self._logits[col_side][: sides * rows, :]
+
+    def release(self) -> None:
+        """Free the chunk arrays (the run is over; the sums stay)."""
+        self._logits.clear()
+        self._columns.clear()
 
     def add_columns(self, xp: Any, col_side: str, rows_t: Any, g: Any) -> None:
         """``grad_t[col_side] += rows_t @ g`` (the first chunk's product is written there)."""
         total = self.grad_t[col_side]
-        if col_side in self._started:
-            total += rows_t @ g
-        else:
+        if col_side not in self._started:
             matmul_into(xp, rows_t, g, total)
             self._started.add(col_side)
+            return
+        if col_side not in self._columns:
+            self._columns[col_side] = xp.empty_like(total)
+        matmul_into(xp, rows_t, g, self._columns[col_side])
+        total += self._columns[col_side]
 
 
 class Products:
@@ -214,9 +239,10 @@ class Products:
                 own_rows = new((n, n), (a_side, b_side) in pieces)
                 self._held[(a_side, b_side)] = _Held(product, own_rows, of_transpose)
 
-    def worker(self) -> WorkerSums:
-        """A worker's column sums: one (D x vectors) array for each side that a streamed piece has as
-        its columns, made here, in the calling thread (its first chunk writes it whole)."""
+    def worker(self, rows: int) -> WorkerSums:
+        """A worker for a run of chunks of at most ``rows`` rows, with its column sums: one (D x
+        vectors) array for each side that a streamed piece has as its columns, made here, in the
+        calling thread (its first chunk writes it whole)."""
         like = self.vectors["q"]
         device = array_api_compat.device(like)
         d = int(like.shape[1])
@@ -224,7 +250,8 @@ class Products:
             {
                 side: self.xp.empty((d, self.width(side)), dtype=like.dtype, device=device)
                 for side in sorted(self._streamed_columns)
-            }
+            },
+            rows,
         )
 
     def width(self, side: str) -> int:
@@ -237,7 +264,7 @@ class Products:
         """``scale * a . b`` for rows ``start .. stop-1`` of each piece's row side against all of its
         column side, in arrays that belong to this chunk alone while it runs (the caller overwrites
         them); ``worker`` takes the column gradients of its streamed pieces in :meth:`backward`."""
-        worker = self.worker() if worker is None else worker
+        worker = self.worker(stop - start) if worker is None else worker
         logits: dict[tuple[str, str], Any] = {}
         streamed: dict[str, list[str]] = {}
         for row_side, col_side in pieces:
@@ -256,9 +283,11 @@ class Products:
         for col_side, row_sides in streamed.items():
             vectors = [self.vectors[row_side][start:stop, :] for row_side in row_sides]
             stacked = vectors[0] if len(vectors) == 1 else self.xp.concat(vectors, axis=0)
+            columns = self.vectors[col_side]
+            product = worker.logits(self.xp, col_side, len(row_sides), rows, columns)
             # SCALE-1: the row vectors are scaled before the product ((rows x D) multiplications
             # instead of (rows x candidates)).
-            product = (self.scale * stacked) @ self.vectors[col_side].T
+            matmul_into(self.xp, self.scale * stacked, columns.T, product)
             stacks.append(_Stack(col_side, row_sides, stacked, product))
             for i, row_side in enumerate(row_sides):
                 logits[(row_side, col_side)] = product[i * rows : (i + 1) * rows, :]
@@ -304,7 +333,8 @@ class Products:
         n = self.width("q")
 
         def rows_back(start: int, stop: int) -> float:
-            return sum(self._send_rows_back(pair, product, start, stop) for pair, product in held)
+            scratch: list[Any] = []
+            return sum(self._send_rows_back(pair, product, start, stop, scratch) for pair, product in held)
 
         grad_scale = sum(self._map_rows(rows_back, n))
         columns = [(pair, product) for pair, product in held if pair[0] != pair[1]]
@@ -321,13 +351,18 @@ class Products:
             self._map_rows(columns_back, n)
         return grad_scale
 
-    def _send_rows_back(self, pair: tuple[str, str], held: _Held, start: int, stop: int) -> float:
-        """Rows ``start .. stop-1`` of a held pair's ``dL/du(a)`` (``G b``, or ``(G + G^T) a``); their
-        part of ``dL/dscale``."""
+    def _send_rows_back(
+        self, pair: tuple[str, str], held: _Held, start: int, stop: int, scratch: list[Any]
+    ) -> float:
+        """Rows ``start .. stop-1`` of a held pair's ``dL/du(a)`` (``G b``, or ``(G + G^T) a``, formed in
+        ``scratch[0]``, made by the first symmetric pair of the block); their part of ``dL/dscale``."""
         a_side, b_side = pair
         a = self.vectors[a_side][start:stop, :]
         if a_side == b_side:
-            g_a = (held.grad[start:stop, :] + held.grad[:, start:stop].T) @ self.vectors[a_side]
+            if not scratch:
+                scratch.append(self.xp.empty_like(held.grad[start:stop, :]))
+            add_into(self.xp, held.grad[start:stop, :], held.grad[:, start:stop].T, scratch[0])
+            g_a = scratch[0] @ self.vectors[a_side]
             share = 0.5
         else:
             g = held.grad[start:stop, :]
