@@ -23,14 +23,14 @@ from ..result import Result
 from ..similarity import norms
 from .partition import UNSHIFTED_BOUND, partition
 from .products import SIDES, ProductMode, Products, WorkerSums
-from .pullback import CACHE_ROWS, pull_into, unit_rows_and_norms
+from .pullback import pull_into, unit_rows_and_norms
 from .rows import PIECES, positive_logits, row_blocks
-from .threads import blas_threads, map_chunks, resolve_threads, split, steps
+from .threads import blas_threads, map_chunks, resolve_threads, row_steps, split
 
 __all__ = ["CHUNK_ELEMENTS", "MIN_CHUNK_ROWS", "chunk_bounds", "loss_and_grad"]
 
 #: Target number of logits per chunk; the chunk holds ``CHUNK_ELEMENTS // candidates`` rows ...
-CHUNK_ELEMENTS = 1 << 22
+CHUNK_ELEMENTS = 1 << 23
 #: ... but never fewer than this many rows (unless N is smaller): with a handful of rows each matrix
 #: product re-reads all K*N candidate vectors for little work, and the loop becomes memory-bound.
 #: Peak memory stays O(chunk x candidates): 128 x 294912 float64 logits (N = 16384, K = 8) are 302 MB.
@@ -160,7 +160,7 @@ def loss_and_grad(
 
         def pull(side: str, start: int, stop: int) -> None:
             out, u, norm, first = targets[side]
-            for a, b in steps(start, stop, CACHE_ROWS):
+            for a, b in row_steps(start, stop, d):
                 rows = slice(first + a, first + b)
                 g_rows, g_cols = sims.unit_gradient(side, a, b)
                 row_norms = None if norm is None else norm[rows, :]

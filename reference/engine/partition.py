@@ -26,7 +26,7 @@ from typing import Any
 
 from .inplace import exp_over
 from .rows import Piece, RowBlock
-from .threads import steps
+from .threads import row_steps
 
 __all__ = ["UNSHIFTED_BOUND", "partition"]
 
@@ -35,8 +35,6 @@ __all__ = ["UNSHIFTED_BOUND", "partition"]
 #: and ``exp(-600)`` far above its smallest normal number). With cos similarity, ``|logit| <= scale +
 #: hardness_strength``.
 UNSHIFTED_BOUND = 600.0
-#: Numbers of a piece's logits taken at a time by its ``exp`` and row sums (1 MiB of float64).
-STEP_ELEMENTS = 1 << 17
 
 
 def _row_max(xp: Any, pieces: list[Any]) -> Any:
@@ -47,11 +45,11 @@ def _row_max(xp: Any, pieces: list[Any]) -> Any:
 
 
 def _exp_and_sum(xp: Any, logits: Any, m: Any | None) -> Any:
-    """``logits = exp(logits - m)`` in place and its row sums (rows, 1), a few rows at a time (about
-    :data:`STEP_ELEMENTS` numbers), so that the sum reads what ``exp`` wrote from the cache."""
+    """``logits = exp(logits - m)`` in place and its row sums (rows, 1), a few rows at a time
+    (:func:`.threads.row_steps`), so that the sum reads what ``exp`` wrote from the cache."""
     rows, width = (int(size) for size in logits.shape)
     sums = []
-    for a, b in steps(0, rows, max(1, STEP_ELEMENTS // max(1, width))):
+    for a, b in row_steps(0, rows, width):
         block = logits[a:b, :]
         if m is not None:
             block -= m[a:b, :]

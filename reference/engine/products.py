@@ -39,8 +39,6 @@ a given number of workers, and no chunk waits for another.
 
 from __future__ import annotations
 
-import itertools
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -211,8 +209,9 @@ class Products:
         if held:
             # All held products in two passes over the pool, in blocks of equal work: block i of each
             # symmetric product's upper triangle and of the others' rows, then the lower triangles.
-            edges = _triangle_edges(n, max(2, parts))
-            rows = split(n, len(edges) - 1)
+            # Two blocks a worker, at least four (N = 1024 on one thread: 7.7 ms in four, 8.7 in two).
+            plan = _symmetric_plan(n, 2 * max(2, parts))
+            rows = split(n, len(plan))
             symmetric = [(pair, product) for pair, product in held.items() if pair[0] == pair[1]]
 
             def upper(first: int, last: int) -> None:
@@ -220,15 +219,15 @@ class Products:
                     a, b = self.vectors[pair[0]], self.vectors[pair[1]]
                     for block in range(first, last):
                         if pair[0] == pair[1]:
-                            _upper_rows(xp, a, scale, product, edges, block, block + 1)
+                            _upper_part(xp, a, scale, product, plan[block])
                         else:
                             _scaled_product_rows(xp, a, b, scale, product, *rows[block])
 
             def lower(start: int, stop: int) -> None:
                 for _, product in symmetric:
-                    _lower_rows(xp, product, edges, start, stop)
+                    _lower_rows(xp, product, plan, start, stop)
 
-            map_rows(upper, len(edges) - 1)
+            map_rows(upper, len(plan))
             if symmetric:
                 map_rows(lower, n)
         for (a_side, b_side), product in held.items():
@@ -401,37 +400,54 @@ def _scaled_product_rows(xp: Any, a: Any, b: Any, scale: float, out: Any, start:
     rows *= scale
 
 
-def _triangle_edges(n: int, parts: int) -> list[int]:
-    """Row blocks ``[edges[i], edges[i+1])`` of an N x N symmetric product whose parts of the upper
-    triangle (the block's rows from its diagonal on) are equal: the rows before ``r`` hold
-    ``N r - r^2 / 2`` of its ``N^2 / 2`` entries, so ``r_i = N (1 - sqrt(1 - i / parts))``."""
-    parts = max(1, min(parts, n))
-    edges = [round(n * (1.0 - math.sqrt(1.0 - i / parts))) for i in range(parts)] + [n]
-    return sorted(set(edges))
+#: One part of the work of a symmetric product ``a a^T`` (:func:`_symmetric_plan`): its diagonal
+#: block's rows ``(s, e)`` and the off-diagonal pieces ``(s, e, c0, c1)`` of the upper triangle.
+SymmetricPart = tuple[tuple[int, int], list[tuple[int, int, int, int]]]
 
 
-def _upper_rows(xp: Any, a: Any, scale: float, out: Any, edges: list[int], first: int, last: int) -> None:
-    """Blocks ``first .. last-1`` of :func:`_triangle_edges`: the rows ``s .. e-1`` of ``out = scale *
-    a a^T`` from the diagonal on -- the diagonal block ``a_s a_s^T`` by a symmetric rank-k update
-    (half the multiply-adds; numpy's ``a @ a.T``) and the block right of it by a matrix product."""
-    n = int(a.shape[0])
-    for s, e in itertools.pairwise(edges[first : last + 1]):
-        rows = a[s:e, :]
-        if e - s == n:
-            matmul_into(xp, a, a.T, out)
-        else:
-            diagonal = rows @ rows.T
-            out[s:e, s:e] = diagonal
-            if e < n:
-                matmul_into(xp, rows, a[e:, :].T, out[s:e, e:])
-        out[s:e, s:] *= scale
+def _symmetric_plan(n: int, parts: int) -> list[SymmetricPart]:
+    """The upper triangle of an N x N symmetric product in ``parts`` parts of equal work: part ``i``
+    has the diagonal block of the ``i``-th of ``parts`` equal row blocks (a symmetric rank-k
+    update) and an equal share of the off-diagonal blocks right of the diagonal (matrix products;
+    the blocks one after another, cut by columns where a share ends)."""
+    blocks = split(n, parts)
+    pieces = [(s, e, e, n) for s, e in blocks if e < n]
+    total = sum((e - s) * (c1 - c0) for s, e, c0, c1 in pieces)
+    cuts = [total * i // len(blocks) for i in range(len(blocks) + 1)]
+    plan: list[SymmetricPart] = []
+    for i, diagonal in enumerate(blocks):
+        share, done = [], 0
+        for s, e, c0, c1 in pieces:
+            low, high = max(cuts[i], done), min(cuts[i + 1], done + (e - s) * (c1 - c0))
+            first, last = c0 + (low - done) // (e - s), c0 + (high - done) // (e - s)
+            if high > low and last > first:
+                share.append((s, e, first, last))
+            done += (e - s) * (c1 - c0)
+        plan.append((diagonal, share))
+    return plan
 
 
-def _lower_rows(xp: Any, out: Any, edges: list[int], start: int, stop: int) -> None:
+def _upper_part(xp: Any, a: Any, scale: float, out: Any, part: SymmetricPart) -> None:
+    """One part of ``out = scale * a a^T``'s upper triangle (:func:`_symmetric_plan`): the diagonal
+    block by a symmetric rank-k update (half the multiply-adds; numpy's ``a @ a.T``), the pieces
+    right of the diagonal by matrix products."""
+    (s, e), share = part
+    if e - s == int(a.shape[0]):
+        matmul_into(xp, a, a.T, out)
+    else:
+        out[s:e, s:e] = a[s:e, :] @ a[s:e, :].T
+    out[s:e, s:e] *= scale
+    for s, e, c0, c1 in share:
+        block = out[s:e, c0:c1]
+        matmul_into(xp, a[s:e, :], a[c0:c1, :].T, block)
+        block *= scale
+
+
+def _lower_rows(xp: Any, out: Any, plan: list[SymmetricPart], start: int, stop: int) -> None:
     """Rows ``start .. stop-1`` of ``out`` left of their diagonal block, copied from the upper
-    triangle (:func:`_upper_rows` has written it): ``out[r, :s] = out[:s, r]`` for ``r`` in the block
-    ``[s, e)``."""
-    for s, e in itertools.pairwise(edges):
+    triangle (:func:`_upper_part` has written it): ``out[r, :s] = out[:s, r]`` for ``r`` in the
+    diagonal block ``[s, e)``."""
+    for (s, e), _ in plan:
         low, high = max(start, s), min(stop, e)
         if s > 0 and high > low:
             out[low:high, :s] = out[:s, low:high].T

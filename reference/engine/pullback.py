@@ -21,14 +21,9 @@ from infonce_spec.vocabulary import COS_EPS
 
 from ..similarity import norms
 from .inplace import add_into, divide_into
-from .threads import MapRows, in_one_block, steps
+from .threads import MapRows, in_one_block, row_steps
 
-__all__ = ["CACHE_ROWS", "pull_into", "unit_rows_and_norms"]
-
-#: Rows of (rows, D) blocks taken at a time by the passes that follow one another over them (the
-#: unit rows, the pullback), so that each pass reads what the last one wrote from the cache
-#: (128 rows of D = 256 float64 numbers are 256 KiB).
-CACHE_ROWS = 128
+__all__ = ["pull_into", "unit_rows_and_norms"]
 
 
 def unit_rows_and_norms(
@@ -51,7 +46,7 @@ def unit_rows_and_norms(
     def block(start: int, stop: int) -> None:
         for x, (u, norm), offset, end in zip(arrays, units, first[:-1], first[1:], strict=True):
             floor = xp.asarray(COS_EPS, dtype=x.dtype)
-            for a, b in steps(max(start, offset) - offset, min(stop, end) - offset, CACHE_ROWS):
+            for a, b in row_steps(max(start, offset) - offset, min(stop, end) - offset, int(x.shape[1])):
                 norm[a:b, :] = norms(xp, x[a:b, :])
                 divide_into(xp, x[a:b, :], xp.maximum(norm[a:b, :], floor), u[a:b, :])
 
@@ -76,5 +71,6 @@ def pull_into(
         return
     above = norm >= COS_EPS
     zero = xp.asarray(0.0, dtype=out.dtype)
-    out -= u * xp.where(above, xp.sum(u * out, axis=1, keepdims=True), zero)
+    dots = xp.reshape(xp.vecdot(u, out, axis=-1), (-1, 1))  # u . g, row by row, without a temporary
+    out -= u * xp.where(above, dots, zero)
     out *= scale / xp.where(above, norm, xp.asarray(COS_EPS, dtype=out.dtype))

@@ -31,11 +31,14 @@ __all__ = [
     "in_one_block",
     "map_chunks",
     "resolve_threads",
+    "row_steps",
     "split",
     "steps",
 ]
 
 T = TypeVar("T")
+#: Numbers per step of :func:`row_steps` (1 MiB of float64).
+STEP_ELEMENTS = 1 << 17
 #: ``map_rows(work, count)`` runs ``work(start, stop)`` over row ranges that cover ``0 .. count-1``
 #: and returns the results in order (the engine's runs them on the pool: :func:`map_chunks`).
 MapRows = Callable[[Callable[[int, int], Any], int], list[Any]]
@@ -119,6 +122,15 @@ def in_one_block(work: Callable[[int, int], T], count: int) -> list[T]:
 def steps(start: int, stop: int, size: int) -> list[tuple[int, int]]:
     """``[start, stop)`` in consecutive ranges of ``size`` (the last one shorter)."""
     return [(a, min(a + size, stop)) for a in range(start, stop, size)]
+
+
+def row_steps(start: int, stop: int, width: int) -> list[tuple[int, int]]:
+    """Rows ``[start, stop)`` of ``width`` numbers each in :func:`steps` of about
+    :data:`STEP_ELEMENTS` numbers: the passes that follow one another over a block of rows (exp
+    and row sums, the unit rows, the pullback) take it a step at a time, so that each pass reads
+    what the last one wrote from the cache, and each step is large enough for numpy's loops (which
+    run without the GIL) to outweigh the Python around them."""
+    return steps(start, stop, max(1, STEP_ELEMENTS // max(1, width)))
 
 
 def map_chunks(work: Callable[..., T], items: Sequence[tuple[Any, ...]], threads: int) -> list[T]:
