@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import array_api_compat
+
 from ..config import Config
 from ..layout import as_batch
 from ..result import Result
@@ -150,8 +152,12 @@ def loss_and_grad(
         # dL/dscale: the chunks' parts in row order, then the held products'.
         grad_scale = sum(part[2] for part in parts) + sims.finish([worker for worker, _ in runs])
         # GRAD-3, by row blocks (each in steps that stay in cache): dL/du pulled back to the inputs.
-        grad_q = xp.empty_like(q)
-        grad_d = xp.empty_like(doc_rows)
+        # For cos the unit rows are fresh arrays that nothing reads after their own rows' step, so
+        # each step's dL/dx is formed in a small scratch array and written over them (no new
+        # (K N, D) array to clear); for dot they are the inputs themselves.
+        in_place = norm_q is not None
+        grad_q = u_q if in_place else xp.empty_like(q)
+        grad_d = u_d if in_place else xp.empty_like(doc_rows)
         targets = {
             "q": (grad_q, u_q, norm_q, 0),
             "d0": (grad_d, u_d, norm_d, 0),
@@ -160,11 +166,18 @@ def loss_and_grad(
 
         def pull(side: str, start: int, stop: int) -> None:
             out, u, norm, first = targets[side]
+            scratch = None
             for a, b in row_steps(start, stop, d):
                 rows = slice(first + a, first + b)
                 g_rows, g_cols = sims.unit_gradient(side, a, b)
                 row_norms = None if norm is None else norm[rows, :]
-                pull_into(xp, out[rows, :], g_rows, g_cols, config.scale, u[rows, :], row_norms)
+                if not in_place:
+                    pull_into(xp, out[rows, :], g_rows, g_cols, config.scale, u[rows, :], row_norms)
+                    continue
+                if scratch is None:
+                    scratch = xp.empty((b - a, d), dtype=q.dtype, device=array_api_compat.device(q))
+                pull_into(xp, scratch[: b - a, :], g_rows, g_cols, config.scale, u[rows, :], row_norms)
+                out[rows, :] = scratch[: b - a, :]
 
         ranges = [(side, start, stop) for side in SIDES for start, stop in split(sims.width(side), workers)]
         map_chunks(pull, [r for r in ranges if r[2] > r[1]], workers)
