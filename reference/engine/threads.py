@@ -1,17 +1,20 @@
-"""The engine's threads: row chunks on a small pool, one BLAS thread per worker.
+"""The engine's threads: every pass of a call on a small pool, one BLAS thread per worker.
 
 The chunks of query rows (:mod:`.loss`) are independent until their gradients are summed, and
 numpy releases the GIL in its matrix products and ufunc loops, so ``threads`` workers keep
-``threads`` cores busy in the elementwise passes (max, exp, sums) as well as in the products.
-Each worker calls BLAS single-threaded, so ``threads`` workers use ``threads`` cores, not
-``threads`` squared; the products outside the chunks (the held N x N products and their backward,
-:mod:`.products`) call BLAS with ``threads`` threads. BLAS thread counts are set through
-threadpoolctl for the duration of the call and restored afterwards; they are process-wide, so a
-BLAS call from another thread of the program meanwhile runs with the engine's count.
+``threads`` cores busy in the elementwise passes (exp, sums, masks) as well as in the products.
+Each worker takes a fixed run of consecutive chunks and sums their column gradients itself; the
+other passes (the unit rows, the held N x N products and their backward, the pullback) run by
+blocks of rows on the same workers (:data:`MapRows`). Each worker calls BLAS single-threaded, so
+``threads`` workers use ``threads`` cores, not ``threads`` squared. BLAS thread counts are set
+through threadpoolctl for the duration of the call and restored afterwards; they are
+process-wide, so a BLAS call from another thread of the program meanwhile runs with the
+engine's count.
 
 Only speed depends on ``threads``: each chunk and each sum of gradients is the same computation
 whatever the number of workers, up to the order in which the column gradients of the chunks are
-added (rounding).
+added (rounding); for a given ``threads`` that order is fixed, so a call gives the same bits at
+every run.
 """
 
 from __future__ import annotations
