@@ -18,6 +18,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from infonce_spec.reference import Config, engine, normative
 from infonce_spec.reference.engine import loss as engine_loss
+from infonce_spec.reference.engine import products as products_module
 from infonce_spec.reference.engine import threads as engine_threads
 from tests.oracles import LossCase, check_against, loss_cases, make_inputs, reference_settings
 
@@ -188,3 +189,38 @@ def test_a_forked_child_gets_its_own_workers() -> None:
         child.join()
         pytest.fail("the engine hangs in a forked child")
     assert child.exitcode == 0
+
+
+@pytest.mark.parametrize(("n", "parts"), [(1, 4), (2, 4), (5, 4), (10, 4), (37, 6), (1024, 4)])
+def test_the_symmetric_products_parts_cover_the_upper_triangle_once(n: int, parts: int) -> None:
+    """The held symmetric products are formed in parts of equal work (one diagonal block each and a
+    share of the blocks right of the diagonal): every entry on or above the diagonal belongs to
+    exactly one part, and the parts' off-diagonal shares differ by at most one column of a block."""
+    plan = products_module._symmetric_plan(n, parts)
+    count = np.zeros((n, n), dtype=int)
+    shares = []
+    for (s, e), share in plan:
+        count[s:e, s:e] += np.triu(np.ones((e - s, e - s), dtype=int))
+        shares.append(sum((e2 - s2) * (c1 - c0) for s2, e2, c0, c1 in share))
+        for s2, e2, c0, c1 in share:
+            count[s2:e2, c0:c1] += 1
+    np.testing.assert_array_equal(count, np.triu(np.ones((n, n), dtype=int)))
+    rows = max(e - s for (s, e), _ in plan)
+    assert max(shares) - min(shares) <= 2 * rows, shares
+
+
+@pytest.mark.parametrize("similarity", ["cos", "dot"])
+@pytest.mark.parametrize("products", ["held", "streamed"])
+def test_the_inputs_are_left_as_they_were(similarity: str, products: str) -> None:
+    """The engine writes its gradients over arrays of its own (for cos, over the unit rows it made),
+    never over the caller's inputs, and returns arrays that share no memory with them."""
+    q, docs = make_inputs(40, 3, 6, seed=9, spread=1.0)
+    q_before, docs_before = q.copy(), docs.copy()
+    case = LossCase(("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"), similarity=similarity)
+    config = Config(**case.kwargs())
+    got = engine.loss_and_grad(q, docs, config, chunk_size=7, products=products, threads=2)
+    np.testing.assert_array_equal(q, q_before)
+    np.testing.assert_array_equal(docs, docs_before)
+    for grad in (got.grad_queries, got.grad_docs):
+        assert not np.shares_memory(grad, q) and not np.shares_memory(grad, docs)
+    check_against(normative.loss_and_grad(q, docs, config), got, case, q, docs, f"{products}", rtol=1e-12)
