@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from multiprocessing.connection import Client, Listener
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -72,11 +73,20 @@ class Meets:
         return LossGrads(float(case.rank), seen, np.zeros_like(case.docs), float(case.world_size))
 
 
+def hang() -> None:
+    """Never return (an hour's sleep); first, when ``INFONCE_TEST_HANG_FOLDER`` names a folder, leave a
+    file named after this process there (a test can wait for the hang to begin)."""
+    folder = os.environ.get("INFONCE_TEST_HANG_FOLDER")
+    if folder:
+        Path(folder, str(os.getpid())).touch()
+    time.sleep(3600)
+
+
 class HangAtRank1(Meets):
     """Rank 1 never reaches the barrier; rank 0 waits for it there (in the standard library)."""
 
     def before_barrier(self, case: Any) -> None:
-        time.sleep(3600)
+        hang()
 
 
 class ExitAtRank1(Meets):

@@ -38,9 +38,18 @@ RUN = ["-m", "infonce_spec.conformance", "run", "--no-progress", "--profile", "q
 TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "1"]
 
 
-def _run(adapter: str, world_size: int | None, select: str, launcher: list[str] | None = None) -> list[str]:
+RENDEZVOUS = Path(__file__).resolve().parent / "rendezvous_adapters.py"
+
+
+def _run(
+    adapter: str,
+    world_size: int | None,
+    select: str,
+    launcher: list[str] | None = None,
+    module: Path = FAULTS,
+) -> list[str]:
     sizes = [] if world_size is None else ["--world-sizes", str(world_size)]
-    return [*(launcher or []), *RUN, "--adapter", f"{FAULTS}:{adapter}", *sizes, "--select", select]
+    return [*(launcher or []), *RUN, "--adapter", f"{module}:{adapter}", *sizes, "--select", select]
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,10 @@ SCENARIOS = {
     "rank 1 of 3 hangs": Scenario(_run("HangAtRank1", 3, "data_parallel/embeddings"), "hang", 6),
     "the ranks hang while loading the adapter": Scenario(
         _run("ConstructorHangsInWorker", 2, "data_parallel/embeddings"), "hang", 5
+    ),
+    # the runner and W spawned ranks of the rendezvous form (no forkserver, no torch)
+    "rendezvous: rank 1 of 2 hangs": Scenario(
+        _run("HangAtRank1", 2, "data_parallel/embeddings", module=RENDEZVOUS), "hang", 3
     ),
     # the runner and the forkserver, which is importing torch
     "the forkserver is starting": Scenario(
