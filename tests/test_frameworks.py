@@ -59,6 +59,31 @@ def tf_env() -> Path:
     return _environment("tf")
 
 
+def in_session(
+    argv: list[str], *, cwd: Path, timeout: float, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """``argv`` in a session of its own: (exit status, stdout, stderr); no process of the session may
+    outlive it by more than 10 s."""
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    left = session_left(proc.pid, 10.0)
+    assert not left, f"processes left behind by the run: {[command_line(p) for p in left]}"
+    return proc.returncode, out, err
+
+
 def conformance(
     env: Path, tmp: Path, adapter: str, *args: str, isolation: str | None = None
 ) -> tuple[int, dict[str, Any], str]:
@@ -69,7 +94,7 @@ def conformance(
         environ["INFONCE_CONFORMANCE_ISOLATION"] = isolation
     tmp.mkdir(parents=True, exist_ok=True)
     report = tmp / "report.json"
-    proc = subprocess.Popen(
+    code, out, err = in_session(
         [
             str(env / "bin" / "infonce-conformance"),
             "run",
@@ -84,21 +109,10 @@ def conformance(
         ],
         cwd=tmp,
         env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+        timeout=1200,
     )
-    try:
-        out, err = proc.communicate(timeout=1200)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    left = session_left(proc.pid, 10.0)
-    assert not left, f"processes left behind by the run: {[command_line(p) for p in left]}"
     data = json.loads(report.read_text()) if report.exists() else {}
-    return proc.returncode, data, f"{out[-4000:]}\n{err[-4000:]}"
+    return code, data, f"{out[-4000:]}\n{err[-4000:]}"
 
 
 def statuses(data: dict[str, Any]) -> dict[tuple[str, int | None], str]:
@@ -197,23 +211,8 @@ def test_jax_rank_faults_are_about_the_rank_that_caused_them(jax_env: Path, tmp_
     SIGTERM): the verdict names rank 1 each time, a raise or an exit within seconds, a hang within
     its time limit plus the stack dump, and the run leaves no process behind."""
     script = ROOT / "tests" / "jax_rank_faults.py"
-    proc = subprocess.Popen(
-        [str(jax_env / "bin" / "python"), str(script)],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    left = session_left(proc.pid, 10.0)
-    assert not left, f"processes left behind: {[command_line(p) for p in left]}"
-    assert proc.returncode == 0, err[-3000:]
+    code, out, err = in_session([str(jax_env / "bin" / "python"), str(script)], cwd=tmp_path, timeout=600)
+    assert code == 0, err[-3000:]
     found = {f["fault"]: f for f in map(json.loads, out.strip().splitlines())}
     assert (found["raises"]["kind"], found["raises"]["rank"]) == ("exception", 1)
     assert (
