@@ -16,7 +16,7 @@ runner described before starting it. From then on the process ends when its pare
 
 The ranks and the forkserver's call workers are children of multiprocessing's forkserver, not of
 the runner. The forkserver therefore ends with the runner too: it imports this module first among
-its preloads (:mod:`.distributed`), and that import asks the kernel to kill the forkserver when the
+its preloads (:func:`.harnesses.processes.mp_context`), and that import asks the kernel to kill the forkserver when the
 runner dies; if the runner is already gone by then, the forkserver exits at once. The forkserver's
 children then die with it. Where the kernel's signal is missing, the forkserver follows the standard
 library's rule: it exits when every copy of its "alive" pipe is closed. The runner holds one copy,
