@@ -35,13 +35,13 @@ def _worker_main(
 ) -> None:
     """One rank: load the adapter (:func:`~.processes.load_on_rank`), join the group, then run
     ``(seq, method, case)`` tasks until ``None``."""
+    loaded = load_on_rank(spec, rank, results, dump, origin)  # first: end_with(origin)
+    if loaded is None:
+        return
     import torch
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    loaded = load_on_rank(spec, rank, results, dump, origin)
-    if loaded is None:
-        return
     try:
         store = dist.TCPStore("127.0.0.1", port, world, False, timeout=datetime.timedelta(seconds=timeout))
         dist.init_process_group(
