@@ -112,7 +112,8 @@ def check_mini_batch_size(m: Any) -> None:
         raise ValueError(f"[CACHE-1] mini_batch_size must be >= 1, got {m}")
 
 
-def check_equal_local_batches(shapes: Sequence[tuple[tuple[int, ...], ...]]) -> None:
-    """DP-5: every rank's local batch has the same shapes, checked before anything is gathered."""
+def check_equal_local_batches(shapes: Sequence[tuple[Any, ...]]) -> None:
+    """DP-5: every rank's local batch has the same shapes (per rank its arrays' shapes, or their
+    dimensions in one flat tuple), checked before anything is gathered."""
     if len(set(shapes)) > 1:
         raise ValueError(f"[DP-5] the ranks' local batches differ in shape: {list(shapes)}")

@@ -370,8 +370,7 @@ class JaxAdapter:
         """DP-5 across processes: every rank learns every rank's local shapes, so all refuse alike."""
         mine = np.array([n for shape in shapes for n in shape])
         every = np.asarray(multihost_utils.process_allgather(mine))
-        if (every != every[0]).any():
-            raise ValueError(f"[DP-5] the ranks' local batches differ in shape: {every.tolist()}")
+        check_equal_local_batches([tuple(row) for row in every.tolist()])
 
     def rank_embeddings(self, case: RankCase) -> LossGrads:
         self._check_equal((case.queries.shape, case.docs.shape))

@@ -150,6 +150,14 @@ def _strategy(w: int) -> tf.distribute.MirroredStrategy:
     return keyed(devices[:w])
 
 
+def _replica_embeddings(q: tf.Tensor, d: tf.Tensor, scale: float, options: Options) -> tuple[tf.Tensor, ...]:
+    """One replica's ``L_r`` and its gradients with respect to its local ``q`` and ``d`` (DP-2, DP-3)."""
+    with tf.GradientTape() as tape:
+        tape.watch([q, d])
+        loss = infonce_loss(q, d, scale, options, replicas=True)
+    return (loss, *tape.gradient(loss, [q, d]))
+
+
 def _per_replica(strategy: tf.distribute.MirroredStrategy, outputs: Any) -> list[list[tf.Tensor]]:
     """``strategy.run``'s per-replica outputs as one list per output, in replica order."""
     return [list(strategy.experimental_local_results(o)) for o in outputs]
@@ -238,11 +246,7 @@ class TensorFlowAdapter:
 
         def replica() -> tuple[tf.Tensor, ...]:
             r = tf.distribute.get_replica_context().replica_id_in_sync_group
-            q, d = tf.gather(queries, r), tf.gather(docs, r)
-            with tf.GradientTape() as tape:
-                tape.watch([q, d])
-                loss = infonce_loss(q, d, scale, options, replicas=True)
-            return (loss, *tape.gradient(loss, [q, d]))
+            return _replica_embeddings(tf.gather(queries, r), tf.gather(docs, r), scale, options)
 
         strategy = _strategy(len(cases))
         losses, gq, gd = _per_replica(strategy, strategy.run(replica))
@@ -256,17 +260,23 @@ class TensorFlowAdapter:
         xq = _f32(np.stack([c.x_queries for c in cases]))
         xd = _f32(np.stack([c.x_docs for c in cases]))
         scale, m = float(cases[0].config.scale), cases[0].mini_batch_size
-        loss_fn = partial(infonce_loss, replicas=True)
 
         def replica() -> tuple[tf.Tensor, tf.Tensor]:
             r = tf.distribute.get_replica_context().replica_id_in_sync_group
-            w = tf.gather(weights, r)
-            loss, backward = self._step(w, tf.gather(xq, r), tf.gather(xd, r), options, scale, m, loss_fn)
-            return loss, backward(1.0)
+            return self._replica_step(
+                tf.gather(weights, r), tf.gather(xq, r), tf.gather(xd, r), options, scale, m
+            )
 
         strategy = _strategy(len(cases))
         losses, grads = _per_replica(strategy, strategy.run(replica))
         return [EncoderGrads([float(losses[r])], grads[r].numpy()) for r in range(len(cases))]
+
+    def _replica_step(
+        self, weight: tf.Tensor, xq: tf.Tensor, xd: tf.Tensor, options: Options, scale: float, m: int | None
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """One replica's encoder step: its ``L_r`` and its own weight gradient (DP-4)."""
+        loss, backward = self._step(weight, xq, xd, options, scale, m, partial(infonce_loss, replicas=True))
+        return loss, backward(1.0)
 
     # -- level 3 (collectives="rendezvous": this process is one rank) -------------------------------------
     def join(self, rendezvous: Rendezvous) -> None:
@@ -289,23 +299,16 @@ class TensorFlowAdapter:
             raise RuntimeError("rank_* before join(rendezvous)")
         mine = tf.constant([n for shape in shapes for n in shape], dtype=tf.int64)
         every = strategy.run(lambda: tf.distribute.get_replica_context().all_gather(mine[None], axis=0))
-        every = strategy.experimental_local_results(every)[0].numpy()
-        if (every != every[0]).any():
-            raise ValueError(f"[DP-5] the ranks' local batches differ in shape: {every.tolist()}")
+        check_equal_local_batches(
+            [tuple(row) for row in strategy.experimental_local_results(every)[0].numpy().tolist()]
+        )
         return [strategy.experimental_local_results(o)[0] for o in strategy.run(replica)]
 
     def rank_embeddings(self, case: RankCase) -> LossGrads:
         shapes = (case.queries.shape, case.docs.shape)
         options = validate_config(**case.loss_kwargs())
         q, d, scale = _f32(case.queries), _f32(case.docs), float(case.config.scale)
-
-        def replica() -> tuple[tf.Tensor, ...]:
-            with tf.GradientTape() as tape:
-                tape.watch([q, d])
-                loss = infonce_loss(q, d, scale, options, replicas=True)
-            return (loss, *tape.gradient(loss, [q, d]))
-
-        loss, gq, gd = self._run_rank(replica, shapes)
+        loss, gq, gd = self._run_rank(lambda: _replica_embeddings(q, d, scale, options), shapes)
         return LossGrads(float(loss), gq.numpy(), gd.numpy())
 
     def rank_encoder(self, case: RankEncoderCase) -> EncoderGrads:
@@ -314,13 +317,7 @@ class TensorFlowAdapter:
         check_mini_batch_size(case.mini_batch_size)
         weight, xq, xd = _f32(case.weight), _f32(case.x_queries), _f32(case.x_docs)
         scale, m = float(case.config.scale), case.mini_batch_size
-        loss_fn = partial(infonce_loss, replicas=True)
-
-        def replica() -> tuple[tf.Tensor, tf.Tensor]:
-            loss, backward = self._step(weight, xq, xd, options, scale, m, loss_fn)
-            return loss, backward(1.0)
-
-        loss, grad = self._run_rank(replica, shapes)
+        loss, grad = self._run_rank(lambda: self._replica_step(weight, xq, xd, options, scale, m), shapes)
         return EncoderGrads([float(loss)], grad.numpy())
 
 
