@@ -18,6 +18,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from infonce_spec.reference import Config, engine, normative
 from infonce_spec.reference.engine import loss as engine_loss
+from infonce_spec.reference.engine import padding
 from infonce_spec.reference.engine import products as products_module
 from infonce_spec.reference.engine import threads as engine_threads
 from tests.oracles import LossCase, check_against, loss_cases, make_inputs, reference_settings
@@ -224,3 +225,18 @@ def test_the_inputs_are_left_as_they_were(similarity: str, products: str) -> Non
     for grad in (got.grad_queries, got.grad_docs):
         assert not np.shares_memory(grad, q) and not np.shares_memory(grad, docs)
     check_against(normative.loss_and_grad(q, docs, config), got, case, q, docs, f"{products}", rtol=1e-12)
+
+
+@pytest.mark.parametrize("width", [1, 5, 8, 9, 16, 64, 1000, 1024, 7168])
+def test_padded_rows_start_in_different_cache_sets(width: int) -> None:
+    """The matrices the engine reads transposed have rows an odd number of 64-byte lines apart
+    (never a power of two of bytes beyond one line), with room for every column; their rows' flat
+    views reach entry (r, c) at r * stride + c."""
+    stride = padding.stride(width)
+    assert stride >= width and stride % padding.LINE == 0 and (stride // padding.LINE) % 2 == 1
+    assert stride < width + 2 * padding.LINE
+    matrix = padding.padded(np, 3, width, np.zeros(1))
+    matrix.matrix[...] = np.arange(3 * width, dtype=np.float64).reshape(3, width)
+    flat = matrix.flat_rows(1, 3)
+    assert flat[stride + width - 1] == matrix.matrix[2, width - 1]
+    assert matrix.base.flags.c_contiguous and matrix.base.shape == (3, stride)

@@ -20,7 +20,8 @@ The *square* pieces (column side ``q`` or ``d0``, N columns) are obtained one of
   gradients collected whole, then sent back in one product each at the end. ``q d0^T`` serves
   query_to_doc's rows and, transposed, doc_to_query's, and a symmetric product ``a a^T`` returns
   ``(G + G^T) a`` in a single product, so each similarity is computed once and back-propagated
-  once. Chosen automatically while these matrices fit in :data:`HELD_ELEMENTS`.
+  once. Chosen automatically while these matrices fit in :data:`HELD_ELEMENTS`. They are read
+  transposed, so their rows are padded (:mod:`.padding`).
 
 The hard-negative pieces are always streamed. Both ways give the same result up to rounding.
 
@@ -45,6 +46,7 @@ from typing import Any, Literal
 import array_api_compat
 
 from .inplace import add_into, matmul_into
+from .padding import Padded, padded
 from .threads import MapRows, in_one_block, split
 
 __all__ = ["HELD_ELEMENTS", "PRODUCT_MODES", "SIDES", "ChunkLogits", "Products", "WorkerSums"]
@@ -71,11 +73,11 @@ class _Held:
     """A square product ``scale * a b^T`` held whole, and the gradients of its pieces: ``grad`` for
     the pieces that are its rows, ``grad_of_transpose`` for those that are the rows of ``b a^T``
     (kept apart so that each chunk writes only its own rows). A symmetric product is its own
-    ``grad``: each chunk turns its rows into their gradient."""
+    ``grad``: each chunk turns its rows into their gradient. All are padded (:mod:`.padding`)."""
 
-    product: Any
-    grad: Any
-    grad_of_transpose: Any | None
+    product: Padded
+    grad: Padded
+    grad_of_transpose: Padded | None
 
 
 @dataclass
@@ -92,11 +94,14 @@ class _Stack:
 @dataclass
 class ChunkLogits:
     """The pieces of rows ``start .. stop-1``: ``logits[(row_side, col_side)]``, each written over by
-    its ``dL/dlogits / scale`` (in place) before :meth:`Products.backward`."""
+    its ``dL/dlogits / scale`` (in place) before :meth:`Products.backward`; ``flat[piece]`` is the
+    same rows as one flat view and the stride of its rows (:meth:`.padding.Padded.flat_rows`), for
+    the masks of :mod:`.rows`."""
 
     start: int
     stop: int
     logits: dict[tuple[str, str], Any]
+    flat: dict[tuple[str, str], tuple[Any, int]]
     stacks: list[_Stack]
 
     @property
@@ -112,7 +117,7 @@ def _held_elements(square: set[tuple[str, str]], transposed: set[tuple[str, str]
 
 class WorkerSums:
     """What one worker keeps across its run of chunks: the sums of their column gradients,
-    transposed (``grad_t[col_side]``, D x vectors, added to in the order of its chunks; made by
+    transposed (``grad_t[col_side]``, D x vectors, padded, added to in the order of its chunks; made by
     :meth:`Products.worker` in the calling thread, as they outlive the run), and the arrays its
     chunks write into -- the logits of the streamed pieces against each column side and, from the
     second chunk on, the column product to add -- made by the first chunk that needs them and reused
@@ -205,7 +210,7 @@ class Products:
         #: The column sides of the streamed pieces (the hard negatives', and the square ones' unless held).
         self._streamed_columns = {col for row, col in pieces if col == "dh" or not self.hold}
         self._held: dict[tuple[str, str], _Held] = {}
-        held = {pair: new((n, n), True) for pair in (sorted(square) if self.hold else ())}
+        held = {pair: padded(xp, n, n, u_q) for pair in (sorted(square) if self.hold else ())}
         if held:
             # All held products in two passes over the pool, in blocks of equal work: block i of each
             # symmetric product's upper triangle and of the others' rows, then the lower triangles.
@@ -219,13 +224,13 @@ class Products:
                     a, b = self.vectors[pair[0]], self.vectors[pair[1]]
                     for block in range(first, last):
                         if pair[0] == pair[1]:
-                            _upper_part(xp, a, scale, product, plan[block])
+                            _upper_part(xp, a, scale, product.matrix, plan[block])
                         else:
-                            _scaled_product_rows(xp, a, b, scale, product, *rows[block])
+                            _scaled_product_rows(xp, a, b, scale, product.matrix, *rows[block])
 
             def lower(start: int, stop: int) -> None:
                 for _, product in symmetric:
-                    _lower_rows(xp, product, plan, start, stop)
+                    _lower_rows(xp, product.matrix, plan, start, stop)
 
             map_rows(upper, len(plan))
             if symmetric:
@@ -234,8 +239,8 @@ class Products:
             if a_side == b_side:
                 self._held[(a_side, b_side)] = _Held(product, product, None)
             else:
-                of_transpose = new((n, n), True) if (a_side, b_side) in transposed else None
-                own_rows = new((n, n), (a_side, b_side) in pieces)
+                of_transpose = padded(xp, n, n, u_q) if (a_side, b_side) in transposed else None
+                own_rows = padded(xp, n, n, u_q, zeros=(a_side, b_side) not in pieces)
                 self._held[(a_side, b_side)] = _Held(product, own_rows, of_transpose)
 
     def worker(self, rows: int) -> WorkerSums:
@@ -243,11 +248,10 @@ class Products:
         vectors) array for each side that a streamed piece has as its columns, made here, in the
         calling thread (its first chunk writes it whole)."""
         like = self.vectors["q"]
-        device = array_api_compat.device(like)
         d = int(like.shape[1])
         return WorkerSums(
             {
-                side: self.xp.empty((d, self.width(side)), dtype=like.dtype, device=device)
+                side: padded(self.xp, d, self.width(side), like).matrix
                 for side in sorted(self._streamed_columns)
             },
             rows,
@@ -265,18 +269,24 @@ class Products:
         them); ``worker`` takes the column gradients of its streamed pieces in :meth:`backward`."""
         worker = self.worker(stop - start) if worker is None else worker
         logits: dict[tuple[str, str], Any] = {}
+        flat: dict[tuple[str, str], tuple[Any, int]] = {}
         streamed: dict[str, list[str]] = {}
         for row_side, col_side in pieces:
             pair, transposed = _pair(row_side, col_side)
             held = self._held.get(pair)
             if held is None:
                 streamed.setdefault(col_side, []).append(row_side)
-            elif held.grad is held.product:
-                logits[(row_side, col_side)] = held.product[start:stop, :]
+                continue
+            if held.grad is held.product:
+                rows_of = held.product
             else:
-                own = (held.grad_of_transpose if transposed else held.grad)[start:stop, :]
-                own[...] = held.product[:, start:stop].T if transposed else held.product[start:stop, :]
-                logits[(row_side, col_side)] = own
+                rows_of = held.grad_of_transpose if transposed else held.grad
+                assert rows_of is not None
+                product = held.product.matrix
+                own = rows_of.matrix[start:stop, :]
+                own[...] = product[:, start:stop].T if transposed else product[start:stop, :]
+            logits[(row_side, col_side)] = rows_of.matrix[start:stop, :]
+            flat[(row_side, col_side)] = (rows_of.flat_rows(start, stop), rows_of.stride)
         stacks = []
         rows = stop - start
         for col_side, row_sides in streamed.items():
@@ -289,8 +299,10 @@ class Products:
             matmul_into(self.xp, self.scale * stacked, columns.T, product)
             stacks.append(_Stack(col_side, row_sides, stacked, product))
             for i, row_side in enumerate(row_sides):
-                logits[(row_side, col_side)] = product[i * rows : (i + 1) * rows, :]
-        return ChunkLogits(start, stop, logits, stacks)
+                piece = product[i * rows : (i + 1) * rows, :]
+                logits[(row_side, col_side)] = piece
+                flat[(row_side, col_side)] = (self.xp.reshape(piece, (-1,)), int(columns.shape[0]))
+        return ChunkLogits(start, stop, logits, flat, stacks)
 
     def backward(self, chunk: ChunkLogits, factors: dict[tuple[str, str], Any], worker: WorkerSums) -> float:
         """Take ``G = dL/dlogits`` of a chunk's pieces, written over their logits (without the factor
@@ -311,6 +323,7 @@ class Products:
             grad_scale += float(self.xp.sum(g_rows * stack.rows))
             worker.add_columns(self.xp, stack.col_side, (f * stack.rows).T, stack.logits)
         chunk.logits.clear()
+        chunk.flat.clear()
         chunk.stacks.clear()
         return grad_scale
 
@@ -340,7 +353,8 @@ class Products:
         for pair, _ in columns:
             parts = self.grad_t.setdefault(pair[1], [])
             if not parts:
-                parts.append(self.xp.zeros_like(self.vectors[pair[1]].T))
+                like = self.vectors[pair[1]]
+                parts.append(padded(self.xp, int(like.shape[1]), n, like, zeros=True).matrix)
 
         def columns_back(start: int, stop: int) -> None:
             for pair, product in columns:
@@ -357,16 +371,17 @@ class Products:
         ``scratch[0]``, made by the first symmetric pair of the block); their part of ``dL/dscale``."""
         a_side, b_side = pair
         a = self.vectors[a_side][start:stop, :]
+        grad = held.grad.matrix
         if a_side == b_side:
             if not scratch:
-                scratch.append(self.xp.empty_like(held.grad[start:stop, :]))
-            add_into(self.xp, held.grad[start:stop, :], held.grad[:, start:stop].T, scratch[0])
+                scratch.append(self.xp.empty_like(grad[start:stop, :]))
+            add_into(self.xp, grad[start:stop, :], grad[:, start:stop].T, scratch[0])
             g_a = scratch[0] @ self.vectors[a_side]
             share = 0.5
         else:
-            g = held.grad[start:stop, :]
+            g = grad[start:stop, :]
             if held.grad_of_transpose is not None:
-                g += held.grad_of_transpose[:, start:stop].T  # these rows are this block's own
+                g += held.grad_of_transpose.matrix[:, start:stop].T  # these rows are this block's own
             g_a = g @ self.vectors[b_side]
             share = 1.0
         self.grad[a_side][start:stop, :] += g_a
@@ -377,7 +392,7 @@ class Products:
         :meth:`_send_rows_back` has completed ``G``), transposed: ``a^T G``, added to the first part
         of ``b``'s column gradient."""
         a_side, b_side = pair
-        self.grad_t[b_side][0][:, start:stop] += self.vectors[a_side].T @ held.grad[:, start:stop]
+        self.grad_t[b_side][0][:, start:stop] += self.vectors[a_side].T @ held.grad.matrix[:, start:stop]
 
     def unit_gradient(self, side: str, start: int, stop: int) -> tuple[Any | None, Any | None]:
         """``dL/du / scale`` of vectors ``start .. stop-1`` of a side (after :meth:`finish`), as the

@@ -54,12 +54,15 @@ _FIRST_BLOCK = {"d0": 0, "dh": 1}
 class Piece:
     """The logits of a chunk's rows of ``row_side`` against every vector of ``col_side``.
 
-    ``logits`` is ``scale * s + h`` with ``-inf`` at masked entries.
+    ``logits`` is ``scale * s + h`` with ``-inf`` at masked entries; ``flat`` the same rows as one
+    flat view, each row ``stride`` numbers after the last (its padding included, :mod:`.padding`).
     """
 
     row_side: str
     col_side: str
     logits: Any
+    flat: Any
+    stride: int
     #: Whether the softmax's row factor is left to the backward (:func:`.partition.partition`).
     scaled_later: bool = False
 
@@ -72,23 +75,22 @@ class RowBlock:
     pieces: list[Piece]
 
 
-def _mask_own(xp: Any, logits: Any, start: int, n: int) -> None:
+def _mask_own(piece: Piece, start: int, n: int) -> None:
     """Set the entries ``(g, k' * N + g)`` of a chunk of rows ``start ..`` to ``-inf``, for every
     block ``k'`` of N columns of the piece.
 
-    In the row-major flattened piece the entry of row ``r`` (query ``start + r``) and column
-    ``k' N + start + r`` sits at ``start + k' N + r (width + 1)``: one strided slice per column
+    In the piece's flat rows the entry of row ``r`` (query ``start + r``) and column
+    ``k' N + start + r`` sits at ``start + k' N + r (stride + 1)``: one strided slice per column
     block, so no ``(rows x candidates)`` boolean mask is built (MASK-QQ-1, MASK-DD-1, MASK-DD-2).
     """
-    rows, width = (int(s) for s in logits.shape)
-    flat = xp.reshape(logits, (rows * width,))  # a view: the piece is C-contiguous
+    rows, width = (int(s) for s in piece.logits.shape)
     for block in range(width // n):
-        flat[_own_entries(start + block * n, rows, width)] = -float("inf")
+        piece.flat[_own_entries(start + block * n, rows, piece.stride)] = -float("inf")
 
 
-def _own_entries(first: int, rows: int, width: int) -> slice:
-    """The strided slice of a flattened ``(rows, width)`` block holding entry ``(r, first - start + r)``."""
-    return slice(first, first + (rows - 1) * (width + 1) + 1, width + 1)
+def _own_entries(first: int, rows: int, stride: int) -> slice:
+    """The strided slice of flat rows ``stride`` apart that holds entry ``(r, first + r)`` of each row ``r``."""
+    return slice(first, first + (rows - 1) * (stride + 1) + 1, stride + 1)
 
 
 def positive_logits(xp: Any, query_to_doc: RowBlock, start: int) -> Any:
@@ -98,10 +100,9 @@ def positive_logits(xp: Any, query_to_doc: RowBlock, start: int) -> Any:
     bitwise one of the entries of its own logsumexp, so ``l_g >= 0`` holds exactly (LOSS-2).
     Call before the block is consumed by the partition.
     """
-    logits = query_to_doc.pieces[0].logits
-    rows, width = (int(s) for s in logits.shape)
-    flat = xp.reshape(logits, (rows * width,))
-    return xp.asarray(flat[_own_entries(start, rows, width)], copy=True)
+    piece = query_to_doc.pieces[0]
+    rows = int(piece.logits.shape[0])
+    return xp.asarray(piece.flat[_own_entries(start, rows, piece.stride)], copy=True)
 
 
 def row_blocks(
@@ -117,23 +118,24 @@ def row_blocks(
     ]  # K = 1: no hard negatives
     chunk = products.forward(start, stop, [piece for _, pieces in selected for piece in pieces], worker)
     blocks: list[RowBlock] = []
+    streamed = chunk.streamed
     for direction, pieces in selected:
         spec = DIRECTION_SPECS[direction]
-        for row_side, col_side in pieces:
-            logits = chunk.logits[(row_side, col_side)]
-            if spec.excludes_own:
-                _mask_own(xp, logits, start, n)
-            elif spec.hardness and config.hardness_active:
-                logits *= _hardness(xp, logits, start, stop, _FIRST_BLOCK[col_side] * n, n, config)
-        blocks.append(
-            RowBlock(
-                direction,
-                [
-                    Piece(row, col, chunk.logits[(row, col)], (row, col) in chunk.streamed)
-                    for row, col in pieces
-                ],
-            )
+        block = RowBlock(
+            direction,
+            [
+                Piece(row, col, chunk.logits[(row, col)], *chunk.flat[(row, col)], (row, col) in streamed)
+                for row, col in pieces
+            ],
         )
+        for piece in block.pieces:
+            if spec.excludes_own:
+                _mask_own(piece, start, n)
+            elif spec.hardness and config.hardness_active:
+                piece.logits *= _hardness(
+                    xp, piece.logits, start, stop, _FIRST_BLOCK[piece.col_side] * n, n, config
+                )
+        blocks.append(block)
     if "doc_to_query" in config.selected_directions:
         _own_pairs_are_the_positives(xp, blocks, start)
     return chunk, blocks
@@ -148,10 +150,8 @@ def _own_pairs_are_the_positives(xp: Any, blocks: list[RowBlock], start: int) ->
     """
     positives = positive_logits(xp, blocks[0], start)
     (block,) = (b for b in blocks if b.direction == "doc_to_query")
-    logits = block.pieces[0].logits
-    rows, width = (int(s) for s in logits.shape)
-    flat = xp.reshape(logits, (rows * width,))  # a view: the piece is C-contiguous
-    flat[_own_entries(start, rows, width)] = positives
+    piece = block.pieces[0]
+    piece.flat[_own_entries(start, int(piece.logits.shape[0]), piece.stride)] = positives
 
 
 def _hardness(xp: Any, logits: Any, start: int, stop: int, first: int, n: int, config: Config) -> Any:
