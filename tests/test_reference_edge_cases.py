@@ -442,13 +442,13 @@ def test_products_auto_holds_the_square_products_while_they_fit(monkeypatch: pyt
 
     q, docs = make_inputs(8, 2, 3, seed=5)
     u_d = docs.reshape(16, 3)
-    # 3 square pairs: q q^T and d0 d0^T (each its own gradient), q d0^T and two gradients (its rows',
-    # its transpose's): 5 * 64 numbers
+    # 3 square pairs: q q^T and d0 d0^T (each its own gradient), q d0^T (its rows' gradient) and its
+    # transpose (doc_to_query's rows, their gradient): 4 * 64 numbers
     pieces = {("q", "d0"), ("q", "q"), ("d0", "q"), ("d0", "d0")}
-    monkeypatch.setattr(products_module, "HELD_ELEMENTS", 5 * 64)
+    monkeypatch.setattr(products_module, "HELD_ELEMENTS", 4 * 64)
     assert products_module.Products(np, q, u_d, 1.0, pieces, "auto").hold
     assert not products_module.Products(np, q, u_d, 1.0, pieces, "streamed").hold
-    monkeypatch.setattr(products_module, "HELD_ELEMENTS", 5 * 64 - 1)
+    monkeypatch.setattr(products_module, "HELD_ELEMENTS", 4 * 64 - 1)
     assert not products_module.Products(np, q, u_d, 1.0, pieces, "auto").hold
     assert products_module.Products(np, q, u_d, 1.0, pieces, "held").hold
 

@@ -29,8 +29,8 @@ A chunk's pieces are arrays the partition overwrites with their gradients in pla
 (:class:`ChunkLogits`), so that the backward reads them where the forward wrote them: the streamed
 pieces that share a column side are the row blocks of one product (the row vectors of the chunk
 stacked: one matrix product forward, one back to the rows and one to the columns), and a held
-piece is the chunk's own rows of a held gradient (the rows of a symmetric product itself, which
-nothing else reads).
+piece is the chunk's own rows of a held product (or of its transpose), which nothing else reads
+once the chunks run.
 
 Each worker of the pool (:mod:`.threads`) takes a fixed run of consecutive chunks and adds their
 column gradients to sums of its own (:class:`WorkerSums`); the workers' sums are added in worker
@@ -70,12 +70,12 @@ def _pair(row_side: str, col_side: str) -> tuple[tuple[str, str], bool]:
 
 @dataclass
 class _Held:
-    """A square product ``scale * a b^T`` held whole, and the gradients of its pieces: ``grad`` for
-    the pieces that are its rows, ``grad_of_transpose`` for those that are the rows of ``b a^T``
-    (kept apart so that each chunk writes only its own rows). A symmetric product is its own
-    ``grad``: each chunk turns its rows into their gradient. All are padded (:mod:`.padding`)."""
+    """A square product ``scale * a b^T`` held whole, as the logits of the pieces that are its rows
+    and then their gradient: ``grad`` is formed before the chunks run, and each chunk overwrites its
+    own rows with their gradient. ``grad_of_transpose``, for the pieces that are the rows of
+    ``b a^T`` (doc_to_query's of ``q d0^T``), is its transpose, copied before any chunk runs and
+    kept apart, so that each chunk writes only its own rows. Both are padded (:mod:`.padding`)."""
 
-    product: Padded
     grad: Padded
     grad_of_transpose: Padded | None
 
@@ -111,8 +111,8 @@ class ChunkLogits:
 
 
 def _held_elements(square: set[tuple[str, str]], transposed: set[tuple[str, str]], n: int) -> int:
-    """float64 numbers held: the product of each pair, plus its gradients where it is not symmetric."""
-    return n * n * sum(1 if a == b else 2 + ((a, b) in transposed) for a, b in square)
+    """float64 numbers held: the product of each pair, plus its transpose where a piece is its rows."""
+    return n * n * sum(1 + ((a, b) in transposed) for a, b in square)
 
 
 class WorkerSums:
@@ -187,15 +187,12 @@ class Products:
         self.scale = scale
         self.vectors = {"q": u_q, "d0": u_d[:n, :], "dh": u_d[n:, :]}
         device = array_api_compat.device(u_q)
-
-        def new(shape: tuple[int, ...], written: bool) -> Any:
-            """An array the chunks write whole (left as it comes: its pages are first touched by
-            the workers that write them), or one they add to (zeros)."""
-            return (xp.empty if written else xp.zeros)(shape, dtype=u_q.dtype, device=device)
-
         #: dL/du / scale of each row side (hard negatives never are one, ROW-1) from its pieces:
-        #: each chunk writes its rows first (the positive's one-hot term, :mod:`.loss`) ...
-        self.grad = {side: new(tuple(self.vectors[side].shape), True) for side in ("q", "d0")}
+        #: each chunk writes its rows first (the positive's one-hot term, :mod:`.loss`; left as they
+        #: come: their pages are first touched by the workers that write them) ...
+        self.grad = {
+            side: xp.empty(self.vectors[side].shape, dtype=u_q.dtype, device=device) for side in ("q", "d0")
+        }
         #: ... and, transposed (D x vectors), of each side from the pieces it is the column side of:
         #: the parts to add, one per worker that has one and one from the held products
         #: (:meth:`finish`; a side that is no piece's columns has none).
@@ -209,39 +206,37 @@ class Products:
         self._map_rows = map_rows
         #: The column sides of the streamed pieces (the hard negatives', and the square ones' unless held).
         self._streamed_columns = {col for row, col in pieces if col == "dh" or not self.hold}
-        self._held: dict[tuple[str, str], _Held] = {}
-        held = {pair: padded(xp, n, n, u_q) for pair in (sorted(square) if self.hold else ())}
-        if held:
+        self._held = {
+            pair: _Held(padded(xp, n, n, u_q), padded(xp, n, n, u_q) if pair in transposed else None)
+            for pair in (sorted(square) if self.hold else ())
+        }
+        if self._held:
             # All held products in two passes over the pool, in blocks of equal work: block i of each
-            # symmetric product's upper triangle and of the others' rows, then the lower triangles.
-            # Two blocks a worker, at least four (N = 1024 on one thread: 7.7 ms in four, 8.7 in two).
+            # symmetric product's upper triangle and of the others' rows; then the lower triangles
+            # and the transposes. Two blocks a worker, at least four (N = 1024 on one thread: 7.7 ms
+            # in four, 8.7 in two).
             plan = _symmetric_plan(n, 2 * max(2, parts))
             rows = split(n, len(plan))
-            symmetric = [(pair, product) for pair, product in held.items() if pair[0] == pair[1]]
 
             def upper(first: int, last: int) -> None:
-                for pair, product in held.items():
+                for pair, held in self._held.items():
                     a, b = self.vectors[pair[0]], self.vectors[pair[1]]
                     for block in range(first, last):
                         if pair[0] == pair[1]:
-                            _upper_part(xp, a, scale, product.matrix, plan[block])
+                            _upper_part(xp, a, scale, held.grad.matrix, plan[block])
                         else:
-                            _scaled_product_rows(xp, a, b, scale, product.matrix, *rows[block])
+                            _scaled_product_rows(xp, a, b, scale, held.grad.matrix, *rows[block])
 
             def lower(start: int, stop: int) -> None:
-                for _, product in symmetric:
-                    _lower_rows(xp, product.matrix, plan, start, stop)
+                for pair, held in self._held.items():
+                    if pair[0] == pair[1]:
+                        _lower_rows(xp, held.grad.matrix, plan, start, stop)
+                    elif held.grad_of_transpose is not None:
+                        held.grad_of_transpose.matrix[start:stop, :] = held.grad.matrix[:, start:stop].T
 
             map_rows(upper, len(plan))
-            if symmetric:
+            if any(a == b or held.grad_of_transpose is not None for (a, b), held in self._held.items()):
                 map_rows(lower, n)
-        for (a_side, b_side), product in held.items():
-            if a_side == b_side:
-                self._held[(a_side, b_side)] = _Held(product, product, None)
-            else:
-                of_transpose = padded(xp, n, n, u_q) if (a_side, b_side) in transposed else None
-                own_rows = padded(xp, n, n, u_q, zeros=(a_side, b_side) not in pieces)
-                self._held[(a_side, b_side)] = _Held(product, own_rows, of_transpose)
 
     def worker(self, rows: int) -> WorkerSums:
         """A worker for a run of chunks of at most ``rows`` rows, with its column sums: one (D x
@@ -277,14 +272,8 @@ class Products:
             if held is None:
                 streamed.setdefault(col_side, []).append(row_side)
                 continue
-            if held.grad is held.product:
-                rows_of = held.product
-            else:
-                rows_of = held.grad_of_transpose if transposed else held.grad
-                assert rows_of is not None
-                product = held.product.matrix
-                own = rows_of.matrix[start:stop, :]
-                own[...] = product[:, start:stop].T if transposed else product[start:stop, :]
+            rows_of = held.grad_of_transpose if transposed else held.grad
+            assert rows_of is not None
             logits[(row_side, col_side)] = rows_of.matrix[start:stop, :]
             flat[(row_side, col_side)] = (rows_of.flat_rows(start, stop), rows_of.stride)
         stacks = []
