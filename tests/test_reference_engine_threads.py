@@ -18,7 +18,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from infonce_spec.reference import Config, engine, normative
 from infonce_spec.reference.engine import loss as engine_loss
-from infonce_spec.reference.engine import padding
+from infonce_spec.reference.engine import padding, workspace
 from infonce_spec.reference.engine import products as products_module
 from infonce_spec.reference.engine import threads as engine_threads
 from tests.oracles import LossCase, check_against, loss_cases, make_inputs, reference_settings
@@ -235,7 +235,7 @@ def test_padded_rows_start_in_different_cache_sets(width: int) -> None:
     stride = padding.stride(width)
     assert stride >= width and stride % padding.LINE == 0 and (stride // padding.LINE) % 2 == 1
     assert stride < width + 2 * padding.LINE
-    matrix = padding.padded(np, 3, width, np.zeros(1))
+    matrix = padding.padded(workspace.Workspace(np), 3, width, np.zeros(1))
     matrix.matrix[...] = np.arange(3 * width, dtype=np.float64).reshape(3, width)
     flat = matrix.flat_rows(1, 3)
     assert flat[stride + width - 1] == matrix.matrix[2, width - 1]

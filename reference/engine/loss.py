@@ -17,8 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import array_api_compat
-
 from ..config import Config
 from ..layout import as_batch
 from ..result import Result
@@ -28,6 +26,7 @@ from .products import SIDES, ProductMode, Products, WorkerSums
 from .pullback import pull_into, unit_rows_and_norms
 from .rows import PIECES, positive_logits, row_blocks
 from .threads import blas_threads, map_chunks, resolve_threads, row_steps, split
+from .workspace import Workspace
 
 __all__ = ["CHUNK_ELEMENTS", "MIN_CHUNK_ROWS", "chunk_bounds", "loss_and_grad"]
 
@@ -110,10 +109,12 @@ def loss_and_grad(
     def map_rows(work: Callable[[int, int], Any], count: int) -> list[Any]:
         return map_chunks(work, split(count, workers), workers)
 
-    with blas_threads(workers):
+    with blas_threads(workers), Workspace(xp) as workspace:
         (u_q, norm_q), (u_d, norm_d) = unit_rows_and_norms(xp, [q, doc_rows], sim, map_rows)
         shift = _logit_bound(xp, config, u_q, u_d) > UNSHIFTED_BOUND
-        sims = Products(xp, u_q, u_d, config.scale, set(_pieces(config)), products, map_rows, workers)
+        sims = Products(
+            xp, u_q, u_d, config.scale, set(_pieces(config)), products, map_rows, workers, workspace
+        )
         d0 = sims.vectors["d0"]
 
         def chunk(start: int, stop: int, worker: WorkerSums) -> tuple[Any, Any, float]:
@@ -175,7 +176,7 @@ def loss_and_grad(
                     pull_into(xp, out[rows, :], g_rows, g_cols, config.scale, u[rows, :], row_norms)
                     continue
                 if scratch is None:
-                    scratch = xp.empty((b - a, d), dtype=q.dtype, device=array_api_compat.device(q))
+                    scratch = workspace.empty((b - a, d), q)
                 pull_into(xp, scratch[: b - a, :], g_rows, g_cols, config.scale, u[rows, :], row_norms)
                 out[rows, :] = scratch[: b - a, :]
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import array_api_compat
+from .workspace import Workspace
 
 __all__ = ["Padded", "padded", "stride"]
 
@@ -58,9 +58,9 @@ class Padded:
         return self.xp.reshape(self.base[start:stop, :], (-1,))
 
 
-def padded(xp: Any, rows: int, width: int, like: Any, zeros: bool = False) -> Padded:
-    """A new padded ``(rows, width)`` matrix of ``like``'s dtype and device, left as it comes (its
-    pages are first touched by whoever writes it) or, with ``zeros``, cleared."""
-    new = xp.zeros if zeros else xp.empty
-    base = new((rows, stride(width)), dtype=like.dtype, device=array_api_compat.device(like))
-    return Padded(xp, base, width)
+def padded(workspace: Workspace, rows: int, width: int, like: Any, zeros: bool = False) -> Padded:
+    """A padded ``(rows, width)`` matrix of ``like``'s dtype and device from ``workspace``, its
+    contents unspecified or, with ``zeros``, cleared."""
+    shape = (rows, stride(width))
+    base = workspace.zeros(shape, like) if zeros else workspace.empty(shape, like)
+    return Padded(workspace.xp, base, width)

@@ -43,11 +43,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import array_api_compat
-
 from .inplace import add_into, matmul_into
 from .padding import Padded, padded
 from .threads import MapRows, in_one_block, split
+from .workspace import Workspace
 
 __all__ = ["HELD_ELEMENTS", "PRODUCT_MODES", "SIDES", "ChunkLogits", "Products", "WorkerSums"]
 
@@ -120,12 +119,13 @@ class WorkerSums:
     transposed (``grad_t[col_side]``, D x vectors, padded, added to in the order of its chunks; made by
     :meth:`Products.worker` in the calling thread, as they outlive the run), and the arrays its
     chunks write into -- the logits of the streamed pieces against each column side and, from the
-    second chunk on, the column product to add -- made by the first chunk that needs them and reused
-    by the next, so that a run allocates them once (at large N each is hundreds of MB, which the
-    allocator would otherwise map and clear afresh for every chunk)."""
+    second chunk on, the column product to add -- taken from the call's workspace by the first
+    chunk that needs them and reused by the next, so that a run takes them once (at large N each is
+    hundreds of MB, which the allocator would otherwise map and clear afresh for every chunk)."""
 
-    def __init__(self, grad_t: dict[str, Any], rows: int) -> None:
+    def __init__(self, grad_t: dict[str, Any], rows: int, workspace: Workspace) -> None:
         self.grad_t = grad_t
+        self.workspace = workspace
         #: The most rows of any chunk of the run.
         self.rows = rows
         self._started: set[str] = set()
@@ -137,13 +137,12 @@ class WorkerSums:
         against ``columns``, the vectors of ``col_side``."""
         if col_side not in self._logits:
             shape = (sides * self.rows, int(columns.shape[0]))
-            self._logits[col_side] = xp.empty(
-                shape, dtype=columns.dtype, device=array_api_compat.device(columns)
-            )
+            self._logits[col_side] = self.workspace.empty(shape, columns)
         return self._logits[col_side][: sides * rows, :]
 
     def release(self) -> None:
-        """Free the chunk arrays (the run is over; the sums stay)."""
+        """Let go of the chunk arrays (the run is over; the sums stay; the workspace keeps the
+        arrays until the call ends)."""
         self._logits.clear()
         self._columns.clear()
 
@@ -155,7 +154,7 @@ class WorkerSums:
             self._started.add(col_side)
             return
         if col_side not in self._columns:
-            self._columns[col_side] = xp.empty_like(total)
+            self._columns[col_side] = self.workspace.empty(tuple(total.shape), total)
         matmul_into(xp, rows_t, g, self._columns[col_side])
         total += self._columns[col_side]
 
@@ -179,6 +178,7 @@ class Products:
         mode: str,
         map_rows: MapRows = in_one_block,
         parts: int = 1,
+        workspace: Workspace | None = None,
     ) -> None:
         if mode not in PRODUCT_MODES:
             raise ValueError(f"products must be one of {PRODUCT_MODES}, got {mode!r}")
@@ -186,13 +186,11 @@ class Products:
         self.xp = xp
         self.scale = scale
         self.vectors = {"q": u_q, "d0": u_d[:n, :], "dh": u_d[n:, :]}
-        device = array_api_compat.device(u_q)
+        #: Where the working arrays come from (:mod:`.workspace`; by default new arrays, kept by nobody).
+        self.workspace = Workspace(xp) if workspace is None else workspace
         #: dL/du / scale of each row side (hard negatives never are one, ROW-1) from its pieces:
-        #: each chunk writes its rows first (the positive's one-hot term, :mod:`.loss`; left as they
-        #: come: their pages are first touched by the workers that write them) ...
-        self.grad = {
-            side: xp.empty(self.vectors[side].shape, dtype=u_q.dtype, device=device) for side in ("q", "d0")
-        }
+        #: each chunk writes its rows first (the positive's one-hot term, :mod:`.loss`) ...
+        self.grad = {side: self.workspace.empty(tuple(self.vectors[side].shape), u_q) for side in ("q", "d0")}
         #: ... and, transposed (D x vectors), of each side from the pieces it is the column side of:
         #: the parts to add, one per worker that has one and one from the held products
         #: (:meth:`finish`; a side that is no piece's columns has none).
@@ -207,7 +205,10 @@ class Products:
         #: The column sides of the streamed pieces (the hard negatives', and the square ones' unless held).
         self._streamed_columns = {col for row, col in pieces if col == "dh" or not self.hold}
         self._held = {
-            pair: _Held(padded(xp, n, n, u_q), padded(xp, n, n, u_q) if pair in transposed else None)
+            pair: _Held(
+                padded(self.workspace, n, n, u_q),
+                padded(self.workspace, n, n, u_q) if pair in transposed else None,
+            )
             for pair in (sorted(square) if self.hold else ())
         }
         if self._held:
@@ -246,10 +247,11 @@ class Products:
         d = int(like.shape[1])
         return WorkerSums(
             {
-                side: padded(self.xp, d, self.width(side), like).matrix
+                side: padded(self.workspace, d, self.width(side), like).matrix
                 for side in sorted(self._streamed_columns)
             },
             rows,
+            self.workspace,
         )
 
     def width(self, side: str) -> int:
@@ -343,7 +345,7 @@ class Products:
             parts = self.grad_t.setdefault(pair[1], [])
             if not parts:
                 like = self.vectors[pair[1]]
-                parts.append(padded(self.xp, int(like.shape[1]), n, like, zeros=True).matrix)
+                parts.append(padded(self.workspace, int(like.shape[1]), n, like, zeros=True).matrix)
 
         def columns_back(start: int, stop: int) -> None:
             for pair, product in columns:
@@ -363,7 +365,7 @@ class Products:
         grad = held.grad.matrix
         if a_side == b_side:
             if not scratch:
-                scratch.append(self.xp.empty_like(grad[start:stop, :]))
+                scratch.append(self.workspace.empty((stop - start, int(grad.shape[1])), grad))
             add_into(self.xp, grad[start:stop, :], grad[:, start:stop].T, scratch[0])
             g_a = scratch[0] @ self.vectors[a_side]
             share = 0.5
