@@ -16,7 +16,10 @@ figure is the median over the rounds of the median of ``--repeats`` timed calls:
   count is ``6 K N^2 D`` multiply-adds here (48 N^2 D at K = 8: ``3 (K-1) N^2 D`` per row side
   for the hard negatives, ``6 N^2 D`` for the held N x N products, each formed and sent back once);
 * ``engine``: :func:`infonce_spec.reference.engine.loss_and_grad`, ``threads`` left to its default
-  (numpy's BLAS thread count, pinned to the thread count through ``OPENBLAS_NUM_THREADS``);
+  (numpy's BLAS thread count, pinned to the thread count through ``OPENBLAS_NUM_THREADS``). The
+  timed calls follow one untimed call, as for every variant; they find that call's working arrays
+  in the engine's workspace (``engine.workspace``), as repeated calls do. The first call of the
+  process (thread pool, BLAS buffers and working arrays all new) is printed apart;
 * ``floor``: the matmul floor -- the four direction blocks' similarity products and their backward
   products (``S = A B^T``, ``G B``, ``G^T A`` per block, 54 N^2 D at K = 8) in numpy float64 in the
   engine's row chunks, one after another, nothing else;
@@ -113,11 +116,11 @@ else:
         loss = loss_fn.compute_loss_from_embeddings([a, *b.unbind(0)], None)
         loss.backward()
         return a.grad, b.grad
-run()
+t = time.perf_counter(); run(); first = time.perf_counter() - t
 times = []
 for _ in range(repeats):
     t = time.perf_counter(); run(); times.append(time.perf_counter() - t)
-print(json.dumps({"kind": kind, "best_s": min(times), "median_s": statistics.median(times),
+print(json.dumps({"kind": kind, "best_s": min(times), "median_s": statistics.median(times), "first_s": first,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -201,7 +204,7 @@ def main() -> int:
     print(
         f"{'threads':>7} {'limit s':>8} {'engine s':>9} {'floor s':>8} {'st s':>7} "
         f"{'engine/limit':>12} {'engine/floor':>12} {'st/engine':>9}  limit GFLOP/s (BLAS, workers)  "
-        f"peak RSS MB (engine, st)"
+        f"peak RSS MB (engine, st)  engine first call s"
     )
     for threads in counts:
         limit, eng = median("limit", threads), median("engine", threads)
@@ -221,7 +224,8 @@ def main() -> int:
         rss = f"{median('engine', threads, 'peak_rss_mb') or 0:.0f}, {median('st-autograd', threads, 'peak_rss_mb') or 0:.0f}"
         print(
             f"{threads:>7} {secs(limit):>8} {secs(eng):>9} {secs(floor):>8} {secs(st):>7} "
-            f"{ratio(eng, limit):>12} {ratio(eng, floor):>12} {ratio(st, eng):>9}  {rates:>29}  {rss}"
+            f"{ratio(eng, limit):>12} {ratio(eng, floor):>12} {ratio(st, eng):>9}  {rates:>29}  {rss:>24}  "
+            f"{secs(median('engine', threads, 'first_s'))}"
         )
         for kind in kinds[4:]:
             print(f"{'':>7} {kind}: {secs(median(kind, threads))} s")

@@ -9,7 +9,9 @@ similarity by matrix products (:mod:`.products`): a piece ``Z = scale * A B^T`` 
 Gradients with respect to the unit rows ``u`` are finally pulled back through the normalisation
 (GRAD-3, :mod:`.pullback`). No autodiff is involved; peak memory is ``O(threads x chunk x
 candidates)`` (plus the ``O(K N D)`` gradients and, while they fit in ``HELD_ELEMENTS``, the N x N
-square products). The chunks run on ``threads`` workers (:mod:`.threads`).
+square products). The chunks run on ``threads`` workers (:mod:`.threads`). The working arrays come
+from the workspace, which keeps up to ``WORKSPACE_BYTES`` of them for the next call
+(:mod:`.workspace`).
 """
 
 from __future__ import annotations
