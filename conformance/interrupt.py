@@ -21,9 +21,10 @@ its ``pymp-*`` folder when the interpreter exits. Nothing of the run is left run
 :func:`guarded_run` also sets the time limit of every adapter call (``--timeout``,
 :func:`~.isolation.set_call_timeout`).
 
-The worker processes never see the terminal's Ctrl-C: call workers and ranks ignore SIGINT
-(:func:`~.isolation.prepare_worker`), and the forkserver is started with SIGINT ignored
-(:func:`children_ignore_sigint`), so that it cannot die half-way through importing torch.
+The worker processes never see the terminal's Ctrl-C: the forkserver, call workers and ranks
+start with SIGINT blocked (:func:`children_ignore_sigint`), so that the forkserver cannot die
+half-way through importing torch and no worker's start-up prints a traceback, and then ignore it
+(:func:`~.isolation.prepare_worker`).
 """
 
 from __future__ import annotations
@@ -117,22 +118,30 @@ def settle() -> str | None:
 
 @contextlib.contextmanager
 def children_ignore_sigint() -> Iterator[None]:
-    """Processes started inside the block ignore SIGINT from their first instruction: SIGINT is
-    ``SIG_IGN`` there (a disposition that ``exec`` keeps, and then Python installs no
-    ``KeyboardInterrupt`` handler), so a Ctrl-C cannot kill the forkserver half-way through
-    importing torch. Here SIGINT is blocked meanwhile: one that arrives stays pending and reaches
-    this process's handler when the block ends. (One already pending when the block starts is left
-    pending, and the disposition is kept: ``SIG_IGN`` would discard it.)"""
+    """Processes started inside the block never see SIGINT: they start with it blocked, a signal
+    mask that ``fork`` and ``exec`` both keep, so a Ctrl-C that reaches them while they start up
+    stays pending until they ignore it (the forkserver once it has imported torch, call workers and
+    ranks in :func:`~.isolation.prepare_worker`; setting ``SIG_IGN`` discards it) -- it can neither
+    kill the forkserver half-way through importing torch nor print a ``KeyboardInterrupt``
+    traceback from a worker's start-up.
+
+    Only this thread blocks SIGINT meanwhile; the process's handler stays in place, so a SIGINT
+    that arrives in the block is never lost: delivered to another thread, it runs the handler as
+    usual (Python handlers run in the main thread); with no such thread, it stays pending and
+    reaches the handler when the block ends. (An earlier form also set ``SIG_IGN`` in this process
+    for the block, which discarded a SIGINT that the kernel gave to another thread meanwhile.)"""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    # multiprocessing starts its resource tracker with the first spawned or forkserver child, and
+    # unblocks SIGINT in this thread once that is done: started here first, it is already running.
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    handler = None if signal.SIGINT in signal.sigpending() else signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
-        if handler is not None:
-            signal.signal(signal.SIGINT, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 

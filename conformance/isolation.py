@@ -59,6 +59,7 @@ from typing import Any
 
 from .compare import AdapterFault
 from .interrupt import check as check_interrupt
+from .interrupt import children_ignore_sigint
 from .lifetime import Parent, end_with
 
 __all__ = [
@@ -575,7 +576,7 @@ class CallWorker:
             daemon=True,
             name="infonce-conformance-call",
         )
-        with processes.no_main_reimport(), _frozen_heap(self.fork):
+        with processes.no_main_reimport(), _frozen_heap(self.fork), children_ignore_sigint():
             proc.start()
         child.close()
         self._proc, self._conn = proc, parent

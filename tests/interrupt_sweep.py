@@ -40,6 +40,13 @@ ROOT = Path(__file__).resolve().parents[1]
 ADAPTER = f"{ROOT / 'tests' / 'fault_adapters.py'}:HangingRankEncoder"
 #: What a raw traceback on stderr looks like (a child's as much as the runner's).
 TRACEBACK_MARKS = ("Traceback", "Exception ignored", "KeyboardInterrupt")
+#: The runner, as ``python -m infonce_spec.conformance`` would run it, with its threads' stacks
+#: written to the file named first on SIGUSR1: a run still going after the signal says where it is.
+RUNNER = (
+    "import faulthandler, runpy, signal, sys; "
+    "faulthandler.register(signal.SIGUSR1, file=open(sys.argv.pop(1), 'w'), all_threads=True); "
+    "runpy.run_module('infonce_spec.conformance', run_name='__main__', alter_sys=True)"
+)
 
 
 @dataclass
@@ -61,8 +68,9 @@ def interrupt_once(delay: float, *, group: bool, folder: Path) -> Outcome:
     # the run's TMPDIR is short: the forkserver's and gloo's sockets live there, and a socket path
     # has at most 107 bytes (AF_UNIX), which a deep pytest tmp_path can exceed
     tmpdir = Path(tempfile.mkdtemp(prefix="isw-"))
+    stacks = folder / "stacks.txt"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "infonce_spec.conformance", "run", "--no-progress",
+        [sys.executable, "-c", RUNNER, str(stacks), "run", "--no-progress",
          "--adapter", ADAPTER, "--profile", "quick", "--world-sizes", "1,2", "--timeout", "600",
          "--report", str(report), "--json", str(data), "--reproducers", str(folder / "repro")],
         stdout=subprocess.PIPE,
@@ -84,9 +92,12 @@ def interrupt_once(delay: float, *, group: bool, folder: Path) -> Outcome:
         stdout, stderr = proc.communicate(timeout=120)
         out.seconds_to_exit = time.monotonic() - sent
     except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGUSR1)
+        time.sleep(1.0)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        out.problems.append("still running 120 s after the signal")
+        where = stacks.read_text() if stacks.exists() else "(no stacks written)"
+        out.problems.append(f"still running 120 s after the signal; its threads:\n{where}")
         shutil.rmtree(tmpdir, ignore_errors=True)
         return out
     out.returncode = proc.returncode

@@ -10,7 +10,12 @@ running, with no traceback. The sweep here sends SIGINT at a few moments of a ru
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -69,6 +74,86 @@ def test_a_signal_is_a_request_acted_on_at_the_next_safe_point() -> None:
         assert info.value.reason == "SIGINT"
         signal.raise_signal(signal.SIGINT)  # stopping: ignored
     assert interrupt.pending() is None  # the guard's end forgets it
+
+
+def test_a_sigint_while_children_start_reaches_the_handler() -> None:
+    """Starting children blocks SIGINT in the starting thread only and leaves the process's handler
+    in place: a SIGINT the kernel gives to another thread meanwhile runs the handler (a form that
+    set SIG_IGN for the start discarded it: an interrupt lost)."""
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))
+    ready, stop = threading.Event(), threading.Event()
+    other = threading.Thread(target=lambda: (ready.set(), stop.wait(30)), daemon=True)
+    other.start()
+    ready.wait(30)
+    try:
+        with interrupt.children_ignore_sigint():
+            assert other.ident is not None
+            signal.pthread_kill(other.ident, signal.SIGINT)
+            time.sleep(0.05)
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert seen == [signal.SIGINT]
+    finally:
+        stop.set()
+        other.join(30)
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc/PID/status")
+def test_a_child_started_in_the_block_never_sees_sigint() -> None:
+    """A child started inside the block has SIGINT blocked from its first instruction (the mask
+    survives fork and exec): a Ctrl-C that reaches it while it starts up stays pending, harmless."""
+    with interrupt.children_ignore_sigint():
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.2)
+        blocked = next(
+            int(line.split()[1], 16)
+            for line in Path(f"/proc/{child.pid}/status").read_text().splitlines()
+            if line.startswith("SigBlk:")
+        )
+        assert blocked & (1 << (signal.SIGINT - 1)), f"SigBlk {blocked:#x}"
+        os.kill(child.pid, signal.SIGINT)
+        time.sleep(0.3)
+        assert child.poll() is None, "the child died of SIGINT"
+    finally:
+        child.kill()
+        child.wait(30)
+    assert not signal.pthread_sigmask(signal.SIG_BLOCK, set()) & {signal.SIGINT}, "the mask is restored"
+
+
+_FORKSERVER_UNDER_SIGINT = """
+import multiprocessing, os, signal, sys, time
+from multiprocessing import forkserver
+from infonce_spec.conformance.interrupt import children_ignore_sigint
+if __name__ == "__main__":
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch"])
+    with children_ignore_sigint():
+        forkserver.ensure_running()
+    server = forkserver._forkserver._forkserver_pid
+    time.sleep(0.5)
+    os.kill(server, signal.SIGINT)  # while it imports torch
+    worker = context.Process(target=time.sleep, args=(0,))
+    worker.start()
+    worker.join(120)
+    if forkserver._forkserver._forkserver_pid != server:
+        sys.exit("the forkserver died of the SIGINT and was started again")
+    sys.exit(worker.exitcode)
+"""
+
+
+def test_a_forkserver_started_in_the_block_survives_sigint_while_importing_torch(tmp_path: Path) -> None:
+    """The forkserver's start also starts multiprocessing's resource tracker, which unblocks SIGINT
+    in the starting thread: the block starts the tracker first, so the forkserver still starts
+    with SIGINT blocked and a Ctrl-C in the middle of its torch import leaves it serving."""
+    script = tmp_path / "forkserver_under_sigint.py"
+    script.write_text(_FORKSERVER_UNDER_SIGINT)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "KeyboardInterrupt" not in done.stderr, done.stderr[-2000:]
 
 
 def test_fail_fast_leaves_clauses_not_run() -> None:

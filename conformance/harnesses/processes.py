@@ -344,7 +344,7 @@ class RankPool:
             )
             for r in range(self.world_size)
         ]
-        with no_main_reimport():
+        with no_main_reimport(), children_ignore_sigint():
             for p in self._procs:
                 p.start()
         what = "while loading the adapter"
