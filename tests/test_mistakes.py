@@ -39,6 +39,7 @@ from infonce_spec.conformance.mistakes import (
     MISTAKES,
     Emulation,
     EncoderObservation,
+    MemoryObservation,
     Mistake,
     RankObservation,
     emulate,
@@ -49,6 +50,8 @@ from infonce_spec.conformance.mistakes.ranks import rank_outputs
 from infonce_spec.conformance.mutants.adapter import TorchAdapter, adapter_for
 from infonce_spec.conformance.mutants.base import InfoNCE, Options
 from infonce_spec.conformance.mutants.catalogue import CATALOGUE
+from infonce_spec.conformance.properties.cached import GROWTH, K_SCAN, N1, LossStageMemory
+from infonce_spec.conformance.properties.memory import peak_bytes
 from infonce_spec.conformance.protocol import (
     EmbeddingCase,
     EncoderCase,
@@ -65,14 +68,14 @@ from infonce_spec.vocabulary import DIRECTIONS, HARDNESS_MODES, PARTITION_MODES
 Case = tuple[np.ndarray, np.ndarray, Config]
 
 #: Catalogue mutants with no mistake: faults (an exception or a None output is no computation to
-#: emulate); a fresh dropout mask (the framework's random draws) and the loss stage's memory (values
-#: right) have no closed form.
+#: emulate); a fresh dropout mask (the framework's random draws) has no closed form.
 WITHOUT_MISTAKE = {"hard_negatives_by_cat", "shape_crash_varying", "scale_grad_none"}
-WITHOUT_CLOSED_FORM = {"cache_no_rng_replay", "cache_full_mask", "cache_backward_once"}
+WITHOUT_CLOSED_FORM = {"cache_no_rng_replay"}
 
 EMBEDDING_MISTAKES = sorted(m.id for m in MISTAKES.values() if m.kind == "embeddings")
 RANK_MISTAKES = sorted(m.id for m in MISTAKES.values() if m.kind == "ranks")
 CACHE_MISTAKES = sorted(m.id for m in MISTAKES.values() if m.kind == "encoder")
+MEMORY_MISTAKES = sorted(m.id for m in MISTAKES.values() if m.kind == "memory")
 
 
 def draw_case(
@@ -202,7 +205,9 @@ def test_every_mutant_with_a_closed_form_has_its_mistake_with_its_clause():
     for m in MISTAKES.values():
         levels = {CATALOGUE[x].level for x in m.mutants}
         assert levels <= {
-            {"embeddings": "embeddings", "ranks": "data_parallel", "encoder": "encoder"}[m.kind]
+            {"embeddings": "embeddings", "ranks": "data_parallel", "encoder": "encoder", "memory": "encoder"}[
+                m.kind
+            ]
         }
 
 
@@ -461,3 +466,47 @@ def test_the_cache_mistake_computes_what_its_mutant_returns_and_is_named_alone(m
 
 def test_the_correct_cached_adapter_is_never_explained():
     assert_never_explained(encoder_of(TorchAdapter(), "correct"), CACHE_MISTAKES)
+
+
+# --------------------------------------------------------------------------- loss-stage memory (CACHE-5)
+def memory_observation(adapter: Any) -> MemoryObservation:
+    """The CACHE-5 property's three measurements on ``adapter`` (N1 and N2 at K = 1, N2 at K_SCAN),
+    whatever its verdict."""
+    prop = LossStageMemory()
+    config = Config(
+        directions=("query_to_doc", "doc_to_doc"), hardness_mode="all_negatives", hardness_strength=1.0
+    )
+    case = {"config": config, "mini_batch_size": 1, "seed": 0}
+    points = ((N1, 1), (N1 * GROWTH, 1), (N1 * GROWTH, K_SCAN))
+    peaks = tuple(peak_bytes(adapter, prop._case(case, n, "float64", k))[0] for n, k in points)
+    return MemoryObservation((N1, N1 * GROWTH), K_SCAN, peaks)
+
+
+@pytest.mark.parametrize("mistake_id", MEMORY_MISTAKES)
+def test_the_memory_mistake_is_named_alone_on_its_mutant(mistake_id):
+    """The growth in N says quadratic for both CACHE-5 mutants; the growth in K tells an N x N array
+    (hardly any) from graphs kept alive (linear)."""
+    observation = memory_observation(CATALOGUE[MISTAKES[mistake_id].mutant].adapter)
+    assert [m.id for m in explain([observation])] == [mistake_id], observation.exponents
+
+
+def test_the_correct_cached_adapters_memory_is_never_explained():
+    observation = memory_observation(TorchAdapter())
+    assert explain([observation]) == [], observation.exponents
+
+
+def test_a_cache5_mutant_run_names_its_mistake_on_its_root_line():
+    """The plumbing: the failing CACHE-5 property measures the K scan, the runner carries it into the
+    failure, and the root's line names the mistake."""
+    report = run_adapter(
+        CATALOGUE["cache_full_mask"].spec,
+        profile="quick",
+        select=lambda p: p.name == "cached/loss_stage_memory",
+        reproducer_dir=None,
+    )
+    (root,) = report.diagnosis.roots
+    assert root.clause == "CACHE-5"
+    assert root.matches == [
+        f"matches: {MISTAKES['cache_full_mask'].description} (known mistake `cache_full_mask`)"
+    ]
+    assert isinstance(root.smallest.failure.observed, MemoryObservation)

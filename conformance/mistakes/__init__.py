@@ -13,7 +13,9 @@ How a variant is computed: :mod:`.emulation` (the spec's loss with one switch pe
 wrong, exact to float64 rounding); the mistakes themselves: :mod:`.catalogue`; the matching:
 :mod:`.explain`. Above one process' embeddings: :mod:`.ranks` (what every rank of a faulty
 data-parallel implementation returns, from the emulation of the global batch) and :mod:`.cached`
-(what a faulty GradCache returns for a linear encoder, through the chain rule). The catalogue is described in docs/mutants.md ("Known mistakes").
+(what a faulty GradCache returns for a linear encoder, through the chain rule); :mod:`.memory` (how
+a faulty GradCache's peak memory grows, CACHE-5: exponents, no values). The catalogue is described
+in docs/mutants.md ("Known mistakes").
 
 No torch here: the module runs wherever the suite runs.
 """
@@ -24,6 +26,7 @@ from .cached import CacheMistake, EncoderObservation
 from .catalogue import MISTAKES, Mistake, Observation
 from .emulation import Emulation, Outputs, emulate
 from .explain import Match, explain, outputs_agree
+from .memory import MemoryMistake, MemoryObservation
 from .ranks import RankMistake, RankObservation
 
 __all__ = [
@@ -32,6 +35,8 @@ __all__ = [
     "Emulation",
     "EncoderObservation",
     "Match",
+    "MemoryMistake",
+    "MemoryObservation",
     "Mistake",
     "Observation",
     "Outputs",

@@ -1,6 +1,7 @@
 """The known mistakes: one :class:`Mistake` per bug, with its clause, its provenance, the catalogue
 mutant that has it, and the :class:`~.emulation.Emulation` switches that compute it. :data:`MISTAKES`
-also holds the data-parallel ones (:mod:`.ranks`) and the GradCache ones (:mod:`.cached`)."""
+also holds the data-parallel ones (:mod:`.ranks`), the GradCache ones (:mod:`.cached`) and the
+loss-stage memory ones (:mod:`.memory`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from infonce_spec.vocabulary import COS_EPS
 from ..tolerances import Bounds, embedding_bounds
 from .cached import CACHE_MISTAKES
 from .emulation import Emulation, Outputs, emulate, emulate_with_unit_grads
+from .memory import MEMORY_MISTAKES
 from .ranks import RANK_MISTAKES
 
 __all__ = ["MISTAKES", "Mistake", "Observation"]
@@ -344,4 +346,4 @@ _ALL: tuple[Mistake, ...] = (
 )  # fmt: skip
 
 #: Every known mistake by id: the embedding-level ones, then the data-parallel and GradCache ones.
-MISTAKES: dict[str, Any] = {m.id: m for m in (*_ALL, *RANK_MISTAKES, *CACHE_MISTAKES)}
+MISTAKES: dict[str, Any] = {m.id: m for m in (*_ALL, *RANK_MISTAKES, *CACHE_MISTAKES, *MEMORY_MISTAKES)}

@@ -20,7 +20,10 @@ x13.5 against x8 for linear and x64 for quadratic; correct implementations measu
 catalogue mutants N^1.68 and N^1.96); m = 1 and K = 1 keep the linear part small (query_to_doc, plus
 doc_to_doc and a hardness mode where claimed: the code paths that build masks), so that a quadratic
 term dominates already at N = 256. The meter (:mod:`.memory`) sees torch allocations only, so the
-property needs ``Capabilities.torch_memory`` besides ``cached``.
+property needs ``Capabilities.torch_memory`` besides ``cached``. When it fails and the claim allows
+hard negatives, the peak is measured once more at N2 with :data:`K_SCAN` documents per query, so
+that the known mistakes can say which quadratic term it is (an N x N array hardly grows with K;
+graphs kept alive grow linearly in it: :mod:`..mistakes.memory`).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from hypothesis import strategies as st
 from infonce_spec.reference import Config, linear_encoder_grad
 
 from ..compare import ConformanceFailure, PremiseFailure, fail
-from ..mistakes import EncoderObservation
+from ..mistakes import EncoderObservation, MemoryObservation
 from ..protocol import Capabilities, DropoutCase, EncoderCase, EncoderGrads, EncoderStep
 from ..strategies import draw_config, draw_embeddings
 from ..tolerances import COS_EPS, encoder_bounds, encoder_condition, round_to_dtype
@@ -378,6 +381,8 @@ class RngReplay(Property):
 
 #: CACHE-5: N grows from N1 to N1 * GROWTH; the peak may grow at most GROWTH ** MAX_EXPONENT.
 N1, GROWTH, MAX_EXPONENT = 32, 8, 1.25
+#: CACHE-5: documents per query of the measurement that tells the known mistakes apart.
+K_SCAN = 3
 
 
 class LossStageMemory(Property):
@@ -419,12 +424,12 @@ class LossStageMemory(Property):
         )
         return {"config": config, "mini_batch_size": 1, "seed": 0}
 
-    def _case(self, case: dict[str, Any], n: int, dtype: str) -> EncoderCase:
-        rng = np.random.default_rng([int(case["seed"]), n])
+    def _case(self, case: dict[str, Any], n: int, dtype: str, k: int = 1) -> EncoderCase:
+        rng = np.random.default_rng([int(case["seed"]), n, k])
         f = d = 2
-        x = round_to_dtype(rng.standard_normal((2 * n, f)), dtype)
+        x = round_to_dtype(rng.standard_normal(((1 + k) * n, f)), dtype)
         w = round_to_dtype(np.eye(d, f) + 0.1 * rng.standard_normal((d, f)), dtype)
-        step = EncoderStep(x[:n], x[n:].reshape(1, n, f), 1.0)
+        step = EncoderStep(x[:n], x[n:].reshape(k, n, f), 1.0)
         return EncoderCase(w, (step,), case["config"], int(case["mini_batch_size"]))
 
     def check(self, case: dict[str, Any], ctx: Context) -> None:
@@ -438,10 +443,15 @@ class LossStageMemory(Property):
         allowed = GROWTH**MAX_EXPONENT
         if growth > allowed:
             exponent = math.log(growth) / math.log(GROWTH)
-            raise fail(
+            exc = fail(
                 "CACHE-5",
                 f"peak memory of a cached step grew from {p1} to {p2} bytes (x{growth:.1f}) when N grew "
                 f"{n1} -> {n2} (x{GROWTH}) at mini_batch_size {case['mini_batch_size']}: N^{exponent:.2f}; "
                 f"linear (O(mini_batch_size x C)) is x{GROWTH}, allowed x{allowed:.1f}, quadratic "
                 f"(O(N x C)) x{GROWTH**2}",
             )
+            k = K_SCAN if ctx.caps.max_k is None else min(K_SCAN, ctx.caps.max_k)
+            if k > 1:  # which quadratic term: the peak at K documents per query (:mod:`..mistakes.memory`)
+                p3, _ = peak_bytes(ctx.adapter, self._case(case, n2, ctx.dtype, k))
+                exc.observed = MemoryObservation((n1, n2), k, (p1, p2, p3))
+            raise exc
