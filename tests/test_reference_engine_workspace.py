@@ -143,3 +143,26 @@ def test_only_arrays_of_a_mebibyte_or_more_are_kept(monkeypatch: pytest.MonkeyPa
     with workspace._lock:
         sizes = [workspace._nbytes(array) for array in workspace._kept]
     assert sizes and min(sizes) >= workspace.SMALLEST_KEPT, sizes
+
+
+def test_a_call_that_fails_keeps_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When a chunk fails the call raises while other workers may still write into its arrays: none
+    of them is kept for the next call."""
+    from infonce_spec.reference.engine import loss as engine_loss
+
+    real_row_blocks = engine_loss.row_blocks
+
+    def row_blocks(xp, products, start, stop, *args):
+        if start == 0:
+            raise RuntimeError("chunk at row 0 failed")
+        return real_row_blocks(xp, products, start, stop, *args)
+
+    q, docs = make_inputs(30, 2, 4, seed=26)
+    workspace.release()
+    monkeypatch.setattr(engine_loss, "row_blocks", row_blocks)
+    with pytest.raises(RuntimeError, match="chunk at row 0 failed"):
+        engine.loss_and_grad(q, docs, Config(directions=ALL_FOUR), chunk_size=3, threads=3)
+    assert workspace.kept_bytes() == 0
+    monkeypatch.setattr(engine_loss, "row_blocks", real_row_blocks)
+    engine.loss_and_grad(q, docs, Config(directions=ALL_FOUR), chunk_size=3, threads=3)
+    assert workspace.kept_bytes() > 0

@@ -14,8 +14,9 @@ that is not there is made new, as before.
 Only memory is kept, never a value: every array is written whole, or cleared, before it is read,
 exactly as a new one would be, so the numbers do not depend on what was kept. The arrays a call
 returns are never kept. Two calls at once (from two threads) never share an array: each takes its
-own, and an array is kept again only when its call has ended. A forked child keeps nothing of
-its parent's. :func:`release` frees what is kept.
+own, and an array is kept again only when its call has ended -- and only when it ended with its
+result: a call that raises (a chunk failed, and the other workers may still be writing) keeps
+nothing. A forked child keeps nothing of its parent's. :func:`release` frees what is kept.
 """
 
 from __future__ import annotations
@@ -68,8 +69,11 @@ class Workspace:
     def __enter__(self) -> Workspace:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # a chunk failed: other workers may still be writing into these arrays
+            self._taken = []
 
     def empty(self, shape: tuple[int, ...], like: Any) -> Any:
         """A float64 array of ``shape`` in ``like``'s namespace and device, its contents unspecified."""
