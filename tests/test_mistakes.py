@@ -408,21 +408,27 @@ def test_the_correct_data_parallel_adapter_is_never_explained():
     assert_never_explained(observations, RANK_MISTAKES)
 
 
+def named_root(mutant: str, prop: str, **options: Any) -> Any:
+    """The one root of a quick run of ``mutant`` with the property ``prop`` alone, after checking that
+    it is the mutant's clause and that its line names the mutant's own mistake."""
+    report = run_adapter(
+        CATALOGUE[mutant].spec,
+        profile="quick",
+        select=lambda p: p.name == prop,
+        reproducer_dir=None,
+        **options,
+    )
+    (root,) = report.diagnosis.roots
+    assert root.clause == CATALOGUE[mutant].clause
+    assert root.matches == [f"matches: {MISTAKES[mutant].description} (known mistake `{mutant}`)"]
+    return root
+
+
 def test_a_data_parallel_mutant_run_names_its_mistake_on_its_root_line():
     """The plumbing: the data-parallel property keeps every rank's outputs on the failing case, the
     runner carries them into the failure, and the root's line names the mistake."""
-    report = run_adapter(
-        CATALOGUE["dp_loss_times_world"].spec,
-        profile="quick",
-        world_sizes=(W,),
-        select=lambda p: p.name == "data_parallel/embeddings",
-        reproducer_dir=None,
-    )
-    (root,) = report.diagnosis.roots
+    root = named_root("dp_loss_times_world", "data_parallel/embeddings", world_sizes=(W,))
     assert root.clause == "DP-2"
-    assert root.matches == [
-        f"matches: {MISTAKES['dp_loss_times_world'].description} (known mistake `dp_loss_times_world`)"
-    ]
     assert "known mistake `dp_loss_times_world`" in root.line()
     assert isinstance(root.smallest.failure.observed, RankObservation)
 
@@ -498,15 +504,5 @@ def test_the_correct_cached_adapters_memory_is_never_explained():
 def test_a_cache5_mutant_run_names_its_mistake_on_its_root_line():
     """The plumbing: the failing CACHE-5 property measures the K scan, the runner carries it into the
     failure, and the root's line names the mistake."""
-    report = run_adapter(
-        CATALOGUE["cache_full_mask"].spec,
-        profile="quick",
-        select=lambda p: p.name == "cached/loss_stage_memory",
-        reproducer_dir=None,
-    )
-    (root,) = report.diagnosis.roots
-    assert root.clause == "CACHE-5"
-    assert root.matches == [
-        f"matches: {MISTAKES['cache_full_mask'].description} (known mistake `cache_full_mask`)"
-    ]
+    root = named_root("cache_full_mask", "cached/loss_stage_memory")
     assert isinstance(root.smallest.failure.observed, MemoryObservation)
