@@ -204,6 +204,9 @@ class Products:
         self._map_rows = map_rows
         #: The column sides of the streamed pieces (the hard negatives', and the square ones' unless held).
         self._streamed_columns = {col for row, col in pieces if col == "dh" or not self.hold}
+        # A held q d0^T is formed in its rows' gradient array: its rows are always a piece
+        # (query_to_doc's positives; query_to_doc is always selected, DIR-1), which every chunk
+        # overwrites with their gradient.
         self._held = {
             pair: _Held(
                 padded(self.workspace, n, n, u_q),
