@@ -28,6 +28,7 @@ graphs kept alive grow linearly in it: :mod:`..mistakes.memory`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -452,6 +453,7 @@ class LossStageMemory(Property):
             )
             k = K_SCAN if ctx.caps.max_k is None else min(K_SCAN, ctx.caps.max_k)
             if k > 1:  # which quadratic term: the peak at K documents per query (:mod:`..mistakes.memory`)
-                p3, _ = peak_bytes(ctx.adapter, self._case(case, n2, ctx.dtype, k))
-                exc.observed = MemoryObservation((n1, n2), k, (p1, p2, p3))
+                with contextlib.suppress(Exception):  # at worst an explanation is lost, never the verdict
+                    p3, _ = peak_bytes(ctx.adapter, self._case(case, n2, ctx.dtype, k))
+                    exc.observed = MemoryObservation((n1, n2), k, (p1, p2, p3))
             raise exc
