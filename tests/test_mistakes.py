@@ -506,3 +506,28 @@ def test_a_cache5_mutant_run_names_its_mistake_on_its_root_line():
     failure, and the root's line names the mistake."""
     root = named_root("cache_full_mask", "cached/loss_stage_memory")
     assert isinstance(root.smallest.failure.observed, MemoryObservation)
+
+
+def test_an_adapter_failing_the_extra_measurement_keeps_its_cache5_verdict():
+    """The measurement at K_SCAN only explains: an adapter that fails there still fails CACHE-5, with
+    no observation (and so no explanation)."""
+    from types import SimpleNamespace
+
+    from infonce_spec.conformance.compare import ConformanceFailure
+
+    inner = CATALOGUE["cache_full_mask"].adapter
+
+    class NoHardNegativesAfterAll:
+        def encoder(self, case: EncoderCase) -> Any:
+            if case.steps[0].x_docs.shape[0] > 1:
+                raise RuntimeError("K > 1 is not supported after all")
+            return inner.encoder(case)
+
+    prop = LossStageMemory()
+    caps = SimpleNamespace(max_k=None)
+    ctx = SimpleNamespace(adapter=NoHardNegativesAfterAll(), caps=caps, dtype="float64", notes=[])
+    config = Config(directions=("query_to_doc", "doc_to_doc"))
+    with pytest.raises(ConformanceFailure) as failure:
+        prop.check({"config": config, "mini_batch_size": 1, "seed": 0}, ctx)
+    assert failure.value.clause == "CACHE-5"
+    assert getattr(failure.value, "observed", None) is None
