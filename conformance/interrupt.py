@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import signal
 import threading
 import time
@@ -48,9 +49,12 @@ __all__ = [
     "set_deadline",
     "settle",
     "shutdown",
+    "stop_resource_tracker",
 ]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Seconds the end of a run waits for multiprocessing's resource tracker to exit before killing it.
+TRACKER_WAIT = 5.0
 #: A second signal this many seconds after the first forces the stop where no safe point comes
 #: (``timeout -s INT`` delivers one signal to the process and one to its group, at once).
 FORCE_AFTER = 1.0
@@ -155,12 +159,36 @@ def shutdown(*, resource_tracker: bool = True) -> None:
     stopped = end_of_run()
     gc.collect()  # closed queues: their semaphores are unlinked by their finalizers
     if resource_tracker and stopped:
-        from multiprocessing import resource_tracker as tracker
+        stop_resource_tracker()
 
-        stop = getattr(tracker._resource_tracker, "_stop", None)
-        if stop is not None:
-            with contextlib.suppress(Exception):
-                stop()
+
+def stop_resource_tracker(wait: float = TRACKER_WAIT) -> None:
+    """Stop multiprocessing's resource tracker of this process: close its pipe -- it exits once
+    every writer has closed its copy, after unlinking what is still registered -- and reap it. A
+    tracker still running after ``wait`` seconds (some process still holds a copy of the pipe) is
+    killed rather than waited for: the run's end never hangs on it. (multiprocessing's own stop
+    waits for it without a limit.)"""
+    from multiprocessing import resource_tracker
+
+    tracker = resource_tracker._resource_tracker
+    lock = getattr(tracker, "_lock", None)
+    with lock if lock is not None else contextlib.nullcontext():
+        fd, pid = getattr(tracker, "_fd", None), getattr(tracker, "_pid", None)
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        tracker._fd = tracker._pid = None
+    if pid is None:
+        return
+    deadline = time.monotonic() + wait
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(pid, os.WNOHANG)[0] == 0:
+            if time.monotonic() >= deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return
+            time.sleep(0.02)
 
 
 def _handler(signum: int, frame: Any) -> None:

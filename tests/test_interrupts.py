@@ -156,6 +156,38 @@ def test_a_forkserver_started_in_the_block_survives_sigint_while_importing_torch
     assert "KeyboardInterrupt" not in done.stderr, done.stderr[-2000:]
 
 
+_TRACKER_HELD_OPEN = """
+import os, sys, time
+from multiprocessing import resource_tracker
+from infonce_spec.conformance.interrupt import stop_resource_tracker
+if __name__ == "__main__":
+    resource_tracker.ensure_running()
+    tracker = resource_tracker._resource_tracker._pid
+    holder = os.fork()
+    if holder == 0:  # keeps its copy of the tracker's pipe open
+        time.sleep(60)
+        os._exit(0)
+    start = time.monotonic()
+    stop_resource_tracker(wait=1.0)
+    took = time.monotonic() - start
+    os.kill(holder, 9)
+    os.waitpid(holder, 0)
+    alive = os.path.exists(f"/proc/{tracker}")
+    sys.exit(0 if took < 10 and not alive else f"took {took:.1f} s, tracker alive {alive}")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks a holder of the pipe")
+def test_the_resource_tracker_stop_never_hangs(tmp_path: Path) -> None:
+    """The tracker exits only once every writer of its pipe has closed it; a process that kept a
+    copy would make multiprocessing's own stop wait forever. The run's stop waits a bounded time,
+    then kills it."""
+    script = tmp_path / "tracker_held_open.py"
+    script.write_text(_TRACKER_HELD_OPEN)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
+
+
 def test_fail_fast_leaves_clauses_not_run() -> None:
     """Clauses that only the properties after the early stop cover read "not run (--fail-fast)"."""
     rep = run_adapter(
