@@ -531,3 +531,8 @@ def test_an_adapter_failing_the_extra_measurement_keeps_its_cache5_verdict():
         prop.check({"config": config, "mini_batch_size": 1, "seed": 0}, ctx)
     assert failure.value.clause == "CACHE-5"
     assert getattr(failure.value, "observed", None) is None
+
+
+def test_a_memory_observation_without_peaks_is_explained_by_nothing():
+    """A peak of 0 (nothing measured at one point) gives no exponent, and no mistake matches."""
+    assert explain([MemoryObservation((32, 256), 3, (1000, 64000, 0))]) == []

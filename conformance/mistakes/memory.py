@@ -47,8 +47,11 @@ class MemoryObservation:
 
     @property
     def exponents(self) -> tuple[float, float]:
-        """How the peak grows: ``(e_N, e_K)`` with peak ~ N^e_N at K = 1 and ~ K^e_K at N = n[1]."""
+        """How the peak grows: ``(e_N, e_K)`` with peak ~ N^e_N at K = 1 and ~ K^e_K at N = n[1]
+        (NaN, which matches nothing, where a peak is not positive)."""
         p1, p2, p3 = self.peaks
+        if min(p1, p2, p3) <= 0:
+            return math.nan, math.nan
         return math.log(p2 / p1) / math.log(self.n[1] / self.n[0]), math.log(p3 / p2) / math.log(self.k)
 
     def agrees(self, predicted: tuple[float, float], bounds: tuple[float, float], dtype: str) -> bool:
