@@ -115,6 +115,16 @@ def conformance(
     return code, data, f"{out[-4000:]}\n{err[-4000:]}"
 
 
+def level3(
+    env: Path, tmp: Path, adapter: str, world_sizes: str, select: str = "data_parallel"
+) -> tuple[int, dict[str, Any], str]:
+    """:func:`conformance` of ``adapter``'s data-parallel properties (``select``) at ``world_sizes``,
+    quick profile."""
+    return conformance(
+        env, tmp, adapter, "--profile", "quick", "--select", select, "--world-sizes", world_sizes
+    )
+
+
 def statuses(data: dict[str, Any]) -> dict[tuple[str, int | None], str]:
     """``{(property, world size): status}`` of the single adapter in the report."""
     (report,) = data["reports"]
@@ -145,16 +155,8 @@ def test_jax_adapter_passes_every_level_without_torch(jax_env: Path, tmp_path: P
 def test_jax_mutant_gathering_without_gradient_is_one_dp3_root(jax_env: Path, tmp_path: Path) -> None:
     """``stop_gradient`` around the all-gather (only the local block keeps its autodiff connection)
     is caught at W = 2 and diagnosed as exactly one root, DP-3."""
-    code, data, output = conformance(
-        jax_env,
-        tmp_path,
-        f"{EXAMPLES / 'jax_adapter.py'}:gather_without_gradient",
-        "--profile",
-        "quick",
-        "--select",
-        "data_parallel",
-        "--world-sizes",
-        "1,2",
+    code, data, output = level3(
+        jax_env, tmp_path, f"{EXAMPLES / 'jax_adapter.py'}:gather_without_gradient", "1,2"
     )
     assert code == 1, output
     roots = data["reports"][0]["root_causes"]
@@ -171,16 +173,8 @@ def test_jax_one_process_per_rank_passes_level3_and_catches_the_gather_without_g
     """The rendezvous form: W spawned ranks, ``jax.distributed`` started by the adapter's ``join``
     (CPU collectives over gloo), no torch. The plain loss passes DP-1 .. DP-5 at W = 1 .. 3; the
     ``stop_gradient`` mutant is exactly one root, DP-3, found at W = 2."""
-    code, data, output = conformance(
-        jax_env,
-        tmp_path / "plain",
-        f"{EXAMPLES / 'jax_adapter.py'}:processes",
-        "--profile",
-        "quick",
-        "--select",
-        "data_parallel",
-        "--world-sizes",
-        "1,2,3",
+    code, data, output = level3(
+        jax_env, tmp_path / "plain", f"{EXAMPLES / 'jax_adapter.py'}:processes", "1,2,3"
     )
     assert code == 0, output
     found = statuses(data)
@@ -189,16 +183,12 @@ def test_jax_one_process_per_rank_passes_level3_and_catches_the_gather_without_g
         assert found[("data_parallel/encoder", w)] == "pass"
     assert all(found[("data_parallel/unequal_batch", w)] == "pass" for w in (2, 3))  # DP-5
     assert "one spawned process per rank" in data["reports"][0]["mode"]
-    code, data, output = conformance(
+    code, data, output = level3(
         jax_env,
         tmp_path / "mutant",
         f"{EXAMPLES / 'jax_adapter.py'}:processes_gather_without_gradient",
-        "--profile",
-        "quick",
-        "--select",
-        "data_parallel/embeddings",
-        "--world-sizes",
         "2",
+        select="data_parallel/embeddings",
     )
     assert code == 1, output
     assert [r["clause"] for r in data["reports"][0]["root_causes"]] == ["DP-3"], output
@@ -319,17 +309,7 @@ def test_tensorflow_adapter_passes_every_level_without_torch(tf_env: Path, tmp_p
 def test_tensorflow_one_process_per_rank_passes_level3(tf_env: Path, tmp_path: Path) -> None:
     """The rendezvous form: W spawned workers, each starting a MultiWorkerMirroredStrategy from the
     ``TF_CONFIG`` its ``join`` writes (collectives over gRPC), no torch; DP-1 .. DP-5 at W = 1, 2."""
-    code, data, output = conformance(
-        tf_env,
-        tmp_path,
-        f"{EXAMPLES / 'tf_adapter.py'}:processes",
-        "--profile",
-        "quick",
-        "--select",
-        "data_parallel",
-        "--world-sizes",
-        "1,2",
-    )
+    code, data, output = level3(tf_env, tmp_path, f"{EXAMPLES / 'tf_adapter.py'}:processes", "1,2")
     assert code == 0, output
     found = statuses(data)
     assert all(

@@ -45,7 +45,7 @@ def _nbytes(x: Any) -> int:
     count = 1
     for size in x.shape:
         count *= int(size)
-    return count * 8  # the engine works in float64
+    return count * 8
 
 
 def _fits(x: Any, shape: tuple[int, ...], like: Any) -> bool:
